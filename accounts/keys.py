@@ -1,0 +1,167 @@
+"""sk-hub API keys: generation, hashing, look-up from a request, revocation.
+
+The full key exists only in the creator's response; the database holds its
+SHA-256 hash (unique, indexed) and a short display prefix. Look-ups are cached
+by hash, so a request with a known key costs no query; revocation and edits
+delete the cache entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from .models import ApiKey, User
+
+KEY_PREFIX = "sk-hub-"
+# 36 random bytes -> 48 URL-safe characters after the prefix.
+RANDOM_BYTES = 36
+DISPLAY_PREFIX_LENGTH = len(KEY_PREFIX) + 6
+
+
+def generate_raw_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(RANDOM_BYTES)
+
+
+def hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+
+
+def looks_like_key(raw_key: str) -> bool:
+    return raw_key.startswith(KEY_PREFIX) and len(raw_key) > len(KEY_PREFIX) + 40
+
+
+@dataclass(frozen=True)
+class KeyIdentity:
+    """What a request needs to know about its key; safe to cache (no secret in it)."""
+
+    key_id: int
+    public_id: str
+    user_id: int
+    name: str
+    allowed_models: tuple[str, ...]
+    expires_at: datetime | None
+    revoked: bool
+    spend_cap_usd: Decimal | None
+
+    def refusal(self, now: datetime | None = None) -> str | None:
+        """Why this key may not be used now, or None."""
+        if self.revoked:
+            return "This API key has been revoked."
+        if self.expires_at is not None and self.expires_at <= (now or timezone.now()):
+            return f"This API key expired at {self.expires_at:%Y-%m-%d %H:%M} UTC."
+        return None
+
+    def allows_model(self, model_names: tuple[str, ...] | list[str]) -> bool:
+        """True when the allow-list is empty or names one of the model's names (canonical or alias)."""
+        return not self.allowed_models or any(name in self.allowed_models for name in model_names)
+
+
+def _identity(key: ApiKey) -> KeyIdentity:
+    return KeyIdentity(
+        key_id=key.pk,
+        public_id=key.public_id,
+        user_id=key.user_id,
+        name=key.name,
+        allowed_models=tuple(key.allowed_models or ()),
+        expires_at=key.expires_at,
+        revoked=key.revoked_at is not None,
+        spend_cap_usd=key.spend_cap_usd,
+    )
+
+
+def _cache_key(key_hash: str) -> str:
+    return f"apikey:{key_hash}"
+
+
+def normalise_model_list(names) -> list[str]:
+    """Trim and de-duplicate, keeping case and order: invisible whitespace must not hide a model."""
+    seen: dict[str, None] = {}
+    for name in names or ():
+        cleaned = str(name).strip()
+        if cleaned:
+            seen.setdefault(cleaned, None)
+    return list(seen)
+
+
+def create_key(
+    user: User,
+    name: str,
+    *,
+    expires_at: datetime | None = None,
+    allowed_models=(),
+    spend_cap_usd: Decimal | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the full key, which is never retrievable again."""
+    raw_key = generate_raw_key()
+    key = ApiKey.objects.create(
+        user=user,
+        name=name.strip() or "default",
+        prefix=raw_key[:DISPLAY_PREFIX_LENGTH],
+        key_hash=hash_key(raw_key),
+        expires_at=expires_at,
+        allowed_models=normalise_model_list(allowed_models),
+        spend_cap_usd=spend_cap_usd,
+    )
+    return key, raw_key
+
+
+def lookup(raw_key: str) -> KeyIdentity | None:
+    """The identity behind a presented key (usable or not), or None if unknown."""
+    if not looks_like_key(raw_key):
+        return None
+    key_hash = hash_key(raw_key)
+    identity = cache.get(_cache_key(key_hash))
+    if identity is not None:
+        return identity
+    key = ApiKey.objects.filter(key_hash=key_hash).first()
+    if key is None:
+        return None
+    identity = _identity(key)
+    cache.set(_cache_key(key_hash), identity, timeout=settings.TOKENHUB_KEY_CACHE_SECONDS)
+    return identity
+
+
+alookup = sync_to_async(lookup, thread_sensitive=False)
+
+
+def forget(key: ApiKey) -> None:
+    """Drop the cached identity so the next request reads the row again."""
+    cache.delete(_cache_key(key.key_hash))
+
+
+def revoke_key(key: ApiKey) -> bool:
+    """Revoke once; returns False when it was already revoked."""
+    with transaction.atomic():
+        changed = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    forget(key)
+    key.refresh_from_db(fields=["revoked_at"])
+    return bool(changed)
+
+
+# key id -> monotonic time of this process's last last_used_at write.
+_last_touch: dict[int, float] = {}
+
+
+def touch(key_id: int) -> bool:
+    """Record use without a write per request: at most one UPDATE per key per interval per process."""
+    now = time.monotonic()
+    last = _last_touch.get(key_id)
+    if last is not None and now - last < settings.TOKENHUB_KEY_TOUCH_SECONDS:
+        return False
+    _last_touch[key_id] = now
+    ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+    return True
+
+
+atouch = sync_to_async(touch, thread_sensitive=False)

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts import keys
+from accounts.models import User
+
+
+class Command(BaseCommand):
+    help = "Create an sk-hub API key for a user and print it, alone, on stdout (it is shown only once)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--name", default="default")
+
+    def handle(self, *args, username, name, **options):
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f'No user "{username}".')
+        _key, raw_key = keys.create_key(user, name)
+        self.stdout.write(raw_key)

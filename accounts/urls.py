@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import path, reverse_lazy
+
+from . import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("signup/", views.signup, name="signup"),
+    path("login/", views.ThrottledLoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "password/change/",
+        auth_views.PasswordChangeView.as_view(
+            template_name="accounts/form_page.html",
+            success_url=reverse_lazy("accounts:password_change_done"),
+            extra_context={"title": "Change password", "submit": "Change password"},
+        ),
+        name="password_change",
+    ),
+    path(
+        "password/change/done/",
+        auth_views.PasswordChangeDoneView.as_view(
+            template_name="accounts/message_page.html",
+            extra_context={"title": "Password changed", "message": "Your password has been changed."},
+        ),
+        name="password_change_done",
+    ),
+    path(
+        "password/reset/",
+        auth_views.PasswordResetView.as_view(
+            template_name="accounts/form_page.html",
+            email_template_name="accounts/password_reset_email.txt",
+            success_url=reverse_lazy("accounts:password_reset_done"),
+            extra_context={"title": "Reset password", "submit": "Send reset link"},
+        ),
+        name="password_reset",
+    ),
+    path(
+        "password/reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(
+            template_name="accounts/message_page.html",
+            extra_context={
+                "title": "Check your email",
+                "message": "If an account uses that address, a link to reset its password is on its way.",
+            },
+        ),
+        name="password_reset_done",
+    ),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            template_name="accounts/form_page.html",
+            success_url=reverse_lazy("accounts:password_reset_complete"),
+            extra_context={"title": "Choose a new password", "submit": "Set password"},
+        ),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password/reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(
+            template_name="accounts/message_page.html",
+            extra_context={"title": "Password set", "message": "Your new password is set. You can log in now."},
+        ),
+        name="password_reset_complete",
+    ),
+    path("keys/", views.key_list, name="keys"),
+    path("keys/<str:public_id>/revoke/", views.key_revoke, name="key_revoke"),
+]

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from . import keys
+from .forms import ApiKeyForm, SignupForm, ThrottledAuthenticationForm
+from .models import ApiKey
+
+
+def get_key_for_user(request, public_id: str) -> ApiKey:
+    """The user's own key, or 404 for anyone else's."""
+    return get_object_or_404(ApiKey, public_id=public_id, user=request.user)
+
+
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("accounts:keys")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, "Welcome to TokenHub. Create an API key to make your first call.")
+        return redirect("accounts:keys")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+class ThrottledLoginView(LoginView):
+    form_class = ThrottledAuthenticationForm
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+
+@login_required
+def key_list(request):
+    form = ApiKeyForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        _key, new_key = keys.create_key(request.user, **form.cleaned_data)
+        form = ApiKeyForm()
+    context = {
+        "form": form,
+        "api_keys": ApiKey.objects.for_user(request.user),
+        "new_key": new_key,
+        "base_url": request.build_absolute_uri("/").rstrip("/"),
+    }
+    # The new key is rendered into this one response only; it is never stored.
+    return render(request, "accounts/keys.html", context)
+
+
+@login_required
+@require_POST
+def key_revoke(request, public_id: str):
+    key = get_key_for_user(request, public_id)
+    if keys.revoke_key(key):
+        messages.success(request, f"Key “{key.name}” revoked. Calls using it now fail with 401.")
+    return redirect("accounts:keys")

@@ -1,0 +1,8 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class ChannelsConfig(AppConfig):
+    name = "channels_app"
+    verbose_name = "Channels and model catalog"

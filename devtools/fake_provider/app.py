@@ -1,0 +1,450 @@
+"""A small, fast fake provider speaking the OpenAI and Anthropic wire formats.
+
+Deterministic: the answer is the first K words of a fixed cycle, K = min(answer
+length, max_tokens); output tokens = K; input tokens = words of every text part
++ 4 per message (+ 4 for an Anthropic top-level `system`).
+
+Faults are chosen by the upstream key the caller presents, so one server can
+play a healthy channel and a broken one side by side:
+  fail-<status>   answer every call with that HTTP status (401, 429, 500, 503…)
+  cut-<n>         streams stop (connection dropped) after n content chunks
+  slow-<ms>       wait that long before the first byte
+  nousage         never report usage
+Any other key succeeds. Paths are matched by suffix, so base URLs with or
+without `/v1` both work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+
+WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+]
+
+
+@dataclass
+class Options:
+    tokens: int = 20  # answer length in words (= stream chunks)
+    ttft_ms: float = 0.0
+    delay_ms: float = 0.0
+    models: tuple[str, ...] = ("gpt-4o-mini", "claude-sonnet-4-5", "deepseek-chat")
+    balance_usd: str = "42.50"
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    by_path: dict = field(default_factory=dict)
+    last_headers: dict = field(default_factory=dict)
+    last_body: dict = field(default_factory=dict)
+
+
+def answer_words(count: int) -> list[str]:
+    return [word + " " for word in itertools.islice(itertools.cycle(WORDS), count)]
+
+
+def _text_words(content) -> int:
+    if isinstance(content, str):
+        return len(content.split())
+    if isinstance(content, list):
+        total = 0
+        for part in content:
+            if isinstance(part, dict):
+                if isinstance(part.get("text"), str):
+                    total += len(part["text"].split())
+                elif "content" in part:
+                    total += _text_words(part["content"])
+        return total
+    return 0
+
+
+def count_input_tokens(body: dict, anthropic: bool) -> int:
+    messages = body.get("messages") or []
+    tokens = sum(_text_words(message.get("content")) + 4 for message in messages if isinstance(message, dict))
+    if anthropic and body.get("system"):
+        tokens += _text_words(body["system"]) + 4
+    return tokens
+
+
+class FakeProvider:
+    def __init__(self, options: Options | None = None):
+        self.options = options or Options()
+        self.stats = Stats()
+        self.counter = itertools.count(1)
+
+    # --- ASGI plumbing ------------------------------------------------------------
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        await self.route(scope["method"], scope["path"], headers, body, send)
+
+    async def respond_json(self, send, status: int, payload, extra_headers=()):
+        data = json.dumps(payload).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers + list(extra_headers)})
+        await send({"type": "http.response.body", "body": data})
+
+    async def start_stream(self, send):
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    # --- Routing ------------------------------------------------------------------
+    async def route(self, method, path, headers, raw_body, send):
+        stats = self.stats
+        stats.by_path[path] = stats.by_path.get(path, 0) + 1
+        if path == "/health":
+            return await self.respond_json(send, 200, {"ok": True})
+        if path == "/_stats":
+            if method == "POST":
+                self.stats = Stats()
+                return await self.respond_json(send, 200, {"reset": True})
+            return await self.respond_json(send, 200, self.stats_payload())
+        stats.requests += 1
+        stats.last_headers = headers
+        key = self.presented_key(headers)
+        if path.endswith("/user/balance"):
+            return await self.deepseek_balance(send, key)
+        if path.endswith("/credits"):
+            return await self.openrouter_credits(send, key)
+        if path.endswith("/models") and method == "GET":
+            return await self.model_list(send, headers)
+        if method != "POST":
+            return await self.respond_json(send, 404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+        try:
+            body = json.loads(raw_body or b"{}")
+        except ValueError:
+            return await self.respond_json(
+                send, 400, {"error": {"message": "bad JSON", "type": "invalid_request_error"}}
+            )
+        stats.last_body = body
+        anthropic = path.endswith("/messages") or path.endswith("/messages/count_tokens")
+        fault = await self.fault_for(key, anthropic, send)
+        if fault:
+            return
+        if path.endswith("/chat/completions"):
+            return await self.chat_completions(body, key, send)
+        if path.endswith("/messages/count_tokens"):
+            return await self.respond_json(send, 200, {"input_tokens": count_input_tokens(body, True)})
+        if path.endswith("/messages"):
+            return await self.messages(body, key, send)
+        if path.endswith("/embeddings"):
+            return await self.embeddings(body, send)
+        return await self.respond_json(send, 404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+
+    @staticmethod
+    def presented_key(headers) -> str:
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        return headers.get("x-api-key", "").strip()
+
+    async def fault_for(self, key: str, anthropic: bool, send) -> bool:
+        if not key:
+            await self.error(send, 401, "missing API key", anthropic)
+            return True
+        if key.startswith("fail-"):
+            status = int(key.split("-")[1])
+            await self.error(send, status, f"simulated upstream status {status}", anthropic)
+            return True
+        return False
+
+    async def error(self, send, status: int, message: str, anthropic: bool):
+        kinds = {
+            400: "invalid_request_error",
+            401: "authentication_error",
+            402: "billing_error",
+            403: "permission_error",
+            404: "not_found_error",
+            429: "rate_limit_error",
+            529: "overloaded_error",
+        }
+        kind = kinds.get(status, "api_error")
+        extra = [(b"retry-after", b"1")] if status == 429 else []
+        if anthropic:
+            payload = {"type": "error", "error": {"type": kind, "message": message}}
+        else:
+            payload = {"error": {"message": message, "type": kind, "code": str(status)}}
+        await self.respond_json(send, status, payload, extra)
+
+    def stats_payload(self) -> dict:
+        s = self.stats
+        return {
+            "requests": s.requests,
+            "input_tokens": s.input_tokens,
+            "output_tokens": s.output_tokens,
+            "by_path": s.by_path,
+        }
+
+    # --- Behaviour knobs from the key ---------------------------------------------
+    @staticmethod
+    def key_number(key: str, prefix: str) -> int | None:
+        for part in key.split(","):
+            if part.startswith(prefix):
+                return int(part[len(prefix) :])
+        return None
+
+    async def first_byte_wait(self, key: str):
+        slow = self.key_number(key, "slow-")
+        wait_ms = slow if slow is not None else self.options.ttft_ms
+        if wait_ms:
+            await asyncio.sleep(wait_ms / 1000)
+
+    async def chunk_wait(self):
+        if self.options.delay_ms:
+            await asyncio.sleep(self.options.delay_ms / 1000)
+
+    def answer_length(self, body: dict, default_max: int | None) -> int:
+        limit = body.get("max_completion_tokens") or body.get("max_tokens") or default_max or self.options.tokens
+        return max(0, min(self.options.tokens, int(limit)))
+
+    # --- OpenAI -------------------------------------------------------------------
+    async def chat_completions(self, body: dict, key: str, send):
+        model = body.get("model", "unknown")
+        words = answer_words(self.answer_length(body, None))
+        prompt_tokens = count_input_tokens(body, False)
+        self.stats.input_tokens += prompt_tokens
+        self.stats.output_tokens += len(words)
+        finish = "length" if len(words) < self.options.tokens else "stop"
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(words),
+            "total_tokens": prompt_tokens + len(words),
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
+        completion_id = f"chatcmpl-fake{next(self.counter)}"
+        created = int(time.time())
+        await self.first_byte_wait(key)
+        if not body.get("stream"):
+            payload = {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(words)},
+                        "finish_reason": finish,
+                        "logprobs": None,
+                    }
+                ],
+                "system_fingerprint": "fp_fake",
+            }
+            if "nousage" not in key:
+                payload["usage"] = usage
+            return await self.respond_json(send, 200, payload)
+        await self.start_stream(send)
+        cut_after = self.key_number(key, "cut-")
+
+        def chunk(delta, finish_reason=None, usage_value=None, choices=True):
+            data = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+                if choices
+                else [],
+            }
+            if usage_value is not None:
+                data["usage"] = usage_value
+            return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+        await send(
+            {"type": "http.response.body", "body": chunk({"role": "assistant", "content": ""}), "more_body": True}
+        )
+        for index, word in enumerate(words):
+            if cut_after is not None and index >= cut_after:
+                raise ConnectionAbortedError("simulated upstream drop")
+            await self.chunk_wait()
+            await send({"type": "http.response.body", "body": chunk({"content": word}), "more_body": True})
+        await send({"type": "http.response.body", "body": chunk({}, finish), "more_body": True})
+        include_usage = (body.get("stream_options") or {}).get("include_usage")
+        if include_usage and "nousage" not in key:
+            await send(
+                {"type": "http.response.body", "body": chunk(None, usage_value=usage, choices=False), "more_body": True}
+            )
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+    async def embeddings(self, body: dict, send):
+        inputs = body.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        tokens = sum(len(str(item).split()) for item in items)
+        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))]
+        await self.respond_json(
+            send,
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
+
+    async def model_list(self, send, headers):
+        if "anthropic-version" in headers:
+            data = [
+                {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+                for m in self.options.models
+            ]
+            return await self.respond_json(
+                send, 200, {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]}
+            )
+        data = [{"id": m, "object": "model", "created": 1735689600, "owned_by": "fake"} for m in self.options.models]
+        return await self.respond_json(send, 200, {"object": "list", "data": data})
+
+    async def deepseek_balance(self, send, key: str):
+        if key.startswith("fail-"):
+            return await self.error(send, int(key.split("-")[1]), "simulated", False)
+        return await self.respond_json(
+            send,
+            200,
+            {
+                "is_available": True,
+                "balance_infos": [
+                    {
+                        "currency": "USD",
+                        "total_balance": self.options.balance_usd,
+                        "granted_balance": "0.00",
+                        "topped_up_balance": self.options.balance_usd,
+                    }
+                ],
+            },
+        )
+
+    async def openrouter_credits(self, send, key: str):
+        if key.startswith("fail-"):
+            return await self.error(send, int(key.split("-")[1]), "simulated", False)
+        return await self.respond_json(send, 200, {"data": {"total_credits": 100, "total_usage": 57.5}})
+
+    # --- Anthropic ----------------------------------------------------------------
+    async def messages(self, body: dict, key: str, send):
+        model = body.get("model", "unknown")
+        if not body.get("max_tokens"):
+            return await self.error(send, 400, "max_tokens: Field required", True)
+        words = answer_words(self.answer_length(body, body.get("max_tokens")))
+        input_tokens = count_input_tokens(body, True)
+        self.stats.input_tokens += input_tokens
+        self.stats.output_tokens += len(words)
+        stop_reason = "max_tokens" if len(words) < self.options.tokens else "end_turn"
+        message_id = f"msg_fake{next(self.counter)}"
+        usage = {
+            "input_tokens": input_tokens,
+            "output_tokens": len(words),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+        await self.first_byte_wait(key)
+        if not body.get("stream"):
+            payload = {
+                "id": message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": "".join(words)}],
+                "stop_reason": stop_reason,
+                "stop_sequence": None,
+                "usage": usage,
+            }
+            if "nousage" in key:
+                payload["usage"] = {"input_tokens": 0, "output_tokens": 0}
+            return await self.respond_json(send, 200, payload)
+        await self.start_stream(send)
+        cut_after = self.key_number(key, "cut-")
+
+        def event(name, data):
+            return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+        start_usage = {
+            "input_tokens": input_tokens,
+            "output_tokens": 1,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+        if "nousage" in key:
+            start_usage = {"input_tokens": 0, "output_tokens": 0}
+        head = event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": message_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": start_usage,
+                },
+            },
+        )
+        head += event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        )
+        head += event("ping", {"type": "ping"})
+        await send({"type": "http.response.body", "body": head, "more_body": True})
+        for index, word in enumerate(words):
+            if cut_after is not None and index >= cut_after:
+                raise ConnectionAbortedError("simulated upstream drop")
+            await self.chunk_wait()
+            await send(
+                {
+                    "type": "http.response.body",
+                    "more_body": True,
+                    "body": event(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
+                    ),
+                }
+            )
+        output_tokens = 0 if "nousage" in key else len(words)
+        tail = event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        tail += event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": output_tokens},
+            },
+        )
+        tail += event("message_stop", {"type": "message_stop"})
+        await send({"type": "http.response.body", "body": tail})

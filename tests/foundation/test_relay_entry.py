@@ -1,0 +1,70 @@
+"""/v1 goes to a handler without the site's middleware; unknown endpoints answer in the caller's format."""
+
+from __future__ import annotations
+
+import anthropic
+import httpx
+import httpx2
+import openai
+import pytest
+from asgiref.sync import async_to_sync
+
+from tokenhub.asgi import application
+from tokenhub.handlers import is_relay_path
+
+
+def asgi_get(path: str, headers: dict | None = None) -> httpx.Response:
+    async def go():
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            return await client.get(path, headers=headers or {})
+
+    return async_to_sync(go)()
+
+
+def test_relay_handler_has_no_middleware():
+    # The relay's chain is the view dispatcher itself; the site's starts at its first middleware.
+    assert application.relay._middleware_chain.__wrapped__ == application.relay._get_response_async
+    assert application.site._middleware_chain.__wrapped__ != application.site._get_response_async
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("/v1", True), ("/v1/chat/completions", True), ("/v10/x", False), ("/accounts/login/", False)],
+)
+def test_relay_paths(path, expected):
+    assert is_relay_path(path) is expected
+
+
+def test_unknown_v1_endpoint_is_a_404_in_openai_shape():
+    response = asgi_get("/v1/completions")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["type"] == "not_found_error" and "/v1/completions" in error["message"]
+
+
+def test_unknown_v1_endpoint_is_a_404_in_anthropic_shape():
+    response = asgi_get("/v1/images/generations", headers={"anthropic-version": "2023-06-01"})
+    assert response.status_code == 404
+    assert response.json()["type"] == "error"
+    assert response.json()["error"]["type"] == "not_found_error"
+
+
+def test_official_sdks_raise_not_found_for_unserved_endpoints():
+    transport = httpx.ASGITransport(app=application)
+
+    async def go():
+        async with httpx.AsyncClient(transport=transport) as http:
+            oai = openai.AsyncOpenAI(
+                base_url="http://127.0.0.1/v1", api_key="sk-hub-x", http_client=http, max_retries=0
+            )
+            with pytest.raises(openai.NotFoundError, match="does not serve"):
+                await oai.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi")
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=application)) as http:
+            ant = anthropic.AsyncAnthropic(
+                base_url="http://127.0.0.1", api_key="sk-hub-x", http_client=http, max_retries=0
+            )
+            with pytest.raises(anthropic.NotFoundError, match="does not serve"):
+                await ant.beta.files.list()
+
+    async_to_sync(go)()

@@ -1,0 +1,102 @@
+"""Real servers for tests: the production ASGI stack and the fake provider, in subprocesses."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    """DATABASE_URL of the database pytest-django created, for a server in another process."""
+    params = connection.settings_dict
+    if connection.vendor != "postgresql":
+        raise RuntimeError("a server in a subprocess needs the PostgreSQL test database")
+    user = quote(params.get("USER") or "")
+    password = f":{quote(params['PASSWORD'])}" if params.get("PASSWORD") else ""
+    host, port = params.get("HOST") or "127.0.0.1", params.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{params['NAME']}"
+
+
+def server_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=test_database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    return env
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not answer {url} within {timeout}s")
+
+
+@contextlib.contextmanager
+def running(command: list[str], probe_url: str, env: dict[str, str]):
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(probe_url, process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def asgi_server(workers: int = 1, **env_overrides: str):
+    """TokenHub through gunicorn + uvicorn workers, the production stack; yields its base URL."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers), "tokenhub.asgi:application",
+    ]  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    with running(command, f"{base_url}/healthz", server_env(**env_overrides)):
+        yield base_url
+
+
+@contextlib.contextmanager
+def fake_provider(tokens: int = 20, ttft_ms: float = 0, delay_ms: float = 0):
+    """The bundled fake upstream on a free port; yields its base URL (ending in /v1)."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "devtools.fake_provider", "--port", str(port), "--tokens", str(tokens),
+        "--ttft-ms", str(ttft_ms), "--delay-ms", str(delay_ms),
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with running(command, f"http://127.0.0.1:{port}/health", env):
+        yield f"http://127.0.0.1:{port}/v1"

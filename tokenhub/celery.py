@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from celery.signals import beat_init, worker_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokenhub.settings")
+
+app = Celery("tokenhub")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@worker_init.connect
+@beat_init.connect
+def refuse_without_secrets(**kwargs) -> None:
+    from tokenhub.checks import exit_if_secrets_missing
+
+    exit_if_secrets_missing()

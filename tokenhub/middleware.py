@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import warnings
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from whitenoise.middleware import WhiteNoiseMiddleware
+
+
+class StaticFilesMiddleware:
+    """whitenoise behind an async-capable front.
+
+    WhiteNoiseMiddleware is sync-only, so in the middleware chain it would make
+    Django hop to a thread and back on every request, /v1 included. Here only
+    paths under the static prefix reach whitenoise; everything else is awaited
+    directly.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        with warnings.catch_warnings():
+            # STATIC_ROOT exists only after collectstatic; finders serve without it.
+            warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
+            self.whitenoise = WhiteNoiseMiddleware(get_response=None)
+        self.prefix = self.whitenoise.static_prefix
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        return self.static_response(request) or self.get_response(request)
+
+    async def __acall__(self, request):
+        # The lookup is a dict access (a stat() with autorefresh in DEBUG) and
+        # the body is streamed by Django's ASGI handler, so no thread is needed.
+        response = self.static_response(request)
+        if response is not None:
+            return response
+        return await self.get_response(request)
+
+    def static_response(self, request):
+        path = request.path_info
+        if not path.startswith(self.prefix):
+            return None
+        if self.whitenoise.autorefresh:
+            static_file = self.whitenoise.find_file(path)
+        else:
+            static_file = self.whitenoise.files.get(path)
+        if static_file is None:
+            return None
+        return self.whitenoise.serve(static_file, request)

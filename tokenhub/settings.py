@@ -1,0 +1,214 @@
+"""TokenHub settings, read from the environment.
+
+With nothing set, the embedded default runs: a SQLite file, a local-memory
+cache and Celery tasks executed eagerly in-process. `DATABASE_URL` switches to
+PostgreSQL (psycopg 3 with Django's connection pool) and `REDIS_URL` switches
+the cache, rate limits and the Celery broker to Redis.
+
+Missing secrets are reported by `tokenhub.checks` when the web app or a worker
+starts, not here, so `collectstatic` and `generate_encryption_key` still run.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+DEBUG = env_bool("DEBUG", False)
+
+# An empty SECRET_KEY is refused by tokenhub.checks when DEBUG is off; the
+# placeholder only keeps Django importable for commands that need no secret.
+SECRET_KEY_FROM_ENV = bool(os.environ.get("SECRET_KEY", "").strip())
+SECRET_KEY = os.environ.get("SECRET_KEY", "").strip() or "insecure-development-key-not-for-production"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "ninja",
+    "tokenhub",
+    "accounts",
+    "channels_app",
+    "billing",
+    "relay",
+]
+
+# Every middleware here must be async-capable: one sync-only middleware makes
+# Django hop threads on every /v1 request (tests/foundation/test_middleware.py).
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "tokenhub.middleware.StaticFilesMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "tokenhub.urls"
+WSGI_APPLICATION = "tokenhub.wsgi.application"
+ASGI_APPLICATION = "tokenhub.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "tokenhub.context_processors.site",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
+if DATABASE_URL:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        # Django's psycopg pool: connections are borrowed per request or per
+        # ledger transaction and given back at once (CONN_MAX_AGE must be 0).
+        _db.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("DB_POOL_MIN_SIZE", 1),
+            "max_size": env_int("DB_POOL_MAX_SIZE", 10),
+            "timeout": env_int("DB_POOL_TIMEOUT", 10),
+        }
+    DATABASES = {"default": _db}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache, Redis and Celery --------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "th",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+    CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tokenhub"}}
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
+    CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2}
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE: dict = {}
+
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+# --- Auth -----------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "accounts:keys"
+LOGOUT_REDIRECT_URL = "home"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Failed log-ins per (username, client address) before further attempts are refused.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
+
+MAILERS = {"default": {"BACKEND": os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")}}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tokenhub@localhost")
+
+# --- Security -------------------------------------------------------------------
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if env_bool("BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Internationalisation -------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files ---------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", "").strip() or BASE_DIR / "staticfiles")
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "tokenhub.storage.StaticStorage"},
+}
+# Serve from the app folders as well, so a checkout runs without collectstatic;
+# `collectstatic` (the Dockerfile runs it) adds hashed, immutable file names.
+WHITENOISE_USE_FINDERS = True
+
+# --- TokenHub -------------------------------------------------------------------
+# Versioned AES-GCM keys for upstream credentials: "id:base64key,id:base64key";
+# the first one encrypts, every listed one decrypts.
+TOKENHUB_ENCRYPTION_KEYS = os.environ.get("TOKENHUB_ENCRYPTION_KEYS", "").strip()
+TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS = env_list("TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS")
+TOKENHUB_SITE_NAME = os.environ.get("TOKENHUB_SITE_NAME", "TokenHub")
+# Public origin used in SDK snippets; falls back to the request's own host.
+TOKENHUB_PUBLIC_URL = os.environ.get("TOKENHUB_PUBLIC_URL", "").strip().rstrip("/")
+# Cached API-key lookups live this long; revocation deletes the entry at once.
+TOKENHUB_KEY_CACHE_SECONDS = env_int("TOKENHUB_KEY_CACHE_SECONDS", 300)
+# last_used_at is written at most once per key per this many seconds per process.
+TOKENHUB_KEY_TOUCH_SECONDS = env_int("TOKENHUB_KEY_TOUCH_SECONDS", 60)
+TOKENHUB_SIGNUP_GRANT_USD = Decimal(os.environ.get("TOKENHUB_SIGNUP_GRANT_USD", "0"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
