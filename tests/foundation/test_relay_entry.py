@@ -12,6 +12,9 @@ from asgiref.sync import async_to_sync
 from tokenhub.asgi import application
 from tokenhub.handlers import is_relay_path
 
+# Django's request_finished signal checks the (test) database connection.
+pytestmark = pytest.mark.django_db
+
 
 def asgi_get(path: str, headers: dict | None = None) -> httpx.Response:
     async def go():
