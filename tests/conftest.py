@@ -41,3 +41,32 @@ def carol(db) -> User:
 @pytest.fixture
 def admin_user(db) -> User:
     return make_user("root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    """Tasks run through Celery: a real worker on the Redis broker, or eagerly on the embedded default."""
+    from django.conf import settings
+
+    from tokenhub.celery import app
+
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        yield None
+        return
+    from celery.contrib.testing.worker import start_worker
+
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=10) as worker:
+        yield worker
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
+    """Poll until predicate() is truthy (work done by a Celery worker in another thread)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

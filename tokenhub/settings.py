@@ -142,7 +142,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "release-stale-holds": {"task": "billing.tasks.release_stale_holds", "schedule": 60.0},
+    "reconcile-ledger": {"task": "billing.tasks.reconcile_ledger", "schedule": 3600.0},
+}
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
@@ -203,6 +206,10 @@ TOKENHUB_KEY_CACHE_SECONDS = env_int("TOKENHUB_KEY_CACHE_SECONDS", 300)
 # last_used_at is written at most once per key per this many seconds per process.
 TOKENHUB_KEY_TOUCH_SECONDS = env_int("TOKENHUB_KEY_TOUCH_SECONDS", 60)
 TOKENHUB_SIGNUP_GRANT_USD = Decimal(os.environ.get("TOKENHUB_SIGNUP_GRANT_USD", "0"))
+# The daily check-in reward, USD.
+TOKENHUB_CHECKIN_REWARD_USD = Decimal(os.environ.get("TOKENHUB_CHECKIN_REWARD_USD", "0.10"))
+# An open hold older than this belongs to a crashed worker and is released.
+TOKENHUB_HOLD_TIMEOUT_SECONDS = env_int("TOKENHUB_HOLD_TIMEOUT_SECONDS", 1800)
 
 LOGGING = {
     "version": 1,

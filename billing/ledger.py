@@ -1,0 +1,457 @@
+"""The only writer of money.
+
+Every balance change is one `Transaction` whose entries sum to zero, posted in
+one database transaction. Cached balances (a user's spendable balance and their
+holds) change in that same transaction, debits by a conditional UPDATE that
+must match exactly one row, so concurrent calls can never overdraw. Every
+operation that can be retried is idempotent: by request id, by (user, day), by
+code, or by a compare-and-set on a status column.
+
+Async callers (the relay) use the `a*` variants: each runs its whole
+transaction in a worker thread and gives the connection back before returning,
+so no connection is held while a stream is open.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from accounts.models import ApiKey
+
+from .models import (
+    CACHED_KINDS,
+    ZERO,
+    Account,
+    AccountKind,
+    CheckIn,
+    Entry,
+    Hold,
+    HoldStatus,
+    Payout,
+    PayoutStatus,
+    RedemptionCode,
+    Transaction,
+    TransactionKind,
+    UsageRecord,
+    UsageStatus,
+)
+from .pricing import Usage, quantize, split
+
+
+class LedgerError(Exception):
+    """A refused money operation; the message is safe to show to the user."""
+
+
+class InsufficientBalance(LedgerError):
+    def __init__(self, need: Decimal, have: Decimal):
+        self.need, self.have = need, have
+        super().__init__(f"insufficient balance: need ${need}, have ${have}")
+
+
+class SpendCapReached(LedgerError):
+    def __init__(self, cap: Decimal, spent: Decimal, need: Decimal):
+        self.cap, self.spent, self.need = cap, spent, need
+        super().__init__(
+            f"this key's spend cap is reached: cap ${cap}, spent ${spent}, this call may cost up to ${need}"
+        )
+
+
+class CodeRefused(LedgerError):
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+def _money(amount) -> Decimal:
+    amount = Decimal(amount) if not isinstance(amount, Decimal) else amount
+    if amount != quantize(amount):
+        raise ValueError(f"amount {amount} has more than 8 decimal places")
+    return amount
+
+
+# --- Accounts ---------------------------------------------------------------------
+
+
+def _account(code: str, kind: str, user_id: int | None = None) -> Account:
+    balance = ZERO if kind in CACHED_KINDS else None
+    account, _created = Account.objects.get_or_create(
+        code=code, defaults={"kind": kind, "user_id": user_id, "balance": balance}
+    )
+    return account
+
+
+def platform_account(kind: str) -> Account:
+    return _account(f"platform:{kind}", kind)
+
+
+def user_account(user_id: int) -> Account:
+    return _account(f"user:{user_id}", AccountKind.USER, user_id)
+
+
+def hold_account(user_id: int) -> Account:
+    return _account(f"hold:{user_id}", AccountKind.HOLD, user_id)
+
+
+def owner_account(user_id: int) -> Account:
+    return _account(f"owner:{user_id}", AccountKind.OWNER, user_id)
+
+
+def payout_account(user_id: int) -> Account:
+    return _account(f"payout:{user_id}", AccountKind.PAYOUT, user_id)
+
+
+def derived_balance(account: Account) -> Decimal:
+    # quantize: SQLite sums decimals as floats.
+    return quantize(Entry.objects.filter(account=account).aggregate(total=Coalesce(Sum("amount"), ZERO))["total"])
+
+
+def balance_of(user_id: int) -> Decimal:
+    """The user's spendable balance (holds in flight excluded)."""
+    account = Account.objects.filter(code=f"user:{user_id}").only("balance").first()
+    return account.balance if account else ZERO
+
+
+def earnings_of(user_id: int) -> Decimal:
+    """A channel owner's earnings not yet moved to their balance or paid out."""
+    account = Account.objects.filter(code=f"owner:{user_id}").first()
+    return derived_balance(account) if account else ZERO
+
+
+# --- Posting --------------------------------------------------------------------
+
+
+def _post(kind: str, legs, *, idempotency_key: str | None = None, memo: str = "", actor: str = "system") -> Transaction:
+    """Write one balanced transaction. Call inside `transaction.atomic()`.
+
+    Cached balances change here too, in primary-key order (no deadlocks);
+    a debit is `UPDATE … WHERE balance >= amount` and must match one row.
+    """
+    totals: dict[int, Decimal] = defaultdict(Decimal)
+    accounts: dict[int, Account] = {}
+    for account, amount in legs:
+        totals[account.pk] += _money(amount)
+        accounts[account.pk] = account
+    if sum(totals.values(), ZERO) != ZERO:
+        raise ValueError(f"unbalanced {kind} transaction: legs sum to {sum(totals.values(), ZERO)}")
+    txn = Transaction.objects.create(kind=kind, idempotency_key=idempotency_key, memo=memo[:200], actor=actor[:120])
+    Entry.objects.bulk_create(
+        Entry(transaction=txn, account_id=pk, amount=amount) for pk, amount in sorted(totals.items()) if amount
+    )
+    for pk in sorted(totals):
+        amount = totals[pk]
+        if not amount or accounts[pk].kind not in CACHED_KINDS:
+            continue
+        rows = Account.objects.filter(pk=pk)
+        if amount < 0:
+            rows = rows.filter(balance__gte=-amount)
+        if rows.update(balance=F("balance") + amount) != 1:
+            have = Account.objects.get(pk=pk).balance
+            raise InsufficientBalance(need=-amount, have=have)
+    return txn
+
+
+def _retry_safe(operation, find_existing):
+    """Run `operation` atomically; if a concurrent twin won the unique key, return what it made."""
+    try:
+        with transaction.atomic():
+            return operation()
+    except IntegrityError:
+        existing = find_existing()
+        if existing is None:
+            raise
+        return existing
+
+
+# --- The three stages of a relayed call -------------------------------------------
+
+
+def hold(*, user_id: int, amount: Decimal, request_id: str, api_key_id: int | None = None, model: str = "") -> Hold:
+    """Pre-deduct: move `amount` from the user's balance to their holds. Idempotent by request id."""
+    amount = _money(amount)
+    if amount < 0:
+        raise ValueError("a hold cannot be negative")
+
+    def operation() -> Hold:
+        existing = Hold.objects.filter(request_id=request_id).first()
+        if existing is not None:
+            return existing
+        if api_key_id is not None:
+            _check_spend_cap(api_key_id, amount)
+        _post(
+            TransactionKind.HOLD,
+            [(user_account(user_id), -amount), (hold_account(user_id), amount)],
+            idempotency_key=f"hold:{request_id}",
+            memo=model,
+        )
+        return Hold.objects.create(
+            request_id=request_id, user_id=user_id, api_key_id=api_key_id, amount=amount, model=model
+        )
+
+    return _retry_safe(operation, lambda: Hold.objects.filter(request_id=request_id).first())
+
+
+def _check_spend_cap(api_key_id: int, amount: Decimal) -> None:
+    key = ApiKey.objects.filter(pk=api_key_id).values("spend_cap_usd", "spent_usd").first()
+    if key and key["spend_cap_usd"] is not None and key["spent_usd"] + amount > key["spend_cap_usd"]:
+        raise SpendCapReached(cap=key["spend_cap_usd"], spent=key["spent_usd"], need=amount)
+
+
+def settle(
+    *,
+    request_id: str,
+    cost: Decimal,
+    usage: Usage,
+    owner_id: int | None = None,
+    owner_cut: Decimal = ZERO,
+    model: str = "",
+    channel: str = "",
+    latency_ms: int = 0,
+    status: str = UsageStatus.OK,
+    estimated: bool = False,
+    error: str = "",
+) -> UsageRecord:
+    """Capture `cost` from the hold, release the rest, pay the owner's cut and the platform.
+
+    Writes the call's usage record. Idempotent: settling a closed hold again
+    returns the first record and changes nothing.
+    """
+    cost = _money(cost)
+    if cost < 0:
+        raise ValueError("a cost cannot be negative")
+    with transaction.atomic():
+        held = Hold.objects.select_for_update().get(request_id=request_id)
+        if held.status != HoldStatus.OPEN:
+            return UsageRecord.objects.get(request_id=request_id)
+        spendable, holds = user_account(held.user_id), hold_account(held.user_id)
+        charged = min(cost, held.amount)
+        if cost > held.amount:
+            # The estimate was short: take the rest from the balance, never below zero.
+            available = Account.objects.select_for_update().get(pk=spendable.pk).balance
+            charged += min(cost - held.amount, available)
+        owner_share, platform_share = split(charged, owner_cut if owner_id else ZERO)
+        legs = [
+            (holds, -held.amount),
+            (spendable, held.amount - charged),
+            (platform_account(AccountKind.REVENUE), platform_share),
+        ]
+        if owner_share:
+            legs.append((owner_account(owner_id), owner_share))
+        kind = TransactionKind.SETTLE if charged else TransactionKind.RELEASE
+        txn = _post(kind, legs, idempotency_key=f"settle:{request_id}", memo=model or held.model)
+        held.status = HoldStatus.SETTLED if charged else HoldStatus.RELEASED
+        held.closed_at = timezone.now()
+        held.save(update_fields=["status", "closed_at"])
+        if held.api_key_id and charged:
+            ApiKey.objects.filter(pk=held.api_key_id).update(spent_usd=F("spent_usd") + charged)
+        return UsageRecord.objects.create(
+            request_id=request_id,
+            user_id=held.user_id,
+            api_key_id=held.api_key_id,
+            model=model or held.model,
+            channel=channel,
+            owner_id=owner_id if owner_share or owner_id else None,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_usd=charged,
+            owner_cut_usd=owner_share,
+            platform_usd=platform_share,
+            uncollected_usd=cost - charged,
+            latency_ms=latency_ms,
+            status=status,
+            estimated=estimated,
+            error=error[:300],
+            transaction=txn,
+        )
+
+
+def release(
+    *, request_id: str, status: str = UsageStatus.FAILED, error: str = "", channel: str = "", latency_ms: int = 0
+) -> UsageRecord:
+    """Refund: give the whole hold back (a failure before any output). Idempotent."""
+    return settle(
+        request_id=request_id,
+        cost=ZERO,
+        usage=Usage(),
+        status=status,
+        error=error,
+        channel=channel,
+        latency_ms=latency_ms,
+    )
+
+
+def release_stale_holds(*, older_than_seconds: int) -> int:
+    """Release holds a crashed worker left open. Each release is idempotent, so overlapping runs are safe."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    released = 0
+    for request_id in Hold.objects.filter(status=HoldStatus.OPEN, created_at__lt=cutoff).values_list(
+        "request_id", flat=True
+    ):
+        record = release(
+            request_id=request_id, status=UsageStatus.EXPIRED, error="hold expired: the call never settled"
+        )
+        released += record.status == UsageStatus.EXPIRED
+    return released
+
+
+def _in_worker_thread(function):
+    """Run a ledger function in a worker thread and return its pooled connection at once."""
+
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return sync_to_async(run, thread_sensitive=False)
+
+
+ahold = _in_worker_thread(hold)
+asettle = _in_worker_thread(settle)
+arelease = _in_worker_thread(release)
+
+
+# --- Free balance -------------------------------------------------------------------
+
+
+def grant(
+    *, user_id: int, amount: Decimal, memo: str, actor: str, kind: str = TransactionKind.ADJUST, idempotency_key=None
+) -> Transaction:
+    """Credit (or, with a negative amount, debit — never below zero) a user's balance."""
+    amount = _money(amount)
+    if not amount:
+        raise ValueError("a grant of zero changes nothing")
+    source = platform_account(AccountKind.ADJUSTMENTS if kind == TransactionKind.ADJUST else AccountKind.PROMOTIONS)
+    legs = [(source, -amount), (user_account(user_id), amount)]
+
+    def operation() -> Transaction:
+        if idempotency_key and (existing := Transaction.objects.filter(idempotency_key=idempotency_key).first()):
+            return existing
+        return _post(kind, legs, idempotency_key=idempotency_key, memo=memo, actor=actor)
+
+    return _retry_safe(operation, lambda: Transaction.objects.filter(idempotency_key=idempotency_key).first())
+
+
+def checkin(*, user_id: int, day: date, amount: Decimal) -> CheckIn:
+    """The daily reward: one per user per UTC day however often it is claimed."""
+    amount = _money(amount)
+
+    def operation() -> CheckIn:
+        existing = CheckIn.objects.filter(user_id=user_id, day=day).first()
+        if existing is not None:
+            return existing
+        txn = _post(
+            TransactionKind.CHECKIN,
+            [(platform_account(AccountKind.PROMOTIONS), -amount), (user_account(user_id), amount)],
+            idempotency_key=f"checkin:{user_id}:{day.isoformat()}",
+            memo=f"Daily check-in {day.isoformat()}",
+        )
+        return CheckIn.objects.create(user_id=user_id, day=day, amount=amount, transaction=txn)
+
+    return _retry_safe(operation, lambda: CheckIn.objects.filter(user_id=user_id, day=day).first())
+
+
+def normalise_code(text: str) -> str:
+    return "".join(text.split()).upper()
+
+
+def redeem(*, user_id: int, code: str, now: datetime | None = None) -> RedemptionCode:
+    """Redeem a code once: of two users racing for it, exactly one wins."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        found = RedemptionCode.objects.select_related("batch").filter(code=normalise_code(code)).first()
+        if found is None:
+            raise CodeRefused("unknown", "That code does not exist. Check it for typos.")
+        if found.redeemed_by_id is not None:
+            raise CodeRefused("used", "That code has already been used.")
+        if found.batch.expires_at is not None and found.batch.expires_at <= now:
+            raise CodeRefused("expired", f"That code expired on {found.batch.expires_at:%Y-%m-%d}.")
+        claimed = RedemptionCode.objects.filter(pk=found.pk, redeemed_by__isnull=True).update(
+            redeemed_by_id=user_id, redeemed_at=now
+        )
+        if not claimed:
+            raise CodeRefused("used", "That code has already been used.")
+        txn = _post(
+            TransactionKind.REDEEM,
+            [(platform_account(AccountKind.CODES), -found.batch.amount), (user_account(user_id), found.batch.amount)],
+            idempotency_key=f"redeem:{found.pk}",
+            memo=f"Code from batch {found.batch.label}"[:200],
+        )
+        RedemptionCode.objects.filter(pk=found.pk).update(transaction=txn)
+        found.refresh_from_db()
+        return found
+
+
+# --- Owners' earnings and payouts ---------------------------------------------------
+
+
+def _locked_earnings(owner_id: int) -> tuple[Account, Decimal]:
+    """Lock the owner's earnings account row (the serialisation point), then sum its entries."""
+    account = owner_account(owner_id)
+    Account.objects.select_for_update().filter(pk=account.pk).first()
+    return account, derived_balance(account)
+
+
+def move_earnings_to_balance(*, owner_id: int, amount: Decimal | None = None) -> Transaction:
+    with transaction.atomic():
+        earnings, available = _locked_earnings(owner_id)
+        amount = available if amount is None else _money(amount)
+        if amount <= 0 or amount > available:
+            raise LedgerError(f"You can move between $0 and ${available} of earnings.")
+        return _post(
+            TransactionKind.EARNINGS_TO_BALANCE,
+            [(earnings, -amount), (user_account(owner_id), amount)],
+            memo="Earnings moved to balance",
+            actor=f"user:{owner_id}",
+        )
+
+
+def request_payout(*, owner_id: int, amount: Decimal, destination: str) -> Payout:
+    amount = _money(amount)
+    with transaction.atomic():
+        earnings, available = _locked_earnings(owner_id)
+        if amount <= 0 or amount > available:
+            raise LedgerError(f"A payout must be more than $0 and at most your available earnings, ${available}.")
+        payout = Payout.objects.create(
+            owner_id=owner_id, public_id=secrets.token_urlsafe(9), amount=amount, destination=destination
+        )
+        _post(
+            TransactionKind.PAYOUT_REQUEST,
+            [(earnings, -amount), (payout_account(owner_id), amount)],
+            idempotency_key=f"payout-request:{payout.public_id}",
+            memo=f"Payout {payout.public_id} requested",
+            actor=f"user:{owner_id}",
+        )
+        return payout
+
+
+def decide_payout(*, payout_id: int, paid: bool, actor: str) -> bool:
+    """Mark a pending payout paid or rejected (a rejection returns the money to earnings). Idempotent."""
+    status = PayoutStatus.PAID if paid else PayoutStatus.REJECTED
+    with transaction.atomic():
+        changed = Payout.objects.filter(pk=payout_id, status=PayoutStatus.PENDING).update(
+            status=status, decided_at=timezone.now(), decided_by=actor[:120]
+        )
+        if not changed:
+            return False
+        payout = Payout.objects.get(pk=payout_id)
+        target = platform_account(AccountKind.PAID_OUT) if paid else owner_account(payout.owner_id)
+        _post(
+            TransactionKind.PAYOUT_PAID if paid else TransactionKind.PAYOUT_REJECTED,
+            [(payout_account(payout.owner_id), -payout.amount), (target, payout.amount)],
+            idempotency_key=f"payout-{status}:{payout.public_id}",
+            memo=f"Payout {payout.public_id} {status}",
+            actor=actor,
+        )
+        return True

@@ -1,0 +1,235 @@
+"""The ledger: accounts, append-only transactions whose entries sum to zero, holds, usage.
+
+Sign convention: an account's balance is the sum of its entries. Users, holds,
+owners' earnings and the platform's revenue are positive when they hold money;
+the sources of money (promotions, redemption-code liability, adjustments) go
+negative as they pay out.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+MONEY = {"max_digits": 20, "decimal_places": 8}
+ZERO = Decimal("0")
+
+
+class AccountKind(models.TextChoices):
+    USER = "user", "User spendable balance"
+    HOLD = "hold", "Holds in flight"
+    OWNER = "owner", "Channel owner earnings"
+    PAYOUT = "payout", "Pending payouts"
+    REVENUE = "revenue", "Platform revenue"
+    PROMOTIONS = "promotions", "Promotions and check-ins"
+    CODES = "codes", "Redemption-code liability"
+    ADJUSTMENTS = "adjustments", "Admin adjustments"
+    PAID_OUT = "paid_out", "Paid out to owners"
+
+
+# Kinds whose balance is cached on the row, changed in the same transaction as
+# their entries: checks under a row lock need them. The others are hot or rare
+# and are derived from their entries (see ARCHITECTURE.md, "Hot rows").
+CACHED_KINDS = frozenset({AccountKind.USER, AccountKind.HOLD})
+
+
+class Account(models.Model):
+    code = models.CharField(max_length=40, unique=True)  # "user:12", "owner:12", "platform:revenue"
+    kind = models.CharField(max_length=16, choices=AccountKind.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    balance = models.DecimalField(**MONEY, null=True, blank=True, help_text="Cached; NULL when derived from entries.")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(kind__in=["user", "hold"]) | Q(balance__gte=0), name="cached_balance_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class TransactionKind(models.TextChoices):
+    HOLD = "hold", "Pre-deduct"
+    SETTLE = "settle", "Settle"
+    RELEASE = "release", "Release hold"
+    GRANT = "grant", "Grant"
+    CHECKIN = "checkin", "Daily check-in"
+    REDEEM = "redeem", "Redemption code"
+    ADJUST = "adjust", "Admin adjustment"
+    EARNINGS_TO_BALANCE = "earnings_to_balance", "Earnings to balance"
+    PAYOUT_REQUEST = "payout_request", "Payout requested"
+    PAYOUT_PAID = "payout_paid", "Payout paid"
+    PAYOUT_REJECTED = "payout_rejected", "Payout rejected"
+
+
+class Transaction(models.Model):
+    kind = models.CharField(max_length=24, choices=TransactionKind.choices)
+    # A retried operation finds its earlier transaction here instead of posting twice.
+    idempotency_key = models.CharField(max_length=120, unique=True, null=True, blank=True)
+    memo = models.CharField(max_length=200, blank=True)
+    actor = models.CharField(max_length=120, blank=True, help_text="Who acted: system, admin:<name>, cli:<os user>.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind}"
+
+
+class Entry(models.Model):
+    transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    amount = models.DecimalField(**MONEY)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "transaction"])]
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="entry_amount_not_zero")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.amount}"
+
+
+class HoldStatus(models.TextChoices):
+    OPEN = "open"
+    SETTLED = "settled"
+    RELEASED = "released"
+
+
+class Hold(models.Model):
+    """An estimate moved from a user's balance before an upstream call."""
+
+    request_id = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="holds")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.PROTECT)
+    model = models.CharField(max_length=200, blank=True)
+    amount = models.DecimalField(**MONEY)
+    status = models.CharField(max_length=10, choices=HoldStatus.choices, default=HoldStatus.OPEN)
+    created_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "created_at"])]
+        constraints = [models.CheckConstraint(condition=Q(amount__gte=0), name="hold_amount_not_negative")]
+
+    def __str__(self) -> str:
+        return f"hold {self.request_id} ${self.amount} {self.status}"
+
+
+class UsageStatus(models.TextChoices):
+    OK = "ok", "Completed"
+    PARTIAL = "partial", "Partial (interrupted)"
+    FAILED = "failed", "Failed, refunded"
+    EXPIRED = "expired", "Hold expired, refunded"
+
+
+class UsageRecord(models.Model):
+    """One relayed call: metadata only (never prompts or answers)."""
+
+    request_id = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.PROTECT)
+    model = models.CharField(max_length=200)
+    channel = models.CharField(max_length=40, blank=True, help_text="Public id of the channel that served it.")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="served_usage"
+    )
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(**MONEY, default=ZERO)
+    owner_cut_usd = models.DecimalField(**MONEY, default=ZERO)
+    platform_usd = models.DecimalField(**MONEY, default=ZERO)
+    uncollected_usd = models.DecimalField(**MONEY, default=ZERO, help_text="Cost the user's balance could not cover.")
+    latency_ms = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=UsageStatus.choices)
+    estimated = models.BooleanField(default=False, help_text="Tokens counted locally: the upstream sent no usage.")
+    error = models.CharField(max_length=300, blank=True)
+    transaction = models.ForeignKey(Transaction, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"]), models.Index(fields=["api_key", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} ${self.cost_usd}"
+
+
+class CheckIn(models.Model):
+    """One per user per UTC day: the unique row is what makes the reward idempotent."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="checkins")
+    day = models.DateField()
+    amount = models.DecimalField(**MONEY)
+    transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "day"], name="one_checkin_per_user_per_day")]
+
+    def __str__(self) -> str:
+        return f"check-in {self.user_id} {self.day}"
+
+
+class RedemptionBatch(models.Model):
+    label = models.CharField(max_length=100)
+    amount = models.DecimalField(**MONEY)
+    count = models.PositiveIntegerField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "redemption batches"
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="batch_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.count} × ${self.amount})"
+
+
+class RedemptionCode(models.Model):
+    batch = models.ForeignKey(RedemptionBatch, on_delete=models.PROTECT, related_name="codes")
+    code = models.CharField(max_length=40, unique=True)
+    redeemed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    transaction = models.OneToOneField(Transaction, null=True, blank=True, on_delete=models.PROTECT)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.code[:4]}… ({self.batch_id})"
+
+
+class PayoutStatus(models.TextChoices):
+    PENDING = "pending"
+    PAID = "paid"
+    REJECTED = "rejected"
+
+
+class Payout(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payouts")
+    public_id = models.CharField(max_length=16, unique=True)
+    amount = models.DecimalField(**MONEY)
+    destination = models.CharField(max_length=200, help_text="Where the owner wants the money sent.")
+    status = models.CharField(max_length=10, choices=PayoutStatus.choices, default=PayoutStatus.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=120, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"payout {self.public_id} ${self.amount} {self.status}"
