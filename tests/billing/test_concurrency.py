@@ -114,3 +114,25 @@ def test_concurrent_checkins_book_one_reward(alice):
     today = timezone.now().date()
     run_concurrently(lambda i: ledger.checkin(user_id=alice.pk, day=today, amount=Decimal("0.10")), 20)
     assert ledger.balance_of(alice.pk) == Decimal("0.10")
+
+
+def test_async_holds_and_settles_borrow_connections_briefly(alice, settings):
+    """More concurrent async calls than the pool has connections: each borrows one and gives it back."""
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+
+    fund(alice, "5")
+    calls = settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"] * 3
+
+    async def one(index: int):
+        await ledger.ahold(user_id=alice.pk, amount=Decimal("0.01"), request_id=f"a-{index}")
+        await asyncio.sleep(0.05)  # the stream, during which no connection is held
+        await ledger.asettle(request_id=f"a-{index}", cost=Decimal("0.004"), usage=ledger.Usage(output_tokens=4))
+
+    async def all_calls():
+        await asyncio.gather(*(one(i) for i in range(calls)))
+
+    async_to_sync(all_calls)()
+    assert ledger.balance_of(alice.pk) == Decimal("5") - calls * Decimal("0.004")
+    assert reconcile().problems == []

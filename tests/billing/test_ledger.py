@@ -186,3 +186,14 @@ def test_stale_holds_are_released_by_the_sweeper(alice):
     assert UsageRecord.objects.get(request_id="old").status == UsageStatus.EXPIRED
     assert Hold.objects.get(request_id="fresh").status == HoldStatus.OPEN
     assert ledger.balance_of(alice.pk) == Decimal("0.9")
+
+
+def test_signup_credit_is_granted_once_when_configured(settings):
+    from accounts.models import User
+
+    settings.TOKENHUB_SIGNUP_GRANT_USD = Decimal("0.50")
+    user = User.objects.create_user("newbie")
+    user.save()  # a later save grants nothing more
+    assert ledger.balance_of(user.pk) == Decimal("0.50")
+    settings.TOKENHUB_SIGNUP_GRANT_USD = Decimal("0")
+    assert ledger.balance_of(User.objects.create_user("plain").pk) == 0
