@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from . import channels
+from .models import CatalogModel, Channel, ChannelKey, ChannelStatus, ModelAlias
+
+
+class AliasInline(admin.TabularInline):
+    model = ModelAlias
+    extra = 1
+
+
+@admin.register(CatalogModel)
+class CatalogModelAdmin(admin.ModelAdmin):
+    list_display = ("name", "provider", "mode", "input_price", "output_price", "cache_read_price", "context_window")
+    list_filter = ("provider", "mode")
+    search_fields = ("name", "display_name", "aliases__alias")
+    inlines = [AliasInline]
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(admin.ModelAdmin):
+    list_display = ("alias", "model")
+    search_fields = ("alias", "model__name")
+    autocomplete_fields = ("model",)
+
+
+class ChannelKeyInline(admin.TabularInline):
+    """Only the masked tail of each upstream key is ever shown."""
+
+    model = ChannelKey
+    fields = ("position", "masked", "key_id")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = (
+        "public_id", "name", "owner", "provider", "status", "priority", "weight", "owner_cut",
+        "last_test_ok", "last_test_latency_ms", "balance_usd",
+    )  # fmt: skip
+    list_filter = ("status", "provider")
+    search_fields = ("public_id", "name", "owner__username", "base_url")
+    readonly_fields = ("public_id", "last_test_at", "last_test_ok", "last_test_latency_ms", "last_test_message",
+                       "balance_usd", "balance_status", "balance_checked_at", "status_changed_at")  # fmt: skip
+    inlines = [ChannelKeyInline]
+    actions = ["disable", "enable", "reencrypt"]
+
+    @admin.action(description="Disable selected channels")
+    def disable(self, request, queryset):
+        for channel in queryset:
+            channels.set_status(channel, ChannelStatus.PAUSED, f"disabled by admin {request.user.username}")
+        self.message_user(request, f"Disabled {queryset.count()} channel(s).", messages.SUCCESS)
+
+    @admin.action(description="Enable selected channels")
+    def enable(self, request, queryset):
+        for channel in queryset:
+            channels.resume(channel)
+        self.message_user(request, f"Enabled {queryset.count()} channel(s).", messages.SUCCESS)
+
+    @admin.action(description="Re-encrypt all upstream keys under the current encryption key")
+    def reencrypt(self, request, queryset):
+        self.message_user(request, f"Re-encrypted {channels.rotate_encryption()} key(s).", messages.SUCCESS)

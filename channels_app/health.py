@@ -1,0 +1,129 @@
+"""Channel health: a circuit breaker shared by every process through the cache (Redis when configured).
+
+- N failures (5xx, timeouts, connect errors) within a window open the breaker for a backoff that
+  doubles each time it reopens; when it runs out, one request is let through as a half-open probe;
+  its success closes the breaker.
+- A 429 cools the channel down for the upstream's retry-after (bounded) but never disables it.
+- Authentication, deactivated-account and insufficient-quota errors auto-disable the channel
+  (unless its owner turned auto-disable off). A failed balance query never reaches here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.core.cache import cache
+
+FAILURE_THRESHOLD = getattr(settings, "TOKENHUB_BREAKER_FAILURES", 3)
+FAILURE_WINDOW_SECONDS = getattr(settings, "TOKENHUB_BREAKER_WINDOW_SECONDS", 60)
+BASE_BACKOFF_SECONDS = getattr(settings, "TOKENHUB_BREAKER_BACKOFF_SECONDS", 15)
+MAX_BACKOFF_SECONDS = 600
+MAX_RETRY_AFTER_SECONDS = 120
+PROBE_SECONDS = 30
+KEY_BENCH_SECONDS = 60
+
+# Failure kinds the relay and channel tests report.
+AUTH, QUOTA, RATE_LIMIT, SERVER, TIMEOUT, CONNECT = "auth", "quota", "rate_limit", "server", "timeout", "connect"
+DISABLING = {AUTH, QUOTA}
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    until: float  # unix time the cooldown ends
+    reason: str
+    opens: int
+
+    def describe(self) -> str:
+        return f"cooling down after {self.reason} until {datetime.fromtimestamp(self.until, UTC):%H:%M:%S} UTC"
+
+
+def _breaker_key(channel_id: int) -> str:
+    return f"breaker:{channel_id}"
+
+
+def states(channel_ids) -> dict[int, BreakerState]:
+    """Breaker states of several channels in one cache round trip (closed ones are absent)."""
+    found = cache.get_many([_breaker_key(cid) for cid in channel_ids])
+    return {int(key.split(":")[1]): value for key, value in found.items()}
+
+
+def is_usable(channel_id: int, state: BreakerState | None, now: float | None = None) -> bool:
+    """Closed, or half-open and this caller won the single probe slot."""
+    if state is None:
+        return True
+    if (now or time.time()) < state.until:
+        return False
+    return cache.add(f"breaker-probe:{channel_id}", 1, timeout=PROBE_SECONDS)
+
+
+def _open(channel_id: int, reason: str, seconds: float, opens: int) -> BreakerState:
+    state = BreakerState(until=time.time() + seconds, reason=reason, opens=opens)
+    cache.set(_breaker_key(channel_id), state, timeout=int(seconds) + MAX_BACKOFF_SECONDS)
+    cache.delete(f"breaker-probe:{channel_id}")
+    return state
+
+
+def record_success(channel_id: int) -> None:
+    # Only pay for the delete when there is something to clear.
+    if cache.get(_breaker_key(channel_id)) is not None:
+        cache.delete_many([_breaker_key(channel_id), f"breaker-failures:{channel_id}", f"breaker-probe:{channel_id}"])
+
+
+def record_failure(
+    channel_id: int, kind: str, detail: str = "", retry_after: float | None = None
+) -> BreakerState | None:
+    """Count a failure; returns the breaker state when this failure opened (or kept open) the breaker."""
+    stamp = datetime.now(UTC).strftime("%H:%M")
+    reason = f"{detail or kind} at {stamp}"
+    if kind == RATE_LIMIT:
+        seconds = min(max(retry_after or BASE_BACKOFF_SECONDS, 1), MAX_RETRY_AFTER_SECONDS)
+        return _open(channel_id, reason, seconds, opens=0)
+    previous = cache.get(_breaker_key(channel_id))
+    if previous is not None and time.time() >= previous.until:
+        # The half-open probe failed: reopen with a doubled backoff.
+        opens = previous.opens + 1
+        return _open(channel_id, reason, min(BASE_BACKOFF_SECONDS * 2**opens, MAX_BACKOFF_SECONDS), opens)
+    key = f"breaker-failures:{channel_id}"
+    if cache.add(key, 1, timeout=FAILURE_WINDOW_SECONDS):
+        failures = 1
+    else:
+        try:
+            failures = cache.incr(key)
+        except ValueError:
+            failures = 1
+            cache.add(key, 1, timeout=FAILURE_WINDOW_SECONDS)
+    if failures >= FAILURE_THRESHOLD:
+        cache.delete(key)
+        return _open(channel_id, reason, BASE_BACKOFF_SECONDS, opens=0)
+    return None
+
+
+def should_auto_disable(kind: str) -> bool:
+    return kind in DISABLING
+
+
+# --- Upstream keys of one channel: round-robin, a failing key benched for a while ------
+
+
+_round_robin: dict[int, int] = {}
+
+
+def bench_key(channel_id: int, position: int, seconds: int = KEY_BENCH_SECONDS) -> None:
+    cache.set(f"key-bench:{channel_id}:{position}", 1, timeout=seconds)
+
+
+def pick_key(channel_id: int, key_count: int) -> int:
+    """The next key position in round-robin order, skipping benched keys (all benched: plain round-robin)."""
+    start = _round_robin.get(channel_id, 0)
+    _round_robin[channel_id] = start + 1
+    order = [(start + offset) % key_count for offset in range(key_count)]
+    if key_count == 1:
+        return 0
+    benched = cache.get_many([f"key-bench:{channel_id}:{position}" for position in order])
+    for position in order:
+        if f"key-bench:{channel_id}:{position}" not in benched:
+            return position
+    return order[0]

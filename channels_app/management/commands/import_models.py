@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from channels_app.catalog import CatalogFormatError, import_catalog
+
+
+class Command(BaseCommand):
+    help = "Load or re-sync the model catalog from JSON, CSV or LiteLLM's model_prices_and_context_window.json."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="Path to the catalog file (- for stdin, read as JSON).")
+
+    def handle(self, *args, file, **options):
+        if file == "-":
+            text, name = sys.stdin.read(), "stdin.json"
+        else:
+            path = Path(file)
+            if not path.exists():
+                raise CommandError(f"No such file: {file}")
+            text, name = path.read_text(encoding="utf-8"), path.name
+        progress = self._progress if self.stderr.isatty() else None
+        try:
+            report = import_catalog(text, name, progress=progress)
+        except CatalogFormatError as exc:
+            raise CommandError(str(exc)) from exc
+        if progress:
+            self.stderr.write("")
+        for error in report.errors:
+            self.stderr.write(f"rejected {error}")
+        self.stdout.write(
+            f"created {report.created}, updated {report.updated}, unchanged {report.unchanged}, "
+            f"aliases added {report.aliases_created}, skipped (other modes) {report.skipped}, "
+            f"rejected {len(report.errors)}"
+        )
+
+    def _progress(self, done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        self.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", ending="")

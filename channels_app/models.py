@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+PRICE = {"max_digits": 20, "decimal_places": 8}
+
+
+class Provider(models.TextChoices):
+    OPENAI = "openai", "OpenAI"
+    ANTHROPIC = "anthropic", "Anthropic"
+    GEMINI = "gemini", "Google Gemini (OpenAI-compatible endpoint)"
+    DEEPSEEK = "deepseek", "DeepSeek (OpenAI-compatible)"
+    OPENAI_COMPATIBLE = "openai-compatible", "Other OpenAI-compatible"
+
+
+# The wire format each provider speaks: Gemini and DeepSeek through their OpenAI-compatible endpoints.
+API_FORMAT = {
+    Provider.OPENAI: "openai",
+    Provider.ANTHROPIC: "anthropic",
+    Provider.GEMINI: "openai",
+    Provider.DEEPSEEK: "openai",
+    Provider.OPENAI_COMPATIBLE: "openai",
+}
+
+DEFAULT_BASE_URL = {
+    Provider.OPENAI: "https://api.openai.com/v1",
+    Provider.ANTHROPIC: "https://api.anthropic.com",
+    Provider.GEMINI: "https://generativelanguage.googleapis.com/v1beta/openai",
+    Provider.DEEPSEEK: "https://api.deepseek.com",
+    Provider.OPENAI_COMPATIBLE: "",
+}
+
+
+class CatalogModel(models.Model):
+    """A canonical model with its prices (USD per 1M tokens)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    provider = models.CharField(max_length=40, blank=True, help_text="Who makes it (informational).")
+    display_name = models.CharField(max_length=200, blank=True)
+    mode = models.CharField(max_length=20, default="chat", choices=[("chat", "chat"), ("embedding", "embedding")])
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    default_output_tokens = models.PositiveIntegerField(default=4096)
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    input_price = models.DecimalField(**PRICE, null=True, blank=True)
+    output_price = models.DecimalField(**PRICE, null=True, blank=True)
+    cache_read_price = models.DecimalField(**PRICE, null=True, blank=True)
+    cache_write_price = models.DecimalField(**PRICE, null=True, blank=True)
+    reasoning_price = models.DecimalField(**PRICE, null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "model"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(input_price__isnull=True) | Q(input_price__gte=0), name="input_price_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(output_price__isnull=True) | Q(output_price__gte=0), name="output_price_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def priced(self) -> bool:
+        return self.input_price is not None and self.output_price is not None
+
+    def clean(self) -> None:
+        clash = ModelAlias.objects.filter(alias=self.name).select_related("model").first()
+        if clash is not None:
+            raise ValidationError({"name": f'"{self.name}" is already an alias of "{clash.model.name}".'})
+
+
+class ModelAlias(models.Model):
+    """Another name for a canonical model (`deepseek/deepseek-chat` for `deepseek-chat`)."""
+
+    alias = models.CharField(max_length=200, unique=True)
+    model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="aliases")
+
+    class Meta:
+        ordering = ["alias"]
+        verbose_name_plural = "model aliases"
+
+    def __str__(self) -> str:
+        return f"{self.alias} → {self.model.name}"
+
+    def clean(self) -> None:
+        self.alias = self.alias.strip()
+        if CatalogModel.objects.filter(name=self.alias).exists():
+            raise ValidationError({"alias": f'"{self.alias}" is a model name of its own, not an alias.'})
+        other = ModelAlias.objects.filter(alias=self.alias).exclude(pk=self.pk).select_related("model").first()
+        if other is not None:
+            raise ValidationError({"alias": f'"{self.alias}" already points to "{other.model.name}".'})
+
+
+def new_channel_id() -> str:
+    return "ch_" + secrets.token_urlsafe(8)
+
+
+class ChannelStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused by owner"
+    AUTO_DISABLED = "auto_disabled", "Auto-disabled"
+
+
+class ChannelQuerySet(models.QuerySet):
+    def for_owner(self, user):
+        return self.filter(owner=user)
+
+
+class Channel(models.Model):
+    """An owner's upstream account: where calls for its models can go."""
+
+    public_id = models.CharField(max_length=20, unique=True, default=new_channel_id, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="channels")
+    name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=24, choices=Provider.choices)
+    base_url = models.URLField(max_length=300)
+    model_names = models.JSONField(default=list, help_text="Model names (canonical or alias) this channel serves.")
+    model_mapping = models.JSONField(
+        default=dict, blank=True, help_text='Optional {"name callers use": "name the upstream expects"}.'
+    )
+    owner_cut = models.DecimalField(
+        max_digits=5, decimal_places=4, default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.5"))],
+        help_text="The owner's share of each call, 0 to 0.5 (50 %).",
+    )  # fmt: skip
+    priority = models.IntegerField(default=0, help_text="Higher is tried first.")
+    weight = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=ChannelStatus.choices, default=ChannelStatus.ACTIVE)
+    status_reason = models.CharField(max_length=300, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    auto_disable = models.BooleanField(default=True, help_text="Disable on authentication or quota errors.")
+    last_test_at = models.DateTimeField(null=True, blank=True)
+    last_test_ok = models.BooleanField(null=True, blank=True)
+    last_test_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_test_message = models.CharField(max_length=300, blank=True)
+    balance_usd = models.DecimalField(**PRICE, null=True, blank=True)
+    balance_status = models.CharField(max_length=200, blank=True)
+    balance_checked_at = models.DateTimeField(null=True, blank=True)
+    min_balance_usd = models.DecimalField(
+        **PRICE, null=True, blank=True, help_text="Pause the channel when its upstream balance drops below this."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ChannelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-priority", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(owner_cut__gte=0) & Q(owner_cut__lte=Decimal("0.5")), name="owner_cut_0_to_50"
+            ),
+            models.CheckConstraint(condition=Q(weight__gte=1), name="weight_at_least_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"
+
+    @property
+    def api_format(self) -> str:
+        return API_FORMAT[self.provider]
+
+
+class ChannelKey(models.Model):
+    """One upstream key of a channel, AES-GCM encrypted; only its last characters are ever shown."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="keys")
+    position = models.PositiveIntegerField(default=0)
+    key_id = models.CharField(max_length=32, help_text="Encryption key version.")
+    ciphertext = models.TextField()
+    masked = models.CharField(max_length=12)
+
+    class Meta:
+        ordering = ["channel", "position"]
+        constraints = [models.UniqueConstraint(fields=["channel", "position"], name="one_key_per_position")]
+
+    def __str__(self) -> str:
+        return f"{self.channel.public_id} key {self.position} {self.masked}"

@@ -1,0 +1,264 @@
+"""Which channels may serve a call, in which order, and why not when none can.
+
+The routing data (catalog, aliases, channels) is a snapshot held in process
+memory. Any change bumps a version number in the cache; each process checks it
+at most once a second, so a change made on one node is seen by all within
+seconds, and a request costs no query for routing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.core.cache import cache
+from django.db import transaction
+
+from . import health
+from .models import API_FORMAT, CatalogModel, Channel, ChannelStatus, ModelAlias
+
+VERSION_KEY = "routing:version"
+VERSION_CHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    aliases: tuple[str, ...]
+    mode: str
+    # USD per 1M tokens: input, output, cache_read, cache_write, reasoning (None: not set).
+    # None as a whole when the model has no input/output price: it is not callable.
+    prices: dict[str, Decimal | None] | None
+    default_output_tokens: int
+    max_output_tokens: int | None
+    context_window: int | None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+@dataclass(frozen=True)
+class Route:
+    channel_id: int
+    public_id: str
+    name: str
+    owner_id: int
+    provider: str
+    api_format: str
+    base_url: str
+    upstream_model: str
+    owner_cut: Decimal
+    priority: int
+    weight: int
+    status: str
+    status_reason: str
+    key_count: int
+
+
+@dataclass
+class Snapshot:
+    models: dict[str, ModelInfo] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # any name or alias -> canonical name
+    routes: dict[str, list[Route]] = field(default_factory=dict)  # canonical name -> every channel listing it
+    unknown_listed: dict[str, list[str]] = field(default_factory=dict)  # name -> channels listing it
+
+
+class Refusal(Exception):
+    """No channel for this call. `message` is safe for callers; `detail` is the admin's full story."""
+
+    def __init__(self, status: int, message: str, detail: str | None = None, code: str = ""):
+        super().__init__(message)
+        self.status, self.message, self.detail, self.code = status, message, detail or message, code
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: ModelInfo
+    requested: str
+    routes: list[Route]
+
+
+def _prices(model: CatalogModel) -> dict[str, Decimal | None] | None:
+    if not model.priced:
+        return None
+    return {
+        "input": model.input_price,
+        "output": model.output_price,
+        "cache_read": model.cache_read_price,
+        "cache_write": model.cache_write_price,
+        "reasoning": model.reasoning_price,
+    }
+
+
+def build_snapshot() -> Snapshot:
+    snap = Snapshot()
+    aliases: dict[int, list[str]] = defaultdict(list)
+    for alias, model_id in ModelAlias.objects.values_list("alias", "model_id"):
+        aliases[model_id].append(alias)
+    for model in CatalogModel.objects.all():
+        info = ModelInfo(
+            name=model.name, aliases=tuple(sorted(aliases[model.pk])), mode=model.mode, prices=_prices(model),
+            default_output_tokens=model.default_output_tokens, max_output_tokens=model.max_output_tokens,
+            context_window=model.context_window,
+        )  # fmt: skip
+        snap.models[model.name] = info
+        snap.names[model.name] = model.name
+        for alias in info.aliases:
+            snap.names[alias] = model.name
+    channels = Channel.objects.all().prefetch_related("keys")
+    for channel in channels:
+        mapping = channel.model_mapping or {}
+        for listed in channel.model_names:
+            canonical = snap.names.get(listed)
+            if canonical is None:
+                snap.unknown_listed.setdefault(listed, []).append(channel.public_id)
+                continue
+            upstream = mapping.get(listed) or mapping.get(canonical) or listed
+            snap.routes.setdefault(canonical, []).append(
+                Route(
+                    channel_id=channel.pk,
+                    public_id=channel.public_id,
+                    name=channel.name,
+                    owner_id=channel.owner_id,
+                    provider=channel.provider,
+                    api_format=API_FORMAT[channel.provider],
+                    base_url=channel.base_url,
+                    upstream_model=upstream,
+                    owner_cut=channel.owner_cut,
+                    priority=channel.priority,
+                    weight=channel.weight,
+                    status=channel.status,
+                    status_reason=channel.status_reason,
+                    key_count=len(channel.keys.all()),
+                )
+            )
+    return snap
+
+
+class _Holder:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.snapshot: Snapshot | None = None
+        self.version = None
+        self.checked_at = 0.0
+
+
+_holder = _Holder()
+
+
+def snapshot() -> Snapshot:
+    """The current routing snapshot; at most one cache read per second per process."""
+    now = time.monotonic()
+    if _holder.snapshot is not None and now - _holder.checked_at < VERSION_CHECK_SECONDS:
+        return _holder.snapshot
+    with _holder.lock:
+        version = cache.get(VERSION_KEY)
+        if _holder.snapshot is None or version != _holder.version:
+            _holder.snapshot, _holder.version = build_snapshot(), version
+        _holder.checked_at = now
+        return _holder.snapshot
+
+
+def invalidate() -> None:
+    """Call after a routing change commits: every process rebuilds within a second."""
+    if not cache.add(VERSION_KEY, 1, timeout=None):
+        try:
+            cache.incr(VERSION_KEY)
+        except ValueError:
+            cache.set(VERSION_KEY, 1, timeout=None)
+    _holder.snapshot = None
+
+
+def invalidate_on_commit() -> None:
+    transaction.on_commit(invalidate)
+
+
+def _weighted_order(routes: list[Route]) -> list[Route]:
+    """Weighted random order without replacement (Efraimidis-Spirakis keys)."""
+    return sorted(routes, key=lambda r: random.random() ** (1.0 / r.weight), reverse=True)
+
+
+def order_by_priority(routes: list[Route]) -> list[Route]:
+    tiers: dict[int, list[Route]] = defaultdict(list)
+    for route in routes:
+        tiers[route.priority].append(route)
+    return [route for priority in sorted(tiers, reverse=True) for route in _weighted_order(tiers[priority])]
+
+
+def _exclusion(route: Route, state: health.BreakerState | None) -> str | None:
+    if route.status == ChannelStatus.PAUSED:
+        return "disabled by owner"
+    if route.status == ChannelStatus.AUTO_DISABLED:
+        return f"auto-disabled: {route.status_reason}"
+    if route.key_count == 0:
+        return "has no upstream key"
+    if not health.is_usable(route.channel_id, state):
+        return state.describe()
+    return None
+
+
+def resolve(requested: str) -> ModelInfo | None:
+    snap = snapshot()
+    canonical = snap.names.get(requested.strip())
+    return snap.models.get(canonical) if canonical else None
+
+
+def plan(requested: str, allowed_models=(), exclude=frozenset()) -> Plan:
+    """Ordered fallbacks for `requested`, or a Refusal that explains every candidate."""
+    snap = snapshot()
+    name = requested.strip()
+    canonical = snap.names.get(name)
+    if canonical is None:
+        raise _unknown_model(snap, name)
+    model = snap.models[canonical]
+    if allowed_models and not any(n in allowed_models for n in (name, *model.names)):
+        raise Refusal(403, f'This API key may not use model "{name}".', code="model_not_allowed")
+    if model.prices is None:
+        raise Refusal(
+            503, f'Model "{name}" has no price in the catalog yet, so calls to it are refused.', code="model_unpriced"
+        )
+    candidates = [r for r in snap.routes.get(canonical, []) if r.channel_id not in exclude]
+    if not candidates:
+        raise Refusal(503, f'No channel serves "{name}" right now.', code="no_channel")
+    states = health.states([r.channel_id for r in candidates])
+    usable, reasons = [], []
+    for route in order_by_priority(candidates):
+        reason = _exclusion(route, states.get(route.channel_id))
+        if reason is None:
+            usable.append(route)
+        else:
+            reasons.append((route, reason))
+    if usable:
+        return Plan(model=model, requested=name, routes=usable)
+    raise _explained_refusal(name, candidates, reasons)
+
+
+def _explained_refusal(name: str, candidates: list[Route], reasons) -> Refusal:
+    count = len(candidates)
+    listing = f"{count} channel{'s' if count != 1 else ''} list{'s' if count == 1 else ''} it"
+    # Callers see numbered channels and reasons; admins see public ids and names.
+    public = "; ".join(f"#{i} {reason}" for i, (_route, reason) in enumerate(reasons, start=1))
+    full = "; ".join(f"{route.public_id} ({route.name}) {reason}" for route, reason in reasons)
+    return Refusal(
+        503,
+        f'no channel can serve "{name}": {listing} — {public}',
+        detail=f'no channel can serve "{name}": {listing} — {full}',
+        code="no_healthy_channel",
+    )
+
+
+def _unknown_model(snap: Snapshot, name: str) -> Refusal:
+    if name in snap.unknown_listed:
+        return Refusal(
+            404, f'Model "{name}" is listed by a channel but missing from the catalog; an admin must add it.',
+            code="model_not_in_catalog",
+        )  # fmt: skip
+    close = difflib.get_close_matches(name, list(snap.names), n=1, cutoff=0.6)
+    hint = f'; did you mean "{close[0]}"?' if close else "."
+    return Refusal(404, f'unknown model "{name}"{hint}', code="model_not_found")
