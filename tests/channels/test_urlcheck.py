@@ -20,7 +20,7 @@ def test_loopback_is_allowed_only_when_listed(settings):
         "https://192.168.1.1",
         "http://169.254.169.254/latest",
         "https://[::1]:8443",
-        "http://localhost:80",
+        "http://0.0.0.0:80",
     ],
 )
 def test_private_link_local_and_metadata_addresses_are_refused(url, settings):
@@ -49,3 +49,8 @@ def test_non_http_urls_and_embedded_credentials_are_refused():
         validate_base_url("file:///etc/passwd")
     with pytest.raises(UnsafeUpstream, match="credentials"):
         validate_base_url("https://user:pw@8.8.8.8/v1")
+
+
+def test_a_host_name_is_matched_by_its_resolved_address(settings):
+    settings.TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS = ["127.0.0.1"]
+    assert validate_base_url("http://localhost:8100/v1").warning == ""
