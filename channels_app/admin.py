@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from . import channels
+from . import channels, checks
 from .models import CatalogModel, Channel, ChannelKey, ChannelStatus, ModelAlias
 
 
@@ -50,7 +50,14 @@ class ChannelAdmin(admin.ModelAdmin):
     readonly_fields = ("public_id", "last_test_at", "last_test_ok", "last_test_latency_ms", "last_test_message",
                        "balance_usd", "balance_status", "balance_checked_at", "status_changed_at")  # fmt: skip
     inlines = [ChannelKeyInline]
-    actions = ["disable", "enable", "reencrypt"]
+    actions = ["test", "disable", "enable", "reencrypt"]
+
+    @admin.action(description="Test selected channels (one minimal real call each)")
+    def test(self, request, queryset):
+        for channel in queryset:
+            result = checks.test_channel(channel)
+            level = messages.SUCCESS if result.ok else messages.ERROR
+            self.message_user(request, f"{channel.public_id} {channel.name}: {result.message}", level)
 
     @admin.action(description="Disable selected channels")
     def disable(self, request, queryset):

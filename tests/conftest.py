@@ -70,3 +70,12 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
             return result
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def fake_upstream():
+    """The bundled fake provider, on a free port, for the whole session; yields its base URL (…/v1)."""
+    from tests.servers import fake_provider
+
+    with fake_provider() as base_url:
+        yield base_url

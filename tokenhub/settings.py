@@ -145,6 +145,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "release-stale-holds": {"task": "billing.tasks.release_stale_holds", "schedule": 60.0},
     "reconcile-ledger": {"task": "billing.tasks.reconcile_ledger", "schedule": 3600.0},
+    "retest-disabled-channels": {"task": "channels_app.tasks.retest_disabled_channels", "schedule": 300.0},
+    "probe-balances": {"task": "channels_app.tasks.probe_balances", "schedule": 900.0},
 }
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
@@ -208,6 +210,8 @@ TOKENHUB_KEY_TOUCH_SECONDS = env_int("TOKENHUB_KEY_TOUCH_SECONDS", 60)
 TOKENHUB_SIGNUP_GRANT_USD = Decimal(os.environ.get("TOKENHUB_SIGNUP_GRANT_USD", "0"))
 # The daily check-in reward, USD.
 TOKENHUB_CHECKIN_REWARD_USD = Decimal(os.environ.get("TOKENHUB_CHECKIN_REWARD_USD", "0.10"))
+# Pooled connections per worker process to all upstreams together.
+TOKENHUB_UPSTREAM_MAX_CONNECTIONS = env_int("TOKENHUB_UPSTREAM_MAX_CONNECTIONS", 1000)
 # An open hold older than this belongs to a crashed worker and is released.
 TOKENHUB_HOLD_TIMEOUT_SECONDS = env_int("TOKENHUB_HOLD_TIMEOUT_SECONDS", 1800)
 
@@ -217,5 +221,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # httpx logs every request at INFO: per-call noise on the relay's hot path.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from channels_app import checks
+from channels_app.models import Channel
+
+
+class Command(BaseCommand):
+    help = "Query upstream balances where providers have an API; pause channels below their threshold."
+
+    def handle(self, *args, **options):
+        for channel in Channel.objects.all():
+            result = checks.probe_balance(channel)
+            channel.refresh_from_db()
+            shown = f"${result.balance_usd}" if result.balance_usd is not None else channel.balance_status
+            self.stdout.write(f"{channel.public_id} {channel.name}: {shown} [{channel.status}]")

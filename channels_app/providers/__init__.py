@@ -1,0 +1,195 @@
+"""Outbound HTTP to providers: URLs, auth headers, balance APIs and the one pooled client.
+
+The relay, channel tests and balance probes all go through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import weakref
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+
+from .. import health
+from ..models import Provider
+from ..urlcheck import UnsafeUpstream, check_addresses, resolve
+
+ANTHROPIC_VERSION = "2023-06-01"
+TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=10.0)
+
+# Operation -> path under the channel's base URL, per wire format.
+OPENAI_PATHS = {
+    "chat": "/chat/completions",
+    "models": "/models",
+    "embeddings": "/embeddings",
+    "responses": "/responses",
+}
+ANTHROPIC_PATHS = {"messages": "/v1/messages", "count_tokens": "/v1/messages/count_tokens", "models": "/v1/models"}
+
+
+def endpoint(provider: str, base_url: str, operation: str) -> str:
+    base = base_url.rstrip("/")
+    if provider == Provider.ANTHROPIC:
+        # The Anthropic base URL is the bare origin; tolerate one that already ends in /v1.
+        path = ANTHROPIC_PATHS[operation]
+        return base[:-3] + path if base.endswith("/v1") else base + path
+    return base + OPENAI_PATHS[operation]
+
+
+def auth_headers(provider: str, api_key: str) -> dict[str, str]:
+    if provider == Provider.ANTHROPIC:
+        return {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
+    return {"authorization": f"Bearer {api_key}"}
+
+
+# --- The pooled client, one per event loop ------------------------------------------------
+
+_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def client() -> httpx.AsyncClient:
+    """This event loop's pooled client (keep-alive); created lazily, never at import."""
+    loop = asyncio.get_running_loop()
+    found = _clients.get(loop)
+    if found is None or found.is_closed:
+        limits = httpx.Limits(
+            max_connections=settings.TOKENHUB_UPSTREAM_MAX_CONNECTIONS,
+            max_keepalive_connections=settings.TOKENHUB_UPSTREAM_MAX_CONNECTIONS,
+            keepalive_expiry=30,
+        )
+        found = httpx.AsyncClient(timeout=TIMEOUT, limits=limits, follow_redirects=False, trust_env=False)
+        _clients[loop] = found
+    return found
+
+
+# --- SSRF check at connect time (against DNS rebinding) -----------------------------------
+
+_host_verdicts: dict[tuple[str, str], float] = {}
+HOST_CHECK_SECONDS = 30.0
+
+
+def check_at_connect(url: str) -> None:
+    """Resolve the host again and refuse private targets the operator did not allow (cached briefly)."""
+    parts = urlsplit(url)
+    host, scheme = parts.hostname or "", parts.scheme
+    checked_at = _host_verdicts.get((scheme, host))
+    if checked_at is not None and time.monotonic() - checked_at < HOST_CHECK_SECONDS:
+        return
+    try:
+        addresses = resolve(host)
+    except OSError as exc:
+        raise UnsafeUpstream(f"{host} does not resolve") from exc
+    check_addresses(host, addresses, scheme)
+    _host_verdicts[(scheme, host)] = time.monotonic()
+
+
+# --- Classifying upstream failures ------------------------------------------------------------
+
+
+def classify(status: int, body: str = "") -> str | None:
+    """The health kind of an upstream answer, or None when it is fine or the caller's own fault (400)."""
+    lowered = body.lower()
+    if status in (401, 403) or "deactivated" in lowered or "invalid_api_key" in lowered:
+        return health.AUTH
+    if status == 402 or "insufficient_quota" in lowered or "credit balance is too low" in lowered:
+        return health.QUOTA
+    if status == 429:
+        return health.RATE_LIMIT
+    if status >= 500:
+        return health.SERVER
+    return None
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    latency_ms: int
+    message: str
+    kind: str | None = None  # health kind on failure
+    status: int | None = None
+    retry_after: float | None = None
+
+
+def _probe_body(provider: str, model: str) -> tuple[str, dict]:
+    messages = [{"role": "user", "content": "ping"}]
+    if provider == Provider.ANTHROPIC:
+        return "messages", {"model": model, "max_tokens": 1, "messages": messages}
+    return "chat", {"model": model, "max_tokens": 1, "messages": messages}
+
+
+async def test_call(provider: str, base_url: str, api_key: str, model: str) -> ProbeResult:
+    """One minimal real call (1 output token) through the relay's own client code."""
+    operation, body = _probe_body(provider, model)
+    url = endpoint(provider, base_url, operation)
+    started = time.perf_counter()
+    try:
+        check_at_connect(url)
+        response = await client().post(url, json=body, headers=auth_headers(provider, api_key))
+    except UnsafeUpstream as exc:
+        return ProbeResult(False, 0, f"refused: {exc}", health.CONNECT)
+    except httpx.TimeoutException:
+        return ProbeResult(False, int((time.perf_counter() - started) * 1000), "timed out", health.TIMEOUT)
+    except httpx.TransportError as exc:
+        return ProbeResult(False, 0, f"cannot connect: {type(exc).__name__}", health.CONNECT)
+    latency = int((time.perf_counter() - started) * 1000)
+    if response.is_success:
+        return ProbeResult(True, latency, f"HTTP {response.status_code} in {latency} ms", status=response.status_code)
+    kind = classify(response.status_code, response.text[:2000])
+    return ProbeResult(
+        False, latency, f"HTTP {response.status_code} from upstream", kind or health.SERVER, response.status_code,
+        retry_after(response),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BalanceResult:
+    supported: bool
+    balance_usd: Decimal | None = None
+    message: str = ""
+
+
+async def fetch_balance(provider: str, base_url: str, api_key: str) -> BalanceResult:
+    """The upstream account's remaining credit where the provider has an API for it."""
+    base = base_url.rstrip("/")
+    if provider == Provider.DEEPSEEK:
+        url = (base[:-3] if base.endswith("/v1") else base) + "/user/balance"
+    elif provider == Provider.OPENAI_COMPATIBLE:
+        url = base + "/credits"  # OpenRouter-style credits endpoint
+    else:
+        return BalanceResult(False, message=f"{provider} has no balance API")
+    try:
+        check_at_connect(url)
+        response = await client().get(url, headers=auth_headers(provider, api_key))
+    except (UnsafeUpstream, httpx.HTTPError) as exc:
+        return BalanceResult(True, message=f"balance query failed: {type(exc).__name__}")
+    if response.status_code == 404 and provider == Provider.OPENAI_COMPATIBLE:
+        return BalanceResult(False, message="this provider has no credits endpoint")
+    if not response.is_success:
+        return BalanceResult(True, message=f"balance query failed: HTTP {response.status_code}")
+    try:
+        return BalanceResult(True, _parse_balance(provider, response.content))
+    except (KeyError, TypeError, ValueError, InvalidOperation, IndexError):
+        return BalanceResult(True, message="balance answer not understood")
+
+
+def _parse_balance(provider: str, content: bytes) -> Decimal:
+    data = json.loads(content, parse_float=Decimal)
+    if provider == Provider.DEEPSEEK:
+        infos = data["balance_infos"]
+        usd = next((i for i in infos if i.get("currency") == "USD"), infos[0])
+        return Decimal(str(usd["total_balance"]))
+    credits = data["data"]
+    return Decimal(str(credits["total_credits"])) - Decimal(str(credits["total_usage"]))
