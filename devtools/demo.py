@@ -18,6 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / ".demo"
 SECRETS_FILE = DEMO_DIR / "secrets.env"
+DEMO_CHANNEL_EXISTS = (
+    "from channels_app.models import Channel; "
+    "print('demo channel' if Channel.objects.filter(name='demo channel').exists() else 'none')"
+)
 SITE_PORT = int(os.environ.get("DEMO_PORT", "8000"))
 UPSTREAM_PORT = int(os.environ.get("DEMO_UPSTREAM_PORT", "8100"))
 
@@ -87,6 +91,21 @@ def main() -> None:
     manage(env, "migrate", "--noinput", "-v0")
     password = manage(env, "create_user", "demo", "--email", "demo@example.test", "--update")
     api_key = manage(env, "create_api_key", "demo", "--name", f"demo {time.strftime('%Y-%m-%d %H:%M')}")
+    say("== Loading the default model catalog")
+    say("   " + manage(env, "import_models", "channels_app/data/default_catalog.json"))
+    if "demo channel" not in manage(env, "shell", "-c", DEMO_CHANNEL_EXISTS):
+        say("== Adding demo channels that point at the fake upstream")
+        manage(
+            env, "add_channel", "--owner", "demo", "--provider", "openai-compatible", "--name", "demo channel",
+            "--base-url", f"http://127.0.0.1:{UPSTREAM_PORT}/v1", "--cut", "20",
+            "--models", "gpt-4o-mini,gpt-4o,deepseek-chat,text-embedding-3-small", stdin="demo-upstream-key\n",
+        )  # fmt: skip
+        manage(
+            env, "add_channel", "--owner", "demo", "--provider", "anthropic", "--name", "demo anthropic channel",
+            "--base-url", f"http://127.0.0.1:{UPSTREAM_PORT}", "--cut", "20",
+            "--models", "claude-sonnet-4-5,claude-haiku-4-5", stdin="demo-upstream-key\n",
+        )  # fmt: skip
+        manage(env, "grant", "demo", "5", "--memo", "demo credit")
 
     processes: list[subprocess.Popen] = []
 
@@ -130,8 +149,9 @@ TokenHub demo is running.
   API docs:  http://127.0.0.1:{SITE_PORT}/api/docs
   Your key:  {api_key}
 
-Not there yet (open issues): the billing ledger, channels and the model catalog, and the /v1 relay.
-Until the relay lands, the demo channel is not created and this call answers 404:
+The demo user has $5 of credit and two demo channels (OpenAI-style and Anthropic) on the fake
+upstream; `python manage.py test_channel --all` tests them for real.
+Not there yet (open issues): the /v1 relay itself, so this call still answers 404:
 
   .venv/bin/python - <<'PY'
   from openai import OpenAI
