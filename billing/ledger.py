@@ -44,7 +44,7 @@ from .models import (
     UsageRecord,
     UsageStatus,
 )
-from .pricing import Usage, quantize, split
+from .pricing import Prices, Usage, cost_of, quantize, split
 
 
 class LedgerError(Exception):
@@ -174,8 +174,19 @@ def _retry_safe(operation, find_existing):
 # --- The three stages of a relayed call -------------------------------------------
 
 
-def hold(*, user_id: int, amount: Decimal, request_id: str, api_key_id: int | None = None, model: str = "") -> Hold:
-    """Pre-deduct: move `amount` from the user's balance to their holds. Idempotent by request id."""
+def hold(
+    *,
+    user_id: int,
+    amount: Decimal,
+    request_id: str,
+    api_key_id: int | None = None,
+    model: str = "",
+    prices: Prices | None = None,
+) -> Hold:
+    """Pre-deduct: move `amount` from the user's balance to their holds. Idempotent by request id.
+
+    `prices` are captured on the hold; `settle` bills the real usage at them.
+    """
     amount = _money(amount)
     if amount < 0:
         raise ValueError("a hold cannot be negative")
@@ -193,7 +204,12 @@ def hold(*, user_id: int, amount: Decimal, request_id: str, api_key_id: int | No
             memo=model,
         )
         return Hold.objects.create(
-            request_id=request_id, user_id=user_id, api_key_id=api_key_id, amount=amount, model=model
+            request_id=request_id,
+            user_id=user_id,
+            api_key_id=api_key_id,
+            amount=amount,
+            model=model,
+            prices=prices.as_dict() if prices else None,
         )
 
     return _retry_safe(operation, lambda: Hold.objects.filter(request_id=request_id).first())
@@ -208,8 +224,8 @@ def _check_spend_cap(api_key_id: int, amount: Decimal) -> None:
 def settle(
     *,
     request_id: str,
-    cost: Decimal,
     usage: Usage,
+    cost: Decimal | None = None,
     owner_id: int | None = None,
     owner_cut: Decimal = ZERO,
     model: str = "",
@@ -219,18 +235,23 @@ def settle(
     estimated: bool = False,
     error: str = "",
 ) -> UsageRecord:
-    """Capture `cost` from the hold, release the rest, pay the owner's cut and the platform.
+    """Capture the cost from the hold, release the rest, pay the owner's cut and the platform.
 
-    Writes the call's usage record. Idempotent: settling a closed hold again
-    returns the first record and changes nothing.
+    The cost is `usage` at the prices captured on the hold (rounded once, here),
+    unless an explicit `cost` is given. Writes the call's usage record.
+    Idempotent: settling a closed hold again returns the first record and changes nothing.
     """
-    cost = _money(cost)
-    if cost < 0:
-        raise ValueError("a cost cannot be negative")
     with transaction.atomic():
         held = Hold.objects.select_for_update().get(request_id=request_id)
         if held.status != HoldStatus.OPEN:
             return UsageRecord.objects.get(request_id=request_id)
+        if cost is None:
+            if held.prices is None:
+                raise ValueError(f"hold {request_id} captured no prices; pass an explicit cost")
+            cost = cost_of(usage, Prices.from_dict(held.prices))
+        cost = _money(cost)
+        if cost < 0:
+            raise ValueError("a cost cannot be negative")
         spendable, holds = user_account(held.user_id), hold_account(held.user_id)
         charged = min(cost, held.amount)
         if cost > held.amount:

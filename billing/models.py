@@ -110,6 +110,9 @@ class Hold(models.Model):
     api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.PROTECT)
     model = models.CharField(max_length=200, blank=True)
     amount = models.DecimalField(**MONEY)
+    # The model's prices when the call started: settlement uses these, so a price change never
+    # alters a call already in flight.
+    prices = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=HoldStatus.choices, default=HoldStatus.OPEN)
     created_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)

@@ -197,3 +197,15 @@ def test_signup_credit_is_granted_once_when_configured(settings):
     assert ledger.balance_of(user.pk) == Decimal("0.50")
     settings.TOKENHUB_SIGNUP_GRANT_USD = Decimal("0")
     assert ledger.balance_of(User.objects.create_user("plain").pk) == 0
+
+
+def test_settle_bills_usage_at_the_prices_captured_on_the_hold(alice):
+    fund(alice, "1")
+    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="priced", prices=MINI, model="gpt-4o-mini")
+    # A price change after the call started (the catalog is not consulted at settlement).
+    usage = Usage(input_tokens=1, output_tokens=1)
+    record = ledger.settle(request_id="priced", usage=usage)
+    assert record.cost_usd == Decimal("0.00000075")
+    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="unpriced")
+    with pytest.raises(ValueError, match="captured no prices"):
+        ledger.settle(request_id="unpriced", usage=usage)
