@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,8 +47,48 @@ def _breaker_key(channel_id: int) -> str:
 
 def states(channel_ids) -> dict[int, BreakerState]:
     """Breaker states of several channels in one cache round trip (closed ones are absent)."""
-    found = cache.get_many([_breaker_key(cid) for cid in channel_ids])
-    return {int(key.split(":")[1]): value for key, value in found.items()}
+    return look(channel_ids, ())[0]
+
+
+def _rpm_key(channel_id: int, minute: int | None = None) -> str:
+    return f"rpm:{channel_id}:{minute if minute is not None else int(time.time() // 60)}"
+
+
+def _inflight_key(channel_id: int) -> str:
+    return f"inflight:{channel_id}"
+
+
+def look(channel_ids, limited_ids) -> tuple[dict[int, BreakerState], dict[int, tuple[int, int]]]:
+    """Breaker states of `channel_ids` and (requests this minute, calls in flight) of `limited_ids`,
+    in one cache round trip."""
+    keys = [_breaker_key(cid) for cid in channel_ids]
+    for cid in limited_ids:
+        keys += [_rpm_key(cid), _inflight_key(cid)]
+    found = cache.get_many(keys)
+    breakers = {cid: found[_breaker_key(cid)] for cid in channel_ids if _breaker_key(cid) in found}
+    usage = {cid: (found.get(_rpm_key(cid), 0), found.get(_inflight_key(cid), 0)) for cid in limited_ids}
+    return breakers, usage
+
+
+def _increment(key: str, timeout: int) -> int:
+    if cache.add(key, 1, timeout=timeout):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired in between
+        cache.add(key, 1, timeout=timeout)
+        return 1
+
+
+def call_started(channel_id: int) -> None:
+    """Count a call against the channel's RPM and concurrency limits (the relay calls this)."""
+    _increment(_rpm_key(channel_id), timeout=120)
+    _increment(_inflight_key(channel_id), timeout=3600)
+
+
+def call_finished(channel_id: int) -> None:
+    with contextlib.suppress(ValueError):
+        cache.decr(_inflight_key(channel_id))
 
 
 def is_usable(channel_id: int, state: BreakerState | None, now: float | None = None) -> bool:

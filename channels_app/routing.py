@@ -59,6 +59,12 @@ class Route:
     status: str
     status_reason: str
     key_count: int
+    rpm_limit: int | None = None
+    concurrency_limit: int | None = None
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.rpm_limit or self.concurrency_limit)
 
 
 @dataclass
@@ -136,6 +142,8 @@ def build_snapshot() -> Snapshot:
                     status=channel.status,
                     status_reason=channel.status_reason,
                     key_count=len(channel.keys.all()),
+                    rpm_limit=channel.rpm_limit,
+                    concurrency_limit=channel.concurrency_limit,
                 )
             )
     return snap
@@ -191,13 +199,22 @@ def order_by_priority(routes: list[Route]) -> list[Route]:
     return [route for priority in sorted(tiers, reverse=True) for route in _weighted_order(tiers[priority])]
 
 
-def _exclusion(route: Route, state: health.BreakerState | None) -> str | None:
+def _exclusion(route: Route, state: health.BreakerState | None, usage: tuple[int, int]) -> str | None:
     if route.status == ChannelStatus.PAUSED:
-        return "disabled by owner"
+        return (
+            f"paused: {route.status_reason}"
+            if route.status_reason not in ("", "paused by owner")
+            else "disabled by owner"
+        )
     if route.status == ChannelStatus.AUTO_DISABLED:
         return f"auto-disabled: {route.status_reason}"
     if route.key_count == 0:
         return "has no upstream key"
+    requests_this_minute, in_flight = usage
+    if route.rpm_limit and requests_this_minute >= route.rpm_limit:
+        return f"at its limit of {route.rpm_limit} requests per minute"
+    if route.concurrency_limit and in_flight >= route.concurrency_limit:
+        return f"at its limit of {route.concurrency_limit} concurrent calls"
     if not health.is_usable(route.channel_id, state):
         return state.describe()
     return None
@@ -226,10 +243,10 @@ def plan(requested: str, allowed_models=(), exclude=frozenset()) -> Plan:
     candidates = [r for r in snap.routes.get(canonical, []) if r.channel_id not in exclude]
     if not candidates:
         raise Refusal(503, f'No channel serves "{name}" right now.', code="no_channel")
-    states = health.states([r.channel_id for r in candidates])
+    states, usage = health.look([r.channel_id for r in candidates], [r.channel_id for r in candidates if r.limited])
     usable, reasons = [], []
     for route in order_by_priority(candidates):
-        reason = _exclusion(route, states.get(route.channel_id))
+        reason = _exclusion(route, states.get(route.channel_id), usage.get(route.channel_id, (0, 0)))
         if reason is None:
             usable.append(route)
         else:

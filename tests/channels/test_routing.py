@@ -176,3 +176,28 @@ def test_add_channel_refuses_empty_stdin_bad_cut_and_private_urls(catalog, bob):
     with pytest.raises(CommandError, match="private or loopback"):
         run_add_channel(*base, "--base-url", "http://10.1.2.3/v1", stdin="k")
     assert not Channel.objects.exists()
+
+
+def test_channels_at_their_rpm_or_concurrency_limit_are_skipped_with_the_reason(catalog, bob):
+    rpm = make_channel(bob, name="rpm")
+    Channel.objects.filter(pk=rpm.pk).update(rpm_limit=2)
+    busy = make_channel(bob, name="busy")
+    Channel.objects.filter(pk=busy.pk).update(concurrency_limit=1)
+    routing.invalidate()
+    assert len(routing.plan("gpt-4o-mini").routes) == 2
+    health.call_started(rpm.pk)
+    health.call_finished(rpm.pk)
+    health.call_started(rpm.pk)
+    health.call_started(busy.pk)
+    error = refusal("gpt-4o-mini")
+    assert "at its limit of 2 requests per minute" in error.message
+    assert "at its limit of 1 concurrent calls" in error.message
+    health.call_finished(busy.pk)
+    assert [r.public_id for r in routing.plan("gpt-4o-mini").routes] == [busy.public_id]
+
+
+def test_a_channel_paused_for_low_upstream_balance_says_so(catalog, bob):
+    channel = make_channel(bob)
+    channels.set_status(channel, ChannelStatus.PAUSED, "upstream balance $1.00 below $5")
+    routing.invalidate()
+    assert "#1 paused: upstream balance $1.00 below $5" in refusal("gpt-4o-mini").message
