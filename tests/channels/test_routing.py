@@ -201,3 +201,14 @@ def test_a_channel_paused_for_low_upstream_balance_says_so(catalog, bob):
     channels.set_status(channel, ChannelStatus.PAUSED, "upstream balance $1.00 below $5")
     routing.invalidate()
     assert "#1 paused: upstream balance $1.00 below $5" in refusal("gpt-4o-mini").message
+
+
+def test_explain_route_shows_admins_the_full_story(catalog, bob):
+    channel = make_channel(bob, name="spare quota")
+    out = io.StringIO()
+    call_command("explain_route", "openai/gpt-4o-mini", stdout=out)
+    assert f"{channel.public_id} spare quota priority=0" in out.getvalue()
+    channels.pause(channel)
+    routing.invalidate()
+    with pytest.raises(CommandError, match=f"503: .*{channel.public_id} \\(spare quota\\) disabled by owner"):
+        call_command("explain_route", "gpt-4o-mini", stdout=io.StringIO())
