@@ -63,30 +63,52 @@ def client() -> httpx.AsyncClient:
             max_keepalive_connections=settings.TOKENHUB_UPSTREAM_MAX_CONNECTIONS,
             keepalive_expiry=30,
         )
-        found = httpx.AsyncClient(timeout=TIMEOUT, limits=limits, follow_redirects=False, trust_env=False)
+        transport = PinnedTransport(limits=limits)
+        found = httpx.AsyncClient(timeout=TIMEOUT, transport=transport, follow_redirects=False, trust_env=False)
         _clients[loop] = found
     return found
 
 
-# --- SSRF check at connect time (against DNS rebinding) -----------------------------------
+# --- SSRF check at connect time, pinned against DNS rebinding -----------------------------
 
-_host_verdicts: dict[tuple[str, str], float] = {}
-HOST_CHECK_SECONDS = 30.0
+_pins: dict[tuple[str, str], tuple[str, float]] = {}
+PIN_SECONDS = 30.0
 
 
-def check_at_connect(url: str) -> None:
-    """Resolve the host again and refuse private targets the operator did not allow (cached briefly)."""
-    parts = urlsplit(url)
-    host, scheme = parts.hostname or "", parts.scheme
-    checked_at = _host_verdicts.get((scheme, host))
-    if checked_at is not None and time.monotonic() - checked_at < HOST_CHECK_SECONDS:
-        return
+def pinned_address(scheme: str, host: str) -> str:
+    """The checked address to connect to for `host` (re-resolved and re-checked every 30 s)."""
+    found = _pins.get((scheme, host))
+    if found is not None and time.monotonic() - found[1] < PIN_SECONDS:
+        return found[0]
     try:
         addresses = resolve(host)
     except OSError as exc:
         raise UnsafeUpstream(f"{host} does not resolve") from exc
     check_addresses(host, addresses, scheme)
-    _host_verdicts[(scheme, host)] = time.monotonic()
+    address = str(addresses[0])
+    _pins[(scheme, host)] = (address, time.monotonic())
+    return address
+
+
+def check_at_connect(url: str) -> None:
+    parts = urlsplit(url)
+    pinned_address(parts.scheme, parts.hostname or "")
+
+
+class PinnedTransport(httpx.AsyncHTTPTransport):
+    """Connects to the address that passed the SSRF check, not to whatever DNS says a moment later.
+
+    The URL's host is swapped for the checked IP; the Host header and TLS server name (SNI and
+    certificate check) keep the original name.
+    """
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        address = pinned_address(request.url.scheme, host)
+        if address != host:
+            request.url = request.url.copy_with(host=address)
+            request.extensions = {**request.extensions, "sni_hostname": host}
+        return await super().handle_async_request(request)
 
 
 # --- Classifying upstream failures ------------------------------------------------------------
@@ -136,7 +158,6 @@ async def test_call(provider: str, base_url: str, api_key: str, model: str) -> P
     url = endpoint(provider, base_url, operation)
     started = time.perf_counter()
     try:
-        check_at_connect(url)
         response = await client().post(url, json=body, headers=auth_headers(provider, api_key))
     except UnsafeUpstream as exc:
         return ProbeResult(False, 0, f"refused: {exc}", health.CONNECT)
@@ -171,7 +192,6 @@ async def fetch_balance(provider: str, base_url: str, api_key: str) -> BalanceRe
     else:
         return BalanceResult(False, message=f"{provider} has no balance API")
     try:
-        check_at_connect(url)
         response = await client().get(url, headers=auth_headers(provider, api_key))
     except (UnsafeUpstream, httpx.HTTPError) as exc:
         return BalanceResult(True, message=f"balance query failed: {type(exc).__name__}")

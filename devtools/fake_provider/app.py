@@ -208,6 +208,7 @@ class FakeProvider:
             "input_tokens": s.input_tokens,
             "output_tokens": s.output_tokens,
             "by_path": s.by_path,
+            "last_host": s.last_headers.get("host"),
         }
 
     # --- Behaviour knobs from the key ---------------------------------------------
