@@ -137,3 +137,15 @@ def rotate_encryption() -> int:
             key_id=box.key_id, ciphertext=box.ciphertext
         )
     return rotated
+
+
+def auto_disable(channel_id: int, reason: str) -> bool:
+    """Disable a channel after an authentication or quota error, unless its owner opted out. Thread-safe."""
+    from . import routing
+
+    changed = Channel.objects.filter(pk=channel_id, auto_disable=True, status=ChannelStatus.ACTIVE).update(
+        status=ChannelStatus.AUTO_DISABLED, status_reason=reason[:300], status_changed_at=timezone.now()
+    )
+    if changed:
+        routing.invalidate()
+    return bool(changed)

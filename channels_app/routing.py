@@ -9,21 +9,26 @@ seconds, and a request costs no query for routing.
 from __future__ import annotations
 
 import difflib
+import logging
 import random
 import threading
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 
-from . import health
+from . import crypto, health
 from .models import API_FORMAT, CatalogModel, Channel, ChannelStatus, ModelAlias
 
+logger = logging.getLogger(__name__)
+
 VERSION_KEY = "routing:version"
-VERSION_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class Route:
     key_count: int
     rpm_limit: int | None = None
     concurrency_limit: int | None = None
+    auto_disable: bool = True
 
     @property
     def limited(self) -> bool:
@@ -73,6 +79,8 @@ class Snapshot:
     names: dict[str, str] = field(default_factory=dict)  # any name or alias -> canonical name
     routes: dict[str, list[Route]] = field(default_factory=dict)  # canonical name -> every channel listing it
     unknown_listed: dict[str, list[str]] = field(default_factory=dict)  # name -> channels listing it
+    # Decrypted upstream keys per channel id: process memory only, never cached elsewhere or shown.
+    upstream_keys: dict[int, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
 
 class Refusal(Exception):
@@ -88,6 +96,12 @@ class Plan:
     model: ModelInfo
     requested: str
     routes: list[Route]
+    # Channels let through as a half-open probe: a success must close their breaker.
+    probing: frozenset[int] = frozenset()
+    snapshot: Snapshot | None = field(default=None, repr=False, compare=False)
+
+    def upstream_keys(self, channel_id: int) -> tuple[str, ...]:
+        return self.snapshot.upstream_keys.get(channel_id, ()) if self.snapshot else ()
 
 
 def _prices(model: CatalogModel) -> dict[str, Decimal | None] | None:
@@ -119,6 +133,8 @@ def build_snapshot() -> Snapshot:
             snap.names[alias] = model.name
     channels = Channel.objects.all().prefetch_related("keys")
     for channel in channels:
+        if channel.status == ChannelStatus.ACTIVE:
+            snap.upstream_keys[channel.pk] = _decrypt_keys(channel)
         mapping = channel.model_mapping or {}
         for listed in channel.model_names:
             canonical = snap.names.get(listed)
@@ -144,9 +160,22 @@ def build_snapshot() -> Snapshot:
                     key_count=len(channel.keys.all()),
                     rpm_limit=channel.rpm_limit,
                     concurrency_limit=channel.concurrency_limit,
+                    auto_disable=channel.auto_disable,
                 )
             )
     return snap
+
+
+def _decrypt_keys(channel: Channel) -> tuple[str, ...]:
+    keys = []
+    for key in channel.keys.all():
+        try:
+            keys.append(crypto.decrypt(key.key_id, key.ciphertext))
+        except crypto.DecryptionError:
+            logger.error(
+                "channel %s key %s cannot be decrypted with the configured keys", channel.public_id, key.position
+            )
+    return tuple(keys)
 
 
 class _Holder:
@@ -160,26 +189,53 @@ class _Holder:
 _holder = _Holder()
 
 
-def snapshot() -> Snapshot:
-    """The current routing snapshot; at most one cache read per second per process."""
+def _fresh() -> tuple[Snapshot | None, object]:
+    """(the snapshot if still current, the cache's version); at most one cache read per interval."""
     now = time.monotonic()
-    if _holder.snapshot is not None and now - _holder.checked_at < VERSION_CHECK_SECONDS:
-        return _holder.snapshot
-    with _holder.lock:
-        version = cache.get(VERSION_KEY)
-        if _holder.snapshot is None or version != _holder.version:
-            _holder.snapshot, _holder.version = build_snapshot(), version
+    if _holder.snapshot is not None and now - _holder.checked_at < settings.TOKENHUB_ROUTING_CHECK_SECONDS:
+        return _holder.snapshot, _holder.version
+    version = cache.get(VERSION_KEY)
+    if _holder.snapshot is not None and version == _holder.version:
         _holder.checked_at = now
-        return _holder.snapshot
+        return _holder.snapshot, version
+    return None, version
+
+
+def _rebuild(version) -> Snapshot:
+    with _holder.lock:
+        snap = build_snapshot()
+        _holder.snapshot, _holder.version, _holder.checked_at = snap, version, time.monotonic()
+        return snap
+
+
+def snapshot() -> Snapshot:
+    """The current routing snapshot (sync callers)."""
+    snap, version = _fresh()
+    return snap if snap is not None else _rebuild(version)
+
+
+def _rebuild_in_thread(version) -> Snapshot:
+    try:
+        return _rebuild(version)
+    finally:
+        connection.close()
+
+
+async def asnapshot() -> Snapshot:
+    """The current routing snapshot (async callers): rebuilt in a worker thread only when it changed."""
+    snap, version = _fresh()
+    if snap is not None:
+        return snap
+    return await sync_to_async(_rebuild_in_thread, thread_sensitive=False)(version)
 
 
 def invalidate() -> None:
-    """Call after a routing change commits: every process rebuilds within a second."""
-    if not cache.add(VERSION_KEY, 1, timeout=None):
-        try:
-            cache.incr(VERSION_KEY)
-        except ValueError:
-            cache.set(VERSION_KEY, 1, timeout=None)
+    """Call after a routing change commits: every process rebuilds within TOKENHUB_ROUTING_CHECK_SECONDS.
+
+    The version is a random token, not a counter, so a cleared or restarted cache can never
+    make an old version look current again.
+    """
+    cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
     _holder.snapshot = None
 
 
@@ -226,9 +282,13 @@ def resolve(requested: str) -> ModelInfo | None:
     return snap.models.get(canonical) if canonical else None
 
 
-def plan(requested: str, allowed_models=(), exclude=frozenset()) -> Plan:
+async def aplan(requested: str, allowed_models=(), exclude=frozenset()) -> Plan:
+    return plan(requested, allowed_models, exclude, snap=await asnapshot())
+
+
+def plan(requested: str, allowed_models=(), exclude=frozenset(), snap: Snapshot | None = None) -> Plan:
     """Ordered fallbacks for `requested`, or a Refusal that explains every candidate."""
-    snap = snapshot()
+    snap = snap or snapshot()
     name = requested.strip()
     canonical = snap.names.get(name)
     if canonical is None:
@@ -252,7 +312,8 @@ def plan(requested: str, allowed_models=(), exclude=frozenset()) -> Plan:
         else:
             reasons.append((route, reason))
     if usable:
-        return Plan(model=model, requested=name, routes=usable)
+        probing = frozenset(r.channel_id for r in usable if r.channel_id in states)
+        return Plan(model=model, requested=name, routes=usable, probing=probing, snapshot=snap)
     raise _explained_refusal(name, candidates, reasons)
 
 

@@ -1,6 +1,68 @@
 from __future__ import annotations
 
-from .errors import caller_format, error_response
+import functools
+
+from django.views.decorators.csrf import csrf_exempt
+
+from . import pipeline, queries
+from .errors import ANTHROPIC, OPENAI, caller_format, error_response
+
+
+def relay_endpoint(method: str):
+    """Async endpoint taking one method; a wrong method is a 405 in the caller's format.
+
+    The relay authenticates sk-hub keys, not cookies: CSRF does not apply (and /v1 runs
+    without the site's middleware).
+    """
+
+    def decorate(view):
+        @csrf_exempt
+        @functools.wraps(view)
+        async def wrapper(request, *args, **kwargs):
+            if request.method != method:
+                response = error_response(caller_format(request), 405, f"{request.path} takes {method} only.")
+                response["allow"] = method
+                return response
+            return await view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+@relay_endpoint("POST")
+async def chat_completions(request):
+    return await pipeline.handle(request, "chat", OPENAI)
+
+
+@relay_endpoint("POST")
+async def messages(request):
+    return await pipeline.handle(request, "messages", ANTHROPIC)
+
+
+@relay_endpoint("POST")
+async def embeddings(request):
+    return await pipeline.handle(request, "embeddings", OPENAI)
+
+
+@relay_endpoint("POST")
+async def responses(request):
+    return await pipeline.handle(request, "responses", OPENAI)
+
+
+@relay_endpoint("POST")
+async def count_tokens(request):
+    return await queries.count_tokens(request)
+
+
+@relay_endpoint("GET")
+async def models(request):
+    return await queries.list_models(request)
+
+
+@relay_endpoint("GET")
+async def usage(request):
+    return await queries.key_usage(request)
 
 
 async def not_served(request, path: str = ""):
@@ -8,7 +70,7 @@ async def not_served(request, path: str = ""):
     return error_response(
         caller_format(request),
         404,
-        f"TokenHub does not serve {request.method} {request.path}. "
-        "It serves /v1/chat/completions, /v1/messages and /v1/models (see /docs).",
+        f"TokenHub does not serve {request.method} {request.path}. It serves /v1/chat/completions, /v1/messages, "
+        "/v1/messages/count_tokens, /v1/models, /v1/embeddings, /v1/responses and /v1/usage.",
         code="unknown_endpoint",
     )

@@ -61,9 +61,16 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) ->
     raise RuntimeError(f"server did not answer {url} within {timeout}s")
 
 
+LOG_DIR = ROOT / "test-artifacts" / "server-logs"
+
+
 @contextlib.contextmanager
 def running(command: list[str], probe_url: str, env: dict[str, str]):
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    """A server subprocess; its output goes to test-artifacts/server-logs/ (a pipe nobody reads would block it)."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"{command[2].rsplit('.', 1)[-1]}-{probe_url.split(':')[2].split('/')[0]}.log"
+    log = open(log_path, "wb")  # noqa: SIM115  (closed in finally)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until_up(probe_url, process)
         yield process
@@ -74,6 +81,7 @@ def running(command: list[str], probe_url: str, env: dict[str, str]):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
 @contextlib.contextmanager

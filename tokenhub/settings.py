@@ -210,8 +210,19 @@ TOKENHUB_KEY_TOUCH_SECONDS = env_int("TOKENHUB_KEY_TOUCH_SECONDS", 60)
 TOKENHUB_SIGNUP_GRANT_USD = Decimal(os.environ.get("TOKENHUB_SIGNUP_GRANT_USD", "0"))
 # The daily check-in reward, USD.
 TOKENHUB_CHECKIN_REWARD_USD = Decimal(os.environ.get("TOKENHUB_CHECKIN_REWARD_USD", "0.10"))
+# How often each process asks the cache whether routing data (channels, catalog) changed.
+TOKENHUB_ROUTING_CHECK_SECONDS = float(os.environ.get("TOKENHUB_ROUTING_CHECK_SECONDS", "1"))
 # Pooled connections per worker process to all upstreams together.
 TOKENHUB_UPSTREAM_MAX_CONNECTIONS = env_int("TOKENHUB_UPSTREAM_MAX_CONNECTIONS", 1000)
+# The relay: request body cap, failover attempts, per-key requests per minute (0 = no limit),
+# and what a client disconnect mid-stream does: "cancel" the upstream and bill what was delivered,
+# or "drain" the upstream in the background and bill its reported usage.
+TOKENHUB_MAX_BODY_BYTES = env_int("TOKENHUB_MAX_BODY_BYTES", 20_000_000)
+TOKENHUB_MAX_ATTEMPTS = env_int("TOKENHUB_MAX_ATTEMPTS", 3)
+TOKENHUB_KEY_RPM = env_int("TOKENHUB_KEY_RPM", 0)
+TOKENHUB_DISCONNECT_POLICY = os.environ.get("TOKENHUB_DISCONNECT_POLICY", "cancel").strip() or "cancel"
+# Django's own cap must not answer first with a bare 400; the relay enforces TOKENHUB_MAX_BODY_BYTES.
+DATA_UPLOAD_MAX_MEMORY_SIZE = TOKENHUB_MAX_BODY_BYTES + 1
 # An open hold older than this belongs to a crashed worker and is released.
 TOKENHUB_HOLD_TIMEOUT_SECONDS = env_int("TOKENHUB_HOLD_TIMEOUT_SECONDS", 1800)
 

@@ -9,6 +9,7 @@ play a healthy channel and a broken one side by side:
   fail-<status>   answer every call with that HTTP status (401, 429, 500, 503…)
   cut-<n>         streams stop (connection dropped) after n content chunks
   slow-<ms>       wait that long before the first byte
+  drip-<ms>       wait that long between stream chunks
   nousage         never report usage
 Any other key succeeds. Paths are matched by suffix, so base URLs with or
 without `/v1` both work.
@@ -225,9 +226,11 @@ class FakeProvider:
         if wait_ms:
             await asyncio.sleep(wait_ms / 1000)
 
-    async def chunk_wait(self):
-        if self.options.delay_ms:
-            await asyncio.sleep(self.options.delay_ms / 1000)
+    async def chunk_wait(self, key: str = ""):
+        drip = self.key_number(key, "drip-") if "drip-" in key else None
+        delay = drip if drip is not None else self.options.delay_ms
+        if delay:
+            await asyncio.sleep(delay / 1000)
 
     def answer_length(self, body: dict, default_max: int | None) -> int:
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or default_max or self.options.tokens
@@ -293,7 +296,7 @@ class FakeProvider:
         for index, word in enumerate(words):
             if cut_after is not None and index >= cut_after:
                 raise ConnectionAbortedError("simulated upstream drop")
-            await self.chunk_wait()
+            await self.chunk_wait(key)
             await send({"type": "http.response.body", "body": chunk({"content": word}), "more_body": True})
         await send({"type": "http.response.body", "body": chunk({}, finish), "more_body": True})
         include_usage = (body.get("stream_options") or {}).get("include_usage")
@@ -426,7 +429,7 @@ class FakeProvider:
         for index, word in enumerate(words):
             if cut_after is not None and index >= cut_after:
                 raise ConnectionAbortedError("simulated upstream drop")
-            await self.chunk_wait()
+            await self.chunk_wait(key)
             await send(
                 {
                     "type": "http.response.body",

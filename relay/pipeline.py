@@ -1,0 +1,408 @@
+"""One /v1 call: parse → key → rate limit → route → hold → upstream (failover) → stream → settle.
+
+Hot-path budget for a successful call on PostgreSQL + Redis: one cache read for the key, one
+`get_many` for the channels' breaker and limit state, one short transaction for the hold and one
+for the settlement (each in a worker thread that returns its pooled connection at once). No
+transaction or connection is held while the answer streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpResponse, StreamingHttpResponse
+
+from accounts import keys
+from accounts.keys import KeyIdentity
+from billing import ledger
+from billing.models import UsageStatus
+from billing.pricing import Prices, Usage, estimate_max_cost
+from channels_app import health, routing
+
+from . import upstream
+from . import usage as usage_of
+from .errors import ANTHROPIC, OPENAI, error_body, error_response
+from .sse import SSEError, SSEParser, encode
+
+logger = logging.getLogger(__name__)
+
+# operation -> (wire format the channel must speak, whether the body carries messages)
+OPERATIONS = {
+    "chat": (OPENAI, True),
+    "messages": (ANTHROPIC, True),
+    "embeddings": (OPENAI, False),
+    "responses": (OPENAI, False),
+}
+
+
+class RelayError(Exception):
+    def __init__(self, status: int, message: str, code: str = "", headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+
+
+@dataclass
+class Call:
+    request_id: str
+    operation: str
+    caller_format: str
+    identity: KeyIdentity
+    body: dict
+    body_bytes: int
+    stream: bool
+    plan: routing.Plan
+    routes: list[routing.Route]
+    prices: Prices
+    forward_headers: dict[str, str]
+    caller_wants_usage: bool
+    started: float = field(default_factory=time.perf_counter)
+
+    def latency_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+
+# --- Admission -------------------------------------------------------------------------------
+
+
+def presented_key(request) -> str:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("x-api-key", "").strip()
+
+
+async def authenticate(request) -> KeyIdentity:
+    raw = presented_key(request)
+    if not raw:
+        raise RelayError(
+            401, "Missing API key: send it as 'Authorization: Bearer sk-hub-…' or 'x-api-key'.", "missing_api_key"
+        )
+    identity = await keys.alookup(raw)
+    if identity is None:
+        raise RelayError(401, "Invalid API key: no TokenHub key matches it.", "invalid_api_key")
+    refusal = identity.refusal()
+    if refusal:
+        raise RelayError(401, refusal, "invalid_api_key")
+    return identity
+
+
+def read_json(request) -> tuple[dict, int]:
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise _too_large() from None
+    if len(raw) > settings.TOKENHUB_MAX_BODY_BYTES:
+        raise _too_large()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RelayError(400, f"The request body is not valid JSON: {exc}.", "invalid_json") from None
+    if not isinstance(body, dict):
+        raise RelayError(400, "The request body must be a JSON object.", "invalid_json")
+    return body, len(raw)
+
+
+def _too_large() -> RelayError:
+    limit_mb = settings.TOKENHUB_MAX_BODY_BYTES / 1_000_000
+    return RelayError(413, f"The request body is larger than TokenHub's limit of {limit_mb:g} MB.", "request_too_large")
+
+
+def validate(operation: str, body: dict) -> None:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise RelayError(400, "model: a model name (string) is required.", "invalid_request")
+    if OPERATIONS[operation][1]:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise RelayError(400, "messages: a non-empty list of messages is required.", "invalid_request")
+    if operation == "embeddings" and body.get("input") in (None, "", []):
+        raise RelayError(400, "input: the text to embed is required.", "invalid_request")
+    if operation == "responses" and body.get("input") in (None, "", []):
+        raise RelayError(400, "input: the Responses API needs an input.", "invalid_request")
+    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise RelayError(400, f"{name}: must be a positive integer.", "invalid_request")
+    if operation == "messages" and body.get("max_tokens") is None:
+        raise RelayError(400, "max_tokens: Field required (the Messages API needs it).", "invalid_request")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise RelayError(400, "stream: must be true or false.", "invalid_request")
+
+
+def check_rate_limit(identity: KeyIdentity) -> None:
+    """Per key requests per minute, in Redis when configured (process memory otherwise)."""
+    limit = settings.TOKENHUB_KEY_RPM
+    if not limit:
+        return
+    minute = int(time.time() // 60)
+    key = f"rl:{identity.key_id}:{minute}"
+    count = 1 if cache.add(key, 1, timeout=70) else cache.incr(key)
+    if count > limit:
+        retry = 60 - int(time.time()) % 60
+        raise RelayError(
+            429, f"Rate limit reached for this key: {limit} requests per minute. Retry in {retry} s.",
+            "rate_limit_exceeded", {"retry-after": str(retry)},
+        )  # fmt: skip
+
+
+def output_budget(operation: str, body: dict, model: routing.ModelInfo) -> int:
+    if operation == "embeddings":
+        return 0
+    requested = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+    budget = requested or model.default_output_tokens
+    return min(budget, model.max_output_tokens) if model.max_output_tokens else budget
+
+
+async def plan_routes(
+    operation: str, identity: KeyIdentity, model_name: str
+) -> tuple[routing.Plan, list[routing.Route]]:
+    try:
+        plan = await routing.aplan(model_name, identity.allowed_models)
+    except routing.Refusal as refusal:
+        raise RelayError(refusal.status, refusal.message, refusal.code) from None
+    wire = OPERATIONS[operation][0]
+    routes = [r for r in plan.routes if r.api_format == wire]
+    if operation == "responses":
+        routes = [r for r in routes if r.provider == "openai"]
+    if not routes:
+        formats = ", ".join(sorted({r.api_format for r in plan.routes}))
+        raise RelayError(
+            503, f'"{model_name}" is served only by {formats}-format channels, which cannot take a '
+            f"{operation} call from this endpoint yet.", "no_compatible_channel",
+        )  # fmt: skip
+    return plan, routes
+
+
+async def admit(request, operation: str, caller_format: str, request_id: str) -> Call:
+    body, body_bytes = read_json(request)
+    identity = await authenticate(request)
+    validate(operation, body)
+    check_rate_limit(identity)
+    plan, routes = await plan_routes(operation, identity, body["model"])
+    prices = Prices(**plan.model.prices)
+    estimate = estimate_max_cost(body_bytes, output_budget(operation, body, plan.model), prices)
+    try:
+        await ledger.ahold(
+            user_id=identity.user_id, amount=estimate, request_id=request_id, api_key_id=identity.key_id,
+            model=plan.model.name, prices=prices,
+        )  # fmt: skip
+    except (ledger.InsufficientBalance, ledger.SpendCapReached) as exc:
+        raise RelayError(402, f"{str(exc)[0].upper()}{str(exc)[1:]}.", "insufficient_quota") from None
+    await keys.atouch(identity.key_id)
+    forward = {h: request.headers[h] for h in ("anthropic-version", "anthropic-beta") if h in request.headers}
+    return Call(
+        request_id=request_id, operation=operation, caller_format=caller_format, identity=identity, body=body,
+        body_bytes=body_bytes, stream=bool(body.get("stream")), plan=plan, routes=routes, prices=prices,
+        forward_headers=forward, caller_wants_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+    )  # fmt: skip
+
+
+# --- The call ----------------------------------------------------------------------------------
+
+
+async def handle(request, operation: str, caller_format: str):
+    request_id = "req_" + uuid.uuid4().hex
+    try:
+        call = await admit(request, operation, caller_format, request_id)
+    except RelayError as exc:
+        return _error(caller_format, exc.status, exc.message, exc.code, request_id, exc.headers)
+    for route in call.routes:
+        if route.limited:
+            health.call_started(route.channel_id)
+    outcome = await upstream.open_stream(call.plan, call.routes, operation, call.body, call.forward_headers)
+    if isinstance(outcome, upstream.UpstreamFailure):
+        _finish_limits(call)
+        await ledger.arelease(request_id=request_id, error=outcome.message[:300], latency_ms=call.latency_ms())
+        if outcome.caller_fault_body is not None:
+            response = HttpResponse(outcome.caller_fault_body, status=outcome.status, content_type=outcome.content_type)
+            response["x-request-id"] = request_id
+            return response
+        return _error(caller_format, outcome.status, outcome.message, "upstream_error", request_id)
+    if call.stream:
+        return RelayStream(_stream(call, outcome), request_id)
+    return await _complete(call, outcome)
+
+
+def _finish_limits(call: Call) -> None:
+    for route in call.routes:
+        if route.limited:
+            health.call_finished(route.channel_id)
+
+
+def _error(api_format: str, status: int, message: str, code: str, request_id: str, headers=None) -> HttpResponse:
+    response = error_response(api_format, status, message, code=code, headers=headers)
+    response["x-request-id"] = request_id
+    return response
+
+
+def _usage_from_body(call: Call, data: dict) -> Usage | None:
+    if call.operation == "messages":
+        return usage_of.from_anthropic(data.get("usage"))
+    return usage_of.from_openai(data.get("usage"))
+
+
+def _estimated_usage(call: Call, output_tokens: int) -> Usage:
+    return Usage(input_tokens=usage_of.estimate_tokens_from_bytes(call.body_bytes), output_tokens=output_tokens)
+
+
+async def _settle(
+    call: Call, attempt: upstream.Attempt, usage: Usage | None, status: str, estimated_output=0, error=""
+):
+    estimated = usage is None
+    record = await ledger.asettle(
+        request_id=call.request_id,
+        usage=usage or _estimated_usage(call, estimated_output),
+        owner_id=attempt.route.owner_id,
+        owner_cut=attempt.route.owner_cut,
+        model=call.plan.model.name,
+        channel=attempt.route.public_id,
+        latency_ms=call.latency_ms(),
+        status=status,
+        estimated=estimated,
+        error=error,
+    )
+    _finish_limits(call)
+    return record
+
+
+async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
+    try:
+        content = await attempt.response.aread()
+    except httpx.HTTPError as exc:
+        await ledger.arelease(request_id=call.request_id, error=f"upstream read failed: {type(exc).__name__}")
+        _finish_limits(call)
+        return _error(
+            call.caller_format,
+            502,
+            "The upstream connection failed while sending the answer.",
+            "upstream_error",
+            call.request_id,
+        )
+    finally:
+        await attempt.response.aclose()
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = {}
+    usage = _usage_from_body(call, data) if isinstance(data, dict) else None
+    output_guess = usage_of.estimate_tokens_from_bytes(len(content))
+    record = await _settle(call, attempt, usage, UsageStatus.OK, estimated_output=output_guess)
+    response = HttpResponse(content, status=attempt.response.status_code, content_type="application/json")
+    response["x-request-id"] = call.request_id
+    response["x-tokenhub-cost"] = str(record.cost_usd)
+    return response
+
+
+# --- Streaming ---------------------------------------------------------------------------------
+
+
+class RelayStream(StreamingHttpResponse):
+    """Hands Django our own generator, so a disconnect's aclose() reaches it directly."""
+
+    def __init__(self, generator, request_id: str):
+        super().__init__(generator, content_type="text/event-stream")
+        self._generator = generator
+        self["cache-control"] = "no-cache"
+        self["x-accel-buffering"] = "no"
+        self["x-request-id"] = request_id
+
+    def __aiter__(self):
+        return self._generator
+
+
+@dataclass
+class StreamState:
+    usage: Usage | None = None
+    anthropic_start: Usage | None = None
+    content_events: int = 0
+    finished: bool = False
+
+
+def _inspect(call: Call, state: StreamState, event) -> bool:
+    """Capture usage and completion from one event; returns False for an event the caller must not see."""
+    data = event.data
+    if call.operation == "messages":
+        if event.name == "message_start":
+            state.anthropic_start = usage_of.from_anthropic(event.json().get("message", {}).get("usage"))
+            state.usage = state.anthropic_start
+        elif event.name == "message_delta":
+            state.usage = usage_of.merge_anthropic(state.anthropic_start, event.json().get("usage"))
+        elif event.name == "content_block_delta":
+            state.content_events += 1
+        elif event.name == "message_stop":
+            state.finished = True
+        return True
+    if data == b"[DONE]":
+        state.finished = True
+        return True
+    if b'"usage"' in data:
+        chunk = event.json()
+        found = usage_of.from_openai(chunk.get("usage"))
+        if found is not None:
+            state.usage = found
+            if not chunk.get("choices") and not call.caller_wants_usage:
+                return False  # the usage chunk TokenHub asked for on its own behalf
+    state.content_events += 1
+    return True
+
+
+def _stream_error_event(call: Call, message: str) -> bytes:
+    body = error_body(call.caller_format, 502, message, "upstream_error")
+    if call.caller_format == ANTHROPIC:
+        return encode(json.dumps(body), "error")
+    return encode(json.dumps(body))
+
+
+async def _stream(call: Call, attempt: upstream.Attempt):
+    state = StreamState()
+    parser = SSEParser()
+    error = ""
+    disconnected = False
+    try:
+        async for chunk in attempt.response.aiter_raw():
+            out = [event.raw for event in parser.feed(chunk) if _inspect(call, state, event)]
+            if out:
+                yield b"".join(out)
+        if not state.finished:
+            error = "the upstream ended the stream early"
+            yield _stream_error_event(call, "The upstream ended the stream before the answer was complete.")
+    except (httpx.HTTPError, SSEError) as exc:
+        error = f"upstream failed mid-stream: {type(exc).__name__}"
+        yield _stream_error_event(
+            call, "The upstream connection failed mid-stream; you are billed only for what was delivered."
+        )
+    except (asyncio.CancelledError, GeneratorExit):
+        disconnected = True
+        raise
+    finally:
+        if disconnected and not state.finished and settings.TOKENHUB_DISCONNECT_POLICY == "drain":
+            # Keep reading the upstream in the background to bill its real usage.
+            asyncio.get_running_loop().create_task(_drain_and_settle(call, attempt, parser, state))
+        else:
+            await attempt.response.aclose()
+            status = UsageStatus.OK if state.finished and not error else UsageStatus.PARTIAL
+            if disconnected and not state.finished:
+                error = "client disconnected"
+            settle = asyncio.ensure_future(_settle(call, attempt, state.usage, status, state.content_events, error))
+            await asyncio.shield(settle)  # a second cancellation cannot stop the settlement
+
+
+async def _drain_and_settle(call: Call, attempt: upstream.Attempt, parser: SSEParser, state: StreamState) -> None:
+    try:
+        async for chunk in attempt.response.aiter_raw():
+            for event in parser.feed(chunk):
+                _inspect(call, state, event)
+    except (httpx.HTTPError, SSEError):
+        pass
+    finally:
+        await attempt.response.aclose()
+        await _settle(call, attempt, state.usage, UsageStatus.PARTIAL, state.content_events, "client disconnected")

@@ -1,0 +1,123 @@
+"""The /v1 endpoints that answer from TokenHub itself: models, token counting, the key's usage."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.http import JsonResponse
+
+from billing import ledger
+from billing.models import UsageRecord
+from channels_app import providers, routing
+from channels_app.models import ChannelStatus
+
+from . import usage as usage_of
+from .errors import ANTHROPIC, OPENAI, error_response
+from .pipeline import RelayError, authenticate, read_json
+
+USAGE_ROWS = 20
+
+
+def _error(api_format: str, exc: RelayError):
+    return error_response(api_format, exc.status, exc.message, code=exc.code, headers=exc.headers)
+
+
+def available_models(snap: routing.Snapshot, allowed: tuple[str, ...]) -> list[routing.ModelInfo]:
+    found = []
+    for name, info in sorted(snap.models.items()):
+        active = any(r.status == ChannelStatus.ACTIVE for r in snap.routes.get(name, ()))
+        if active and info.prices is not None and (not allowed or any(n in allowed for n in info.names)):
+            found.append(info)
+    return found
+
+
+async def list_models(request):
+    api_format = ANTHROPIC if "anthropic-version" in request.headers else OPENAI
+    try:
+        identity = await authenticate(request)
+    except RelayError as exc:
+        return _error(api_format, exc)
+    models = available_models(await routing.asnapshot(), identity.allowed_models)
+    if api_format == ANTHROPIC:
+        data = [
+            {"type": "model", "id": m.name, "display_name": m.name, "created_at": "2025-01-01T00:00:00Z"}
+            for m in models
+        ]
+        first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+        return JsonResponse({"data": data, "has_more": False, "first_id": first, "last_id": last})
+    data = [{"id": m.name, "object": "model", "created": 0, "owned_by": "tokenhub"} for m in models]
+    return JsonResponse({"object": "list", "data": data})
+
+
+async def count_tokens(request):
+    """Forwarded to an Anthropic channel when one serves the model; estimated locally otherwise."""
+    try:
+        body, body_bytes = read_json(request)
+        identity = await authenticate(request)
+        if not isinstance(body.get("model"), str):
+            raise RelayError(400, "model: a model name (string) is required.", "invalid_request")
+        plan = await routing.aplan(body["model"], identity.allowed_models)
+    except RelayError as exc:
+        return _error(ANTHROPIC, exc)
+    except routing.Refusal as refusal:
+        return error_response(ANTHROPIC, refusal.status, refusal.message, code=refusal.code)
+    for route in (r for r in plan.routes if r.api_format == ANTHROPIC):
+        keys = plan.upstream_keys(route.channel_id)
+        if not keys:
+            continue
+        outgoing = {**body, "model": route.upstream_model}
+        headers = providers.auth_headers(route.provider, keys[0])
+        headers.update({h: request.headers[h] for h in ("anthropic-version", "anthropic-beta") if h in request.headers})
+        try:
+            response = await providers.client().post(
+                providers.endpoint(route.provider, route.base_url, "count_tokens"), content=json.dumps(outgoing),
+                headers={**headers, "content-type": "application/json"},
+            )  # fmt: skip
+        except httpx.HTTPError:
+            continue
+        if response.is_success:
+            return JsonResponse(response.json())
+    return JsonResponse({"input_tokens": usage_of.estimate_tokens_from_bytes(body_bytes), "estimated": True})
+
+
+def _usage_payload(user_id: int, key_id: int) -> dict:
+    try:
+        from accounts.models import ApiKey
+
+        spent = ApiKey.objects.filter(pk=key_id).values_list("spent_usd", flat=True).first()
+        rows = UsageRecord.objects.filter(api_key_id=key_id).order_by("-created_at", "-id")[:USAGE_ROWS]
+        return {
+            "object": "usage",
+            "balance_usd": str(ledger.balance_of(user_id)),
+            "key_spent_usd": str(spent),
+            "data": [
+                {
+                    "request_id": r.request_id,
+                    "created_at": r.created_at.isoformat(),
+                    "model": r.model,
+                    "input_tokens": r.input_tokens,
+                    "output_tokens": r.output_tokens,
+                    "cache_read_tokens": r.cache_read_tokens,
+                    "cache_write_tokens": r.cache_write_tokens,
+                    "cost_usd": str(r.cost_usd),
+                    "status": r.status,
+                    "estimated": r.estimated,
+                }
+                for r in rows
+            ],
+        }
+    finally:
+        connection.close()
+
+
+async def key_usage(request):
+    api_format = ANTHROPIC if "anthropic-version" in request.headers else OPENAI
+    try:
+        identity = await authenticate(request)
+    except RelayError as exc:
+        return _error(api_format, exc)
+    payload = await sync_to_async(_usage_payload, thread_sensitive=False)(identity.user_id, identity.key_id)
+    return JsonResponse(payload)

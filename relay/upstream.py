@@ -1,0 +1,136 @@
+"""One upstream attempt and the failover walk over a plan's channels.
+
+Failover happens only before the first byte reaches the caller: connect errors, timeouts,
+429, 5xx and a channel's own 401/402/403 move on to the next channel (bounded); a 400 caused by
+the caller's request is returned at once. Every outcome is a health event for the channel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection
+
+from channels_app import channels, health, providers, routing
+from channels_app.urlcheck import UnsafeUpstream
+
+logger = logging.getLogger(__name__)
+
+CALLER_FAULT_STATUSES = {400, 413, 422}
+
+
+@dataclass
+class Attempt:
+    route: routing.Route
+    key_position: int
+    response: httpx.Response
+
+
+@dataclass
+class UpstreamFailure:
+    """Why the walk ended without an answer: the caller's status and a safe message."""
+
+    status: int
+    message: str
+    caller_fault_body: bytes | None = None  # a caller-caused 4xx from the upstream, passed on as is
+    content_type: str = "application/json"
+
+
+def _disable_in_thread(channel_id: int, reason: str) -> None:
+    try:
+        channels.auto_disable(channel_id, reason)
+    finally:
+        connection.close()
+
+
+async def _channel_failed(route: routing.Route, key_position: int, kind: str, detail: str, retry_after=None) -> None:
+    if kind in (health.AUTH, health.QUOTA):
+        health.bench_key(route.channel_id, key_position, seconds=health.KEY_BENCH_SECONDS)
+        if route.key_count <= 1 and route.auto_disable:
+            what = "authentication failed" if kind == health.AUTH else "insufficient quota"
+            reason = f"{detail} at {datetime.now(UTC):%H:%M} UTC ({what})"
+            await sync_to_async(_disable_in_thread, thread_sensitive=False)(route.channel_id, reason)
+        return
+    if kind == health.RATE_LIMIT and route.key_count > 1:
+        health.bench_key(route.channel_id, key_position, seconds=int(retry_after or health.KEY_BENCH_SECONDS))
+        return
+    health.record_failure(route.channel_id, kind, detail, retry_after)
+
+
+def build_body(body: dict, route: routing.Route, *, openai_stream_usage: bool) -> bytes:
+    outgoing = dict(body)
+    outgoing["model"] = route.upstream_model
+    if openai_stream_usage and outgoing.get("stream"):
+        # Ask for the final usage chunk; it is stripped again if the caller did not ask for it.
+        outgoing["stream_options"] = {**(outgoing.get("stream_options") or {}), "include_usage": True}
+    return json.dumps(outgoing, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+async def open_stream(
+    plan: routing.Plan,
+    routes: list[routing.Route],
+    operation: str,
+    body: dict,
+    forward_headers: dict[str, str],
+) -> Attempt | UpstreamFailure:
+    """Try the routes in order until one answers 2xx; returns the open (unread) response."""
+    failures: list[str] = []
+    client = providers.client()
+    for route in routes[: settings.TOKENHUB_MAX_ATTEMPTS]:
+        keys = plan.upstream_keys(route.channel_id)
+        if not keys:
+            failures.append("a channel has no usable key")
+            continue
+        position = health.pick_key(route.channel_id, len(keys)) if len(keys) > 1 else 0
+        url = providers.endpoint(route.provider, route.base_url, operation)
+        headers = {**providers.auth_headers(route.provider, keys[position]), **forward_headers}
+        headers["content-type"] = "application/json"
+        content = build_body(body, route, openai_stream_usage=operation == "chat")
+        try:
+            request = client.build_request("POST", url, content=content, headers=headers)
+            response = await client.send(request, stream=True)
+        except UnsafeUpstream as exc:
+            failures.append("a channel's upstream address is not allowed")
+            logger.warning("channel %s refused at connect: %s", route.public_id, exc)
+            health.record_failure(route.channel_id, health.CONNECT, "address not allowed")
+            continue
+        except httpx.TimeoutException:
+            failures.append("an upstream timed out")
+            await _channel_failed(route, position, health.TIMEOUT, "timeout")
+            continue
+        except httpx.TransportError as exc:
+            failures.append("an upstream could not be reached")
+            await _channel_failed(route, position, health.CONNECT, f"connect error {type(exc).__name__}")
+            continue
+        if response.is_success:
+            if route.channel_id in plan.probing:
+                health.record_success(route.channel_id)
+            return Attempt(route, position, response)
+        error_body = await response.aread()
+        await response.aclose()
+        if response.status_code in CALLER_FAULT_STATUSES:
+            return UpstreamFailure(
+                response.status_code, "the upstream rejected the request", error_body,
+                response.headers.get("content-type", "application/json"),
+            )  # fmt: skip
+        kind = providers.classify(response.status_code, error_body[:2000].decode("utf-8", "replace"))
+        if kind is None:  # e.g. 404: this channel cannot serve it; not a health problem
+            failures.append(f"an upstream answered {response.status_code}")
+            continue
+        failures.append(f"an upstream answered {response.status_code}")
+        await _channel_failed(route, position, kind, f"HTTP {response.status_code}", providers.retry_after(response))
+    return _summarise(failures)
+
+
+def _summarise(failures: list[str]) -> UpstreamFailure:
+    text = "; ".join(dict.fromkeys(failures)) or "no channel was tried"
+    if all("timed out" in f for f in failures) and failures:
+        return UpstreamFailure(504, f"The upstream timed out ({len(failures)} attempt(s)): {text}.")
+    status = 503 if any("429" in f for f in failures) else 502
+    return UpstreamFailure(status, f"No upstream could answer ({len(failures)} attempt(s)): {text}.")
