@@ -239,6 +239,9 @@ class FakeProvider:
     # --- OpenAI -------------------------------------------------------------------
     async def chat_completions(self, body: dict, key: str, send):
         model = body.get("model", "unknown")
+        temperature = body.get("temperature")
+        if isinstance(temperature, int | float) and temperature > 2:
+            return await self.error(send, 400, f"Invalid 'temperature': {temperature} is greater than 2.", False)
         words = answer_words(self.answer_length(body, None))
         prompt_tokens = count_input_tokens(body, False)
         self.stats.input_tokens += prompt_tokens
@@ -363,6 +366,9 @@ class FakeProvider:
         model = body.get("model", "unknown")
         if not body.get("max_tokens"):
             return await self.error(send, 400, "max_tokens: Field required", True)
+        temperature = body.get("temperature")
+        if isinstance(temperature, int | float) and temperature > 1:
+            return await self.error(send, 400, "temperature: Input should be less than or equal to 1", True)
         words = answer_words(self.answer_length(body, body.get("max_tokens")))
         input_tokens = count_input_tokens(body, True)
         self.stats.input_tokens += input_tokens

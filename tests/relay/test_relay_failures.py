@@ -1,0 +1,264 @@
+"""Failover, refunds, partial settlement, disconnects and every error case, seen through the official SDKs."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from decimal import Decimal
+
+import anthropic
+import httpx
+import openai
+import pytest
+from django.utils import timezone
+
+from accounts import keys
+from billing import ledger
+from billing.models import Hold, HoldStatus, UsageRecord, UsageStatus
+from billing.reconcile import reconcile
+from channels_app import channels, routing
+from channels_app.models import Channel, ChannelStatus
+from tests.conftest import wait_for
+from tests.relay.conftest import add_channel
+from tests.relay.test_relay_calls import MINI_IN, MINI_OUT, PROMPT, expected_cost, settled
+
+pytestmark = pytest.mark.services
+
+
+def only_channel(world, **kwargs):
+    """Replace the default OpenAI-format channel with one configured for the test."""
+    channels.pause(world.openai_channel)
+    routing.invalidate()
+    return add_channel(world.bob, world.upstream, **kwargs)
+
+
+def test_failover_from_a_failing_channel_to_a_healthy_one(world):
+    only_channel(world, keys_=("fail-500",), priority=10, name="broken")
+    healthy = add_channel(world.bob, world.upstream, priority=1, name="healthy")
+    reply = world.openai().chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=PROMPT)
+    assert reply.parse().choices[0].message.content
+    settled()
+    record = UsageRecord.objects.get(request_id=reply.headers["x-request-id"])
+    assert record.channel == healthy.public_id and record.status == UsageStatus.OK
+    assert ledger.balance_of(world.alice.pk) == Decimal("10") - expected_cost(10, 20, MINI_IN, MINI_OUT)
+
+
+def test_upstream_500_everywhere_refunds_the_hold(world):
+    only_channel(world, keys_=("fail-500",))
+    with pytest.raises(openai.InternalServerError) as info:
+        world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+    assert info.value.status_code == 502 and "No upstream could answer" in info.value.message
+    assert ledger.balance_of(world.alice.pk) == Decimal("10")
+    record = UsageRecord.objects.get()
+    assert record.status == UsageStatus.FAILED and record.cost_usd == 0
+    assert reconcile().problems == []
+
+
+def test_a_channels_own_401_is_never_the_callers_401(world):
+    broken = only_channel(world, keys_=("fail-401",))
+    with pytest.raises(openai.InternalServerError) as info:
+        world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+    assert info.value.status_code == 502
+    broken.refresh_from_db()
+    assert broken.status == ChannelStatus.AUTO_DISABLED and "authentication failed" in broken.status_reason
+    # The next call explains why nothing can serve it.
+    with pytest.raises(openai.InternalServerError, match="auto-disabled"):
+        world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+
+
+def test_upstream_dying_mid_stream_settles_what_was_delivered(world):
+    only_channel(world, keys_=("cut-5",))
+    received = []
+    with pytest.raises(openai.APIError, match="mid-stream"):
+        for chunk in world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                received.append(chunk.choices[0].delta.content)
+    assert len(received) == 5
+    settled()
+    record = UsageRecord.objects.get()
+    assert record.status == UsageStatus.PARTIAL and record.estimated
+    assert record.output_tokens <= 6  # the role chunk + 5 words, counted locally
+    assert 0 < record.cost_usd < expected_cost(10, 20, MINI_IN, MINI_OUT) * 10
+    assert reconcile().problems == []
+
+
+def test_anthropic_stream_cut_mid_way_raises_and_settles_partially(world):
+    Channel.objects.filter(pk=world.anthropic_channel.pk).delete()
+    add_channel(world.bob, world.upstream, provider="anthropic", models=("claude-haiku-4-5",), keys_=("cut-3",))
+    with (
+        pytest.raises(anthropic.APIStatusError),
+        world.anthropic().messages.stream(model="claude-haiku-4-5", max_tokens=50, messages=PROMPT) as stream,
+    ):
+        for _ in stream.text_stream:
+            pass
+    settled()
+    record = UsageRecord.objects.get()
+    assert record.status == UsageStatus.PARTIAL
+    assert record.input_tokens == 10  # from message_start, the upstream's own count
+
+
+def test_client_disconnect_mid_stream_settles_and_leaves_no_hold(world):
+    only_channel(world, keys_=("drip-100",))
+    body = {"model": "gpt-4o-mini", "messages": PROMPT, "stream": True}
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "POST", f"{world.relay}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {world.key}"}
+        ) as response,
+    ):
+        lines = 0
+        for line in response.iter_lines():
+            lines += line.startswith("data:")
+            if lines >= 3:
+                break  # hang up mid-answer
+    wait_for(lambda: not Hold.objects.filter(status=HoldStatus.OPEN).exists(), timeout=10)
+    record = UsageRecord.objects.get()
+    assert record.status == UsageStatus.PARTIAL and record.error == "client disconnected"
+    assert record.output_tokens < 20
+    assert reconcile().problems == []
+
+
+def test_more_concurrent_streams_than_database_connections(world):
+    """The server's pool has 4 connections; 12 slow streams all complete and settle."""
+    only_channel(world, keys_=("drip-20",))
+
+    def one(_):
+        stream = world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=True)
+        return sum(1 for c in stream if c.choices and c.choices[0].delta.content)
+
+    with ThreadPoolExecutor(12) as pool:
+        assert list(pool.map(one, range(12))) == [20] * 12
+    settled()
+    assert UsageRecord.objects.filter(status=UsageStatus.OK).count() == 12
+    assert ledger.balance_of(world.alice.pk) == Decimal("10") - 12 * expected_cost(10, 20, MINI_IN, MINI_OUT)
+
+
+# --- Errors in the caller's own format -----------------------------------------------------------
+
+
+def test_bad_revoked_and_expired_keys_are_401(world):
+    with pytest.raises(openai.AuthenticationError, match="Invalid API key"):
+        world.openai(key="sk-hub-" + "x" * 48).chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+    with pytest.raises(anthropic.AuthenticationError, match=r"Missing API key|Invalid API key"):
+        world.anthropic(key="nope").messages.create(model="claude-haiku-4-5", max_tokens=5, messages=PROMPT)
+    key, raw = keys.create_key(world.alice, "old")
+    keys.revoke_key(key)
+    with pytest.raises(openai.AuthenticationError, match="revoked"):
+        world.openai(key=raw).chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+    key, raw = keys.create_key(world.alice, "brief", expires_at=timezone.now() + timedelta(seconds=1))
+    time.sleep(1.1)
+    with pytest.raises(anthropic.AuthenticationError, match="expired"):
+        world.anthropic(key=raw).messages.create(model="claude-haiku-4-5", max_tokens=5, messages=PROMPT)
+    assert not Hold.objects.exists()
+
+
+def test_insufficient_balance_is_402_and_holds_nothing(world):
+    ledger.grant(user_id=world.alice.pk, amount=Decimal("-9.999"), memo="drain", actor="test")
+    with pytest.raises(openai.APIStatusError) as info:
+        world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT, max_tokens=16000)
+    assert info.value.status_code == 402 and "Insufficient balance: need $" in info.value.message
+    with pytest.raises(anthropic.APIStatusError) as info:
+        world.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=20000, messages=PROMPT)
+    assert info.value.status_code == 402
+    assert info.value.body["error"]["type"] == "billing_error"
+    assert not Hold.objects.exists()
+
+
+def test_spend_cap_is_402(world):
+    _key, raw = keys.create_key(world.alice, "capped", spend_cap_usd=Decimal("0.0001"))
+    with pytest.raises(openai.APIStatusError, match="spend cap") as info:
+        world.openai(key=raw).chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+    assert info.value.status_code == 402
+
+
+def test_model_not_on_the_allow_list_is_403(world):
+    _key, raw = keys.create_key(world.alice, "narrow", allowed_models=["claude-haiku-4-5"])
+    with pytest.raises(openai.PermissionDeniedError, match="may not use model"):
+        world.openai(key=raw).chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+    assert world.anthropic(key=raw).messages.create(model="claude-haiku-4-5", max_tokens=2, messages=PROMPT)
+
+
+def test_unknown_model_is_404_with_a_suggestion(world):
+    with pytest.raises(openai.NotFoundError, match='did you mean "gpt-4o-mini"'):
+        world.openai().chat.completions.create(model="gpt-4o-mni", messages=PROMPT)
+    with pytest.raises(anthropic.NotFoundError, match="unknown model"):
+        world.anthropic().messages.create(model="claude-nonsense-9", max_tokens=5, messages=PROMPT)
+
+
+def test_known_model_without_a_healthy_channel_is_503_with_the_reasons(world):
+    channels.pause(world.openai_channel)
+    routing.invalidate()
+    with pytest.raises(openai.InternalServerError) as info:
+        world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+    assert info.value.status_code == 503
+    assert 'no channel can serve "gpt-4o-mini": 1 channel lists it — #1 disabled by owner' in info.value.message
+    assert world.bob.username not in info.value.message and world.openai_channel.public_id not in info.value.message
+
+
+def test_cross_format_calls_are_refused_clearly_for_now(world):
+    with pytest.raises(anthropic.InternalServerError, match="openai-format channels"):
+        world.anthropic().messages.create(model="gpt-4o-mini", max_tokens=5, messages=PROMPT)
+
+
+def test_rate_limit_is_429_with_retry_after(world):
+    from tests.servers import asgi_server
+
+    with asgi_server(TOKENHUB_KEY_RPM="2", TOKENHUB_ROUTING_CHECK_SECONDS="0") as limited:
+        client = openai.OpenAI(base_url=f"{limited}/v1", api_key=world.key, max_retries=0)
+        # Two calls fit in this minute (unless the minute turns over in between, which only helps).
+        for _ in range(2):
+            client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+        with pytest.raises(openai.RateLimitError, match="2 requests per minute") as info:
+            for _ in range(2):
+                client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+        assert 1 <= int(info.value.response.headers["retry-after"]) <= 60
+
+
+def test_malformed_bodies_are_400_naming_the_field(world):
+    headers = {"authorization": f"Bearer {world.key}", "content-type": "application/json"}
+    bad = httpx.post(f"{world.relay}/v1/chat/completions", content=b"{not json", headers=headers)
+    assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        world.openai().chat.completions.create(model="gpt-4o-mini", messages=[])
+    no_max = httpx.post(
+        f"{world.relay}/v1/messages", headers={"x-api-key": world.key, "anthropic-version": "2023-06-01"},
+        json={"model": "claude-haiku-4-5", "messages": PROMPT},
+    )  # fmt: skip
+    assert no_max.status_code == 400 and no_max.json()["error"]["message"].startswith("max_tokens")
+    assert no_max.json()["type"] == "error"
+
+
+def test_body_too_large_is_413_in_the_callers_format(world):
+    huge = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * 21_000_000}]}
+    response = httpx.post(
+        f"{world.relay}/v1/chat/completions", content=json.dumps(huge), timeout=30,
+        headers={"authorization": f"Bearer {world.key}", "content-type": "application/json"},
+    )  # fmt: skip
+    assert response.status_code == 413 and "larger than" in response.json()["error"]["message"]
+
+
+def test_a_caller_caused_upstream_400_is_returned_once_not_retried(world):
+    add_channel(world.bob, world.upstream, name="second")
+    stats_url = world.upstream.removesuffix("/v1") + "/_stats"
+    httpx.post(stats_url)
+    with pytest.raises(openai.BadRequestError, match="greater than 2"):
+        world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT, temperature=5)
+    assert httpx.get(stats_url).json()["requests"] == 1  # not retried on the second channel
+    assert not Channel.objects.filter(status=ChannelStatus.AUTO_DISABLED).exists()
+    assert routing.plan("gpt-4o-mini").routes  # no breaker opened
+    assert ledger.balance_of(world.alice.pk) == Decimal("10")
+    assert UsageRecord.objects.get().status == UsageStatus.FAILED
+
+
+def test_every_response_carries_a_request_id(world):
+    ok = world.openai().chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=PROMPT)
+    assert ok.headers["x-request-id"].startswith("req_")
+    bad = httpx.post(f"{world.relay}/v1/chat/completions", json={}, headers={"authorization": "Bearer x"})
+    assert bad.headers["x-request-id"].startswith("req_")
+
+
+def test_wrong_method_is_405_in_the_callers_format(world):
+    response = httpx.get(f"{world.relay}/v1/chat/completions")
+    assert response.status_code == 405 and response.json()["error"]["message"].endswith("takes POST only.")
