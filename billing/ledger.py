@@ -89,6 +89,20 @@ def _account(code: str, kind: str, user_id: int | None = None) -> Account:
     return account
 
 
+def _accounts(*specs: tuple[str, str, int | None]) -> list[Account]:
+    """Several accounts in one query (creating any that do not exist yet): (code, kind, user id) each."""
+    found = {a.code: a for a in Account.objects.filter(code__in=[code for code, _kind, _user in specs])}
+    return [found.get(code) or _account(code, kind, user_id) for code, kind, user_id in specs]
+
+
+def _user_spec(user_id: int) -> tuple[str, str, int]:
+    return f"user:{user_id}", AccountKind.USER, user_id
+
+
+def _hold_spec(user_id: int) -> tuple[str, str, int]:
+    return f"hold:{user_id}", AccountKind.HOLD, user_id
+
+
 def platform_account(kind: str) -> Account:
     return _account(f"platform:{kind}", kind)
 
@@ -199,7 +213,7 @@ def hold(
             _check_spend_cap(api_key_id, amount)
         _post(
             TransactionKind.HOLD,
-            [(user_account(user_id), -amount), (hold_account(user_id), amount)],
+            list(zip(_accounts(_user_spec(user_id), _hold_spec(user_id)), (-amount, amount), strict=True)),
             idempotency_key=f"hold:{request_id}",
             memo=model,
         )
@@ -252,7 +266,10 @@ def settle(
         cost = _money(cost)
         if cost < 0:
             raise ValueError("a cost cannot be negative")
-        spendable, holds = user_account(held.user_id), hold_account(held.user_id)
+        specs = [_user_spec(held.user_id), _hold_spec(held.user_id), ("platform:revenue", AccountKind.REVENUE, None)]
+        if owner_id:
+            specs.append((f"owner:{owner_id}", AccountKind.OWNER, owner_id))
+        spendable, holds, revenue, *owner = _accounts(*specs)
         charged = min(cost, held.amount)
         if cost > held.amount:
             # The estimate was short: take the rest from the balance, never below zero.
@@ -262,10 +279,10 @@ def settle(
         legs = [
             (holds, -held.amount),
             (spendable, held.amount - charged),
-            (platform_account(AccountKind.REVENUE), platform_share),
+            (revenue, platform_share),
         ]
         if owner_share:
-            legs.append((owner_account(owner_id), owner_share))
+            legs.append((owner[0], owner_share))
         kind = TransactionKind.SETTLE if charged else TransactionKind.RELEASE
         txn = _post(kind, legs, idempotency_key=f"settle:{request_id}", memo=model or held.model)
         held.status = HoldStatus.SETTLED if charged else HoldStatus.RELEASED

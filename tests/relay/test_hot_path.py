@@ -1,0 +1,98 @@
+"""The round trips of one successful relayed call are counted, so they cannot creep back.
+
+In-process (the ASGI app through httpx's ASGI transport) against the fake upstream, on
+PostgreSQL + Redis; SQL is counted at the cursor for every thread, Redis by the server's
+own command counter.
+"""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import httpx
+import pytest
+import redis
+from asgiref.sync import async_to_sync
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+
+from accounts import keys
+from accounts.models import User
+from billing import ledger
+from billing.models import TransactionKind, UsageRecord
+from channels_app import routing
+from channels_app.catalog import import_catalog
+from tests.channels.conftest import DEFAULT_CATALOG
+from tests.relay.conftest import add_channel
+from tests.relay.test_relay_calls import PROMPT
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+class Counter:
+    def __init__(self):
+        self.statements, self.commits, self.lock = [], 0, threading.Lock()
+
+
+@pytest.fixture
+def sql_counter(monkeypatch):
+    counter = Counter()
+    original_execute, original_commit = CursorWrapper.execute, BaseDatabaseWrapper._commit
+
+    def execute(self, sql, params=None):
+        with counter.lock:
+            counter.statements.append(sql)
+        return original_execute(self, sql, params)
+
+    def commit(self):
+        with counter.lock:
+            counter.commits += 1
+        return original_commit(self)
+
+    monkeypatch.setattr(CursorWrapper, "execute", execute)
+    monkeypatch.setattr(BaseDatabaseWrapper, "_commit", commit)
+    return counter
+
+
+def redis_commands(client: redis.Redis) -> int:
+    return client.info("stats")["total_commands_processed"]
+
+
+def test_a_successful_call_costs_two_transactions_and_two_redis_round_trips(fake_upstream, sql_counter, settings):
+    settings.TOKENHUB_ROUTING_CHECK_SECONDS = 60  # production asks once a second, not per call
+    import_catalog(DEFAULT_CATALOG.read_text(), "default_catalog.json")
+    alice, bob = User.objects.create_user("alice"), User.objects.create_user("bob")
+    ledger.grant(user_id=alice.pk, amount=Decimal("10"), memo="t", actor="t", kind=TransactionKind.GRANT)
+    _key, raw = keys.create_key(alice, "k")
+    add_channel(bob, fake_upstream)
+    routing.invalidate()
+    from tokenhub.asgi import application
+
+    async def call():
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            response = await client.post(
+                "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": PROMPT},
+                headers={"authorization": f"Bearer {raw}"},
+            )  # fmt: skip
+            assert response.status_code == 200, response.text
+            return response
+
+    async_to_sync(call)()  # warm: key cached, routing snapshot built, key touched
+    r = redis.Redis.from_url(settings.REDIS_URL)
+    sql_counter.statements.clear()
+    sql_counter.commits = 0
+    before = redis_commands(r)
+    async_to_sync(call)()
+    after = redis_commands(r)
+    redis_round_trips = after - before - 1  # minus the INFO that took `before`
+    assert UsageRecord.objects.count() == 2
+    print(f"\nSQL statements {len(sql_counter.statements)}, commits {sql_counter.commits}, Redis {redis_round_trips}")
+    assert sql_counter.commits == 2  # the hold and the settlement
+    assert len(sql_counter.statements) <= 19
+    assert not any(
+        "accounts_apikey" in s and s.lstrip().upper().startswith("SELECT") and "key_hash" in s
+        for s in sql_counter.statements
+    )  # fmt: skip  (the key came from the cache)
+    assert redis_round_trips <= 2  # the key identity and the channels' health state
