@@ -20,7 +20,7 @@ def test_healthz_reports_every_part(settings):
 def test_healthz_uses_postgres_redis_and_the_real_broker():
     body = Client().get("/healthz").json()
     assert body["database"]["vendor"] == "postgresql"
-    assert body["cache"]["backend"] == "RedisCache"
+    assert body["cache"]["backend"] == "SharedPoolRedisCache"
     assert body["broker"] == {"ok": True, "mode": "broker"}
 
 
