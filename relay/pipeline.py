@@ -341,6 +341,13 @@ def _inspect(call: Call, state: StreamState, event) -> bool:
         elif event.name == "message_stop":
             state.finished = True
         return True
+    if call.operation == "responses":
+        if event.name in ("response.completed", "response.failed", "response.incomplete"):
+            state.usage = usage_of.from_openai(event.json().get("response", {}).get("usage"))
+            state.finished = True
+        elif event.name.endswith(".delta"):
+            state.content_events += 1
+        return True
     if data == b"[DONE]":
         state.finished = True
         return True
@@ -362,47 +369,95 @@ def _stream_error_event(call: Call, message: str) -> bytes:
     return encode(json.dumps(body))
 
 
-async def _stream(call: Call, attempt: upstream.Attempt):
-    state = StreamState()
-    parser = SSEParser()
-    error = ""
-    disconnected = False
-    try:
-        async for chunk in attempt.response.aiter_raw():
-            out = [event.raw for event in parser.feed(chunk) if _inspect(call, state, event)]
-            if out:
-                yield b"".join(out)
-        if not state.finished:
-            error = "the upstream ended the stream early"
-            yield _stream_error_event(call, "The upstream ended the stream before the answer was complete.")
-    except (httpx.HTTPError, SSEError) as exc:
-        error = f"upstream failed mid-stream: {type(exc).__name__}"
-        yield _stream_error_event(
-            call, "The upstream connection failed mid-stream; you are billed only for what was delivered."
-        )
-    except (asyncio.CancelledError, GeneratorExit):
-        disconnected = True
-        raise
-    finally:
-        if disconnected and not state.finished and settings.TOKENHUB_DISCONNECT_POLICY == "drain":
-            # Keep reading the upstream in the background to bill its real usage.
-            asyncio.get_running_loop().create_task(_drain_and_settle(call, attempt, parser, state))
+# Pumps outlive their request when the client leaves (to settle, or to drain the upstream);
+# asyncio keeps only weak references to tasks, so they are held here until done.
+_pumps: set[asyncio.Task] = set()
+
+
+class Pump:
+    """Reads the upstream in a task of its own and owns the settlement.
+
+    The response generator only forwards what the pump queues, so a client disconnect cannot
+    cut the settlement short: with the "cancel" policy the pump is cancelled and bills what it
+    read (at most a few events beyond what reached the client); with "drain" it keeps reading
+    to the end and bills the upstream's own usage.
+    """
+
+    def __init__(self, call: Call, attempt: upstream.Attempt):
+        self.call, self.attempt = call, attempt
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+        self.state = StreamState()
+        self.parser = SSEParser()
+        self.error = ""
+        self.detached = False  # the client is gone; keep reading but queue nothing
+        self.client_gone = False
+
+    async def emit(self, data: bytes) -> None:
+        if not self.detached:
+            await self.queue.put(data)
+
+    async def run(self) -> None:
+        call, state = self.call, self.state
+        # Stalls are caught by the client's read timeout (first byte and between chunks);
+        # the total time is checked between chunks.
+        deadline = call.started + settings.TOKENHUB_UPSTREAM_TOTAL_TIMEOUT
+        try:
+            async for chunk in self.attempt.response.aiter_raw():
+                out = [event.raw for event in self.parser.feed(chunk) if _inspect(call, state, event)]
+                if out:
+                    await self.emit(b"".join(out))
+                if time.perf_counter() > deadline and not state.finished:
+                    self.error = "the upstream exceeded the total time limit"
+                    await self.emit(
+                        _stream_error_event(call, "The answer exceeded TokenHub's total time limit and was cut.")
+                    )
+                    break
+            if not state.finished and not self.error:
+                self.error = "the upstream ended the stream early"
+                await self.emit(
+                    _stream_error_event(call, "The upstream ended the stream before the answer was complete.")
+                )
+        except (httpx.HTTPError, SSEError) as exc:
+            self.error = f"upstream failed mid-stream: {type(exc).__name__}"
+            await self.emit(
+                _stream_error_event(
+                    call, "The upstream connection failed mid-stream; you are billed only for what was delivered."
+                )
+            )
+        finally:
+            if not self.client_gone:
+                await self.queue.put(None)  # end of the answer for the response generator
+            await self.attempt.response.aclose()
+            complete = state.finished and not self.error
+            status = UsageStatus.OK if complete and not self.client_gone else UsageStatus.PARTIAL
+            error = self.error
+            if self.client_gone:
+                error = "client disconnected; upstream drained" if complete else "client disconnected"
+            await _settle(call, self.attempt, state.usage, status, state.content_events, error)
+
+    def client_left(self, task: asyncio.Task) -> None:
+        self.client_gone = True
+        if settings.TOKENHUB_DISCONNECT_POLICY == "drain":
+            self.detached = True
+            while not self.queue.empty():  # unblock a pending put
+                self.queue.get_nowait()
         else:
-            await attempt.response.aclose()
-            status = UsageStatus.OK if state.finished and not error else UsageStatus.PARTIAL
-            if disconnected and not state.finished:
-                error = "client disconnected"
-            settle = asyncio.ensure_future(_settle(call, attempt, state.usage, status, state.content_events, error))
-            await asyncio.shield(settle)  # a second cancellation cannot stop the settlement
+            task.cancel()
 
 
-async def _drain_and_settle(call: Call, attempt: upstream.Attempt, parser: SSEParser, state: StreamState) -> None:
+async def _stream(call: Call, attempt: upstream.Attempt):
+    pump = Pump(call, attempt)
+    task = asyncio.get_running_loop().create_task(pump.run())
+    _pumps.add(task)
+    task.add_done_callback(_pumps.discard)
+    finished = False
     try:
-        async for chunk in attempt.response.aiter_raw():
-            for event in parser.feed(chunk):
-                _inspect(call, state, event)
-    except (httpx.HTTPError, SSEError):
-        pass
+        while True:
+            data = await pump.queue.get()
+            if data is None:
+                finished = True
+                return
+            yield data
     finally:
-        await attempt.response.aclose()
-        await _settle(call, attempt, state.usage, UsageStatus.PARTIAL, state.content_events, "client disconnected")
+        if not finished and not task.done():
+            pump.client_left(task)

@@ -212,6 +212,10 @@ TOKENHUB_SIGNUP_GRANT_USD = Decimal(os.environ.get("TOKENHUB_SIGNUP_GRANT_USD", 
 TOKENHUB_CHECKIN_REWARD_USD = Decimal(os.environ.get("TOKENHUB_CHECKIN_REWARD_USD", "0.10"))
 # How often each process asks the cache whether routing data (channels, catalog) changed.
 TOKENHUB_ROUTING_CHECK_SECONDS = float(os.environ.get("TOKENHUB_ROUTING_CHECK_SECONDS", "1"))
+# Upstream timeouts, seconds: connect; first byte and each pause between chunks; a whole answer.
+TOKENHUB_UPSTREAM_CONNECT_TIMEOUT = float(os.environ.get("TOKENHUB_UPSTREAM_CONNECT_TIMEOUT", "5"))
+TOKENHUB_UPSTREAM_READ_TIMEOUT = float(os.environ.get("TOKENHUB_UPSTREAM_READ_TIMEOUT", "120"))
+TOKENHUB_UPSTREAM_TOTAL_TIMEOUT = float(os.environ.get("TOKENHUB_UPSTREAM_TOTAL_TIMEOUT", "900"))
 # Pooled connections per worker process to all upstreams together.
 TOKENHUB_UPSTREAM_MAX_CONNECTIONS = env_int("TOKENHUB_UPSTREAM_MAX_CONNECTIONS", 1000)
 # The relay: request body cap, failover attempts, per-key requests per minute (0 = no limit),

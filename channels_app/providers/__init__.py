@@ -21,7 +21,6 @@ from ..models import Provider
 from ..urlcheck import UnsafeUpstream, check_addresses, resolve
 
 ANTHROPIC_VERSION = "2023-06-01"
-TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=10.0)
 
 # Operation -> path under the channel's base URL, per wire format.
 OPENAI_PATHS = {
@@ -64,7 +63,12 @@ def client() -> httpx.AsyncClient:
             keepalive_expiry=30,
         )
         transport = PinnedTransport(limits=limits)
-        found = httpx.AsyncClient(timeout=TIMEOUT, transport=transport, follow_redirects=False, trust_env=False)
+        # read: the wait for the first byte and between chunks; the relay checks the total time itself.
+        timeout = httpx.Timeout(
+            connect=settings.TOKENHUB_UPSTREAM_CONNECT_TIMEOUT, read=settings.TOKENHUB_UPSTREAM_READ_TIMEOUT,
+            write=30.0, pool=10.0,
+        )  # fmt: skip
+        found = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False, trust_env=False)
         _clients[loop] = found
     return found
 

@@ -165,6 +165,8 @@ class FakeProvider:
             return await self.messages(body, key, send)
         if path.endswith("/embeddings"):
             return await self.embeddings(body, send)
+        if path.endswith("/responses"):
+            return await self.responses(body, key, send)
         return await self.respond_json(send, 404, {"error": {"message": f"no route {path}", "type": "not_found"}})
 
     @staticmethod
@@ -210,6 +212,7 @@ class FakeProvider:
             "output_tokens": s.output_tokens,
             "by_path": s.by_path,
             "last_host": s.last_headers.get("host"),
+            "last_anthropic_beta": s.last_headers.get("anthropic-beta"),
         }
 
     # --- Behaviour knobs from the key ---------------------------------------------
@@ -308,6 +311,80 @@ class FakeProvider:
                 {"type": "http.response.body", "body": chunk(None, usage_value=usage, choices=False), "more_body": True}
             )
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+    async def responses(self, body: dict, key: str, send):
+        """The OpenAI Responses API: input as a string or a list of message items."""
+        items = body.get("input")
+        messages = [{"content": items}] if isinstance(items, str) else [i for i in items or [] if isinstance(i, dict)]
+        input_tokens = count_input_tokens({"messages": messages}, False) + (
+            len(str(body.get("instructions") or "").split())
+        )
+        words = answer_words(self.answer_length({"max_tokens": body.get("max_output_tokens")}, None))
+        usage = {
+            "input_tokens": input_tokens,
+            "output_tokens": len(words),
+            "total_tokens": input_tokens + len(words),
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        response_id, item_id = f"resp_fake{next(self.counter)}", f"msg_fake{next(self.counter)}"
+        text = "".join(words)
+        message = {
+            "id": item_id,
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": []}],
+        }
+        full = {
+            "id": response_id,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "model": body.get("model"),
+            "output": [message],
+            "usage": usage,
+        }
+        await self.first_byte_wait(key)
+        if not body.get("stream"):
+            return await self.respond_json(send, 200, full)
+        await self.start_stream(send)
+
+        def event(data):
+            return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()
+
+        created = {**full, "status": "in_progress", "output": [], "usage": None}
+        await send(
+            {
+                "type": "http.response.body",
+                "more_body": True,
+                "body": event({"type": "response.created", "sequence_number": 0, "response": created}),
+            }
+        )
+        for index, word in enumerate(words, start=1):
+            await self.chunk_wait(key)
+            await send(
+                {
+                    "type": "http.response.body",
+                    "more_body": True,
+                    "body": event(
+                        {
+                            "type": "response.output_text.delta",
+                            "sequence_number": index,
+                            "item_id": item_id,
+                            "output_index": 0,
+                            "content_index": 0,
+                            "delta": word,
+                        }
+                    ),
+                }
+            )
+        await send(
+            {
+                "type": "http.response.body",
+                "body": event({"type": "response.completed", "sequence_number": len(words) + 1, "response": full}),
+            }
+        )
 
     async def embeddings(self, body: dict, send):
         inputs = body.get("input")

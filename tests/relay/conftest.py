@@ -82,4 +82,9 @@ def world(transactional_db, relay_url, fake_upstream) -> World:
     oai = add_channel(bob, fake_upstream, name="bob-openai")
     ant = add_channel(bob, fake_upstream, provider="anthropic", models=("claude-haiku-4-5",), name="bob-anthropic")
     routing.invalidate()
-    return World(relay_url, fake_upstream, alice, bob, raw, oai, ant)
+    yield World(relay_url, fake_upstream, alice, bob, raw, oai, ant)
+    # Streams settle just after their last byte: let the server finish before the tables are flushed.
+    from billing.models import Hold, HoldStatus
+    from tests.conftest import wait_for
+
+    wait_for(lambda: not Hold.objects.filter(status=HoldStatus.OPEN).exists(), timeout=15)

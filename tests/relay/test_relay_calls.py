@@ -152,3 +152,30 @@ def test_prompts_and_answers_are_not_stored(world):
             cursor.execute(f'SELECT * FROM "{table}"')
             dump = repr(cursor.fetchall())
             assert "xyzzy" not in dump and "alpha bravo" not in dump, table
+
+
+def test_responses_api_passes_through_to_an_openai_channel(world):
+    from channels_app.models import Channel
+
+    Channel.objects.filter(pk=world.openai_channel.pk).update(provider="openai")
+    from channels_app import routing
+
+    routing.invalidate()
+    client = world.openai()
+    response = client.responses.create(model="gpt-4o-mini", input="Say hello to the whole world", max_output_tokens=7)
+    assert response.output_text.split()[:2] == ["alpha", "bravo"] and response.usage.output_tokens == 7
+    stream = client.responses.create(model="gpt-4o-mini", input="Say hello", stream=True)
+    kinds = [event.type for event in stream]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    settled()
+    records = UsageRecord.objects.order_by("created_at")
+    assert [r.output_tokens for r in records] == [7, 20] and all(not r.estimated for r in records)
+
+
+def test_anthropic_headers_are_forwarded(world):
+    client = world.anthropic()
+    client.messages.create(
+        model="claude-haiku-4-5", max_tokens=5, messages=PROMPT, extra_headers={"anthropic-beta": "tools-2099-01-01"}
+    )
+    stats = httpx.get(world.upstream.removesuffix("/v1") + "/_stats").json()
+    assert stats["last_anthropic_beta"] == "tools-2099-01-01"

@@ -262,3 +262,43 @@ def test_every_response_carries_a_request_id(world):
 def test_wrong_method_is_405_in_the_callers_format(world):
     response = httpx.get(f"{world.relay}/v1/chat/completions")
     assert response.status_code == 405 and response.json()["error"]["message"].endswith("takes POST only.")
+
+
+def disconnect_after(world, relay: str, chunks: int) -> None:
+    body = {"model": "gpt-4o-mini", "messages": PROMPT, "stream": True}
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "POST", f"{relay}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {world.key}"}
+        ) as response,
+    ):
+        seen = 0
+        for line in response.iter_lines():
+            seen += line.startswith("data:")
+            if seen >= chunks:
+                break
+
+
+def test_drain_policy_bills_the_upstreams_full_usage_after_a_disconnect(world):
+    from tests.servers import asgi_server
+
+    only_channel(world, keys_=("drip-50",))
+    with asgi_server(TOKENHUB_DISCONNECT_POLICY="drain", TOKENHUB_ROUTING_CHECK_SECONDS="0") as draining:
+        disconnect_after(world, draining, 3)
+        wait_for(lambda: UsageRecord.objects.exists(), timeout=15)
+    record = UsageRecord.objects.get()
+    assert record.status == UsageStatus.PARTIAL and not record.estimated
+    assert record.output_tokens == 20  # the upstream's own count, read to the end
+    assert record.cost_usd == expected_cost(10, 20, MINI_IN, MINI_OUT)
+
+
+def test_slow_first_byte_times_out_and_refunds(world):
+    from tests.servers import asgi_server
+
+    only_channel(world, keys_=("slow-3000",))
+    with asgi_server(TOKENHUB_UPSTREAM_READ_TIMEOUT="0.5", TOKENHUB_ROUTING_CHECK_SECONDS="0") as impatient:
+        client = openai.OpenAI(base_url=f"{impatient}/v1", api_key=world.key, max_retries=0)
+        with pytest.raises(openai.APIStatusError) as info:
+            client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+    assert info.value.status_code == 504 and "timed out" in info.value.message
+    assert ledger.balance_of(world.alice.pk) == Decimal("10")
