@@ -138,20 +138,43 @@ def validate(operation: str, body: dict) -> None:
         raise RelayError(400, "stream: must be true or false.", "invalid_request")
 
 
+def _minute_key(prefix: str, key_id: int) -> tuple[str, int]:
+    now = time.time()
+    return f"{prefix}:{key_id}:{int(now // 60)}", 60 - int(now) % 60
+
+
 def check_rate_limit(identity: KeyIdentity) -> None:
-    """Per key requests per minute, in Redis when configured (process memory otherwise)."""
-    limit = settings.TOKENHUB_KEY_RPM
-    if not limit:
+    """Per key requests and tokens per minute, in Redis when configured (process memory otherwise).
+
+    Requests are counted on admission; tokens when a call settles (its real usage), so a key
+    over its token budget is refused from its next call until the minute turns.
+    """
+    rpm, tpm = settings.TOKENHUB_KEY_RPM, settings.TOKENHUB_KEY_TPM
+    if rpm:
+        key, retry = _minute_key("rl", identity.key_id)
+        count = 1 if cache.add(key, 1, timeout=70) else cache.incr(key)
+        if count > rpm:
+            raise RelayError(
+                429, f"Rate limit reached for this key: {rpm} requests per minute. Retry in {retry} s.",
+                "rate_limit_exceeded", {"retry-after": str(retry)},
+            )  # fmt: skip
+    if tpm:
+        key, retry = _minute_key("tpm", identity.key_id)
+        used = cache.get(key) or 0
+        if used >= tpm:
+            raise RelayError(
+                429, f"Token rate limit reached for this key: {tpm} tokens per minute. Retry in {retry} s.",
+                "rate_limit_exceeded", {"retry-after": str(retry)},
+            )  # fmt: skip
+
+
+def count_tokens_used(key_id: int, usage: Usage) -> None:
+    if not settings.TOKENHUB_KEY_TPM:
         return
-    minute = int(time.time() // 60)
-    key = f"rl:{identity.key_id}:{minute}"
-    count = 1 if cache.add(key, 1, timeout=70) else cache.incr(key)
-    if count > limit:
-        retry = 60 - int(time.time()) % 60
-        raise RelayError(
-            429, f"Rate limit reached for this key: {limit} requests per minute. Retry in {retry} s.",
-            "rate_limit_exceeded", {"retry-after": str(retry)},
-        )  # fmt: skip
+    tokens = usage.input_tokens + usage.output_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+    key, _retry = _minute_key("tpm", key_id)
+    if not cache.add(key, tokens, timeout=70):
+        cache.incr(key, tokens)
 
 
 def output_budget(operation: str, body: dict, model: routing.ModelInfo) -> int:
@@ -271,6 +294,7 @@ async def _settle(
         error=error,
     )
     _finish_limits(call)
+    count_tokens_used(call.identity.key_id, usage or _estimated_usage(call, estimated_output))
     return record
 
 

@@ -218,12 +218,13 @@ TOKENHUB_UPSTREAM_READ_TIMEOUT = float(os.environ.get("TOKENHUB_UPSTREAM_READ_TI
 TOKENHUB_UPSTREAM_TOTAL_TIMEOUT = float(os.environ.get("TOKENHUB_UPSTREAM_TOTAL_TIMEOUT", "900"))
 # Pooled connections per worker process to all upstreams together.
 TOKENHUB_UPSTREAM_MAX_CONNECTIONS = env_int("TOKENHUB_UPSTREAM_MAX_CONNECTIONS", 1000)
-# The relay: request body cap, failover attempts, per-key requests per minute (0 = no limit),
+# The relay: request body cap, failover attempts, per-key requests and tokens per minute (0 = no limit),
 # and what a client disconnect mid-stream does: "cancel" the upstream and bill what was delivered,
 # or "drain" the upstream in the background and bill its reported usage.
 TOKENHUB_MAX_BODY_BYTES = env_int("TOKENHUB_MAX_BODY_BYTES", 20_000_000)
 TOKENHUB_MAX_ATTEMPTS = env_int("TOKENHUB_MAX_ATTEMPTS", 3)
 TOKENHUB_KEY_RPM = env_int("TOKENHUB_KEY_RPM", 0)
+TOKENHUB_KEY_TPM = env_int("TOKENHUB_KEY_TPM", 0)
 TOKENHUB_DISCONNECT_POLICY = os.environ.get("TOKENHUB_DISCONNECT_POLICY", "cancel").strip() or "cancel"
 # Django's own cap must not answer first with a bare 400; the relay enforces TOKENHUB_MAX_BODY_BYTES.
 DATA_UPLOAD_MAX_MEMORY_SIZE = TOKENHUB_MAX_BODY_BYTES + 1

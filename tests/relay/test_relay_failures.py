@@ -202,18 +202,38 @@ def test_cross_format_calls_are_refused_clearly_for_now(world):
         world.anthropic().messages.create(model="gpt-4o-mini", max_tokens=5, messages=PROMPT)
 
 
+def fresh_minute() -> None:
+    """Per-minute counters: start well inside a minute so it cannot turn over mid-test."""
+    if time.time() % 60 > 45:
+        time.sleep(61 - time.time() % 60)
+
+
 def test_rate_limit_is_429_with_retry_after(world):
     from tests.servers import asgi_server
 
+    fresh_minute()
     with asgi_server(TOKENHUB_KEY_RPM="2", TOKENHUB_ROUTING_CHECK_SECONDS="0") as limited:
         client = openai.OpenAI(base_url=f"{limited}/v1", api_key=world.key, max_retries=0)
-        # Two calls fit in this minute (unless the minute turns over in between, which only helps).
         for _ in range(2):
             client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
         with pytest.raises(openai.RateLimitError, match="2 requests per minute") as info:
             for _ in range(2):
                 client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
         assert 1 <= int(info.value.response.headers["retry-after"]) <= 60
+
+
+def test_token_rate_limit_is_429_once_a_key_has_used_its_minute(world):
+    from tests.servers import asgi_server
+
+    fresh_minute()
+    with asgi_server(TOKENHUB_KEY_TPM="40", TOKENHUB_ROUTING_CHECK_SECONDS="0") as limited:
+        client = openai.OpenAI(base_url=f"{limited}/v1", api_key=world.key, max_retries=0)
+        client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)  # 10 + 20 tokens
+        settled()
+        client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)  # 30 < 40: still admitted
+        settled()
+        with pytest.raises(openai.RateLimitError, match="40 tokens per minute"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
 
 
 def test_malformed_bodies_are_400_naming_the_field(world):
