@@ -150,8 +150,7 @@ TokenHub demo is running.
   Your key:  {api_key}
 
 The demo user has $5 of credit and two demo channels (OpenAI-style and Anthropic) on the fake
-upstream; `python manage.py test_channel --all` tests them for real.
-Not there yet (open issues): the /v1 relay itself, so this call still answers 404:
+upstream. A real call with the official SDK:
 
   .venv/bin/python - <<'PY'
   from openai import OpenAI
@@ -160,6 +159,9 @@ Not there yet (open issues): the /v1 relay itself, so this call still answers 40
   print(reply.choices[0].message.content)
   PY
 
+With the Anthropic SDK: Anthropic(base_url="http://127.0.0.1:{SITE_PORT}", api_key=...) and
+model="claude-haiku-4-5". Your balance and calls: curl -H "Authorization: Bearer {api_key}" \
+http://127.0.0.1:{SITE_PORT}/v1/usage
 The fake upstream itself answers on http://127.0.0.1:{UPSTREAM_PORT}/v1 (any key).
 Press Ctrl-C to stop.
 """
