@@ -28,10 +28,11 @@ from billing.models import UsageStatus
 from billing.pricing import Prices, Usage, estimate_max_cost
 from channels_app import health, routing
 
-from . import upstream
+from . import translate, upstream
 from . import usage as usage_of
 from .errors import ANTHROPIC, OPENAI, error_body, error_response
 from .sse import SSEError, SSEParser, encode
+from .translate import select
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,9 @@ class Call:
     prices: Prices
     forward_headers: dict[str, str]
     caller_wants_usage: bool
+    model: translate.ModelDefaults
+    # channel format -> (upstream operation, body): same format passes the caller's body through.
+    bodies: dict[str, tuple[str, dict]] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def latency_ms(self) -> int:
@@ -192,17 +196,30 @@ async def plan_routes(
         plan = await routing.aplan(model_name, identity.allowed_models)
     except routing.Refusal as refusal:
         raise RelayError(refusal.status, refusal.message, refusal.code) from None
-    wire = OPERATIONS[operation][0]
-    routes = [r for r in plan.routes if r.api_format == wire]
+    routes = [r for r in plan.routes if select.reachable(operation, r.api_format)]
     if operation == "responses":
         routes = [r for r in routes if r.provider == "openai"]
     if not routes:
         formats = ", ".join(sorted({r.api_format for r in plan.routes}))
         raise RelayError(
             503, f'"{model_name}" is served only by {formats}-format channels, which cannot take a '
-            f"{operation} call from this endpoint yet.", "no_compatible_channel",
+            f"{operation} call from this endpoint.", "no_compatible_channel",
         )  # fmt: skip
     return plan, routes
+
+
+def prepare_bodies(operation: str, body: dict, model: translate.ModelDefaults, routes) -> dict[str, tuple[str, dict]]:
+    """The upstream body for each channel format among the routes; a request that cannot be
+    translated is refused here, before any money moves."""
+    bodies = {}
+    for channel_format in {r.api_format for r in routes}:
+        module = select.translator(operation, channel_format)
+        try:
+            upstream_body = module.request(body, model) if module else body
+        except translate.TranslationError as exc:
+            raise RelayError(400, str(exc), "invalid_request") from None
+        bodies[channel_format] = (select.upstream_operation(operation, channel_format), upstream_body)
+    return bodies
 
 
 async def admit(request, operation: str, caller_format: str, request_id: str) -> Call:
@@ -211,6 +228,8 @@ async def admit(request, operation: str, caller_format: str, request_id: str) ->
     validate(operation, body)
     check_rate_limit(identity)
     plan, routes = await plan_routes(operation, identity, body["model"])
+    model = translate.ModelDefaults(body["model"], plan.model.default_output_tokens, plan.model.max_output_tokens)
+    bodies = prepare_bodies(operation, body, model, routes)
     prices = Prices(**plan.model.prices)
     estimate = estimate_max_cost(body_bytes, output_budget(operation, body, plan.model), prices)
     try:
@@ -226,6 +245,7 @@ async def admit(request, operation: str, caller_format: str, request_id: str) ->
         request_id=request_id, operation=operation, caller_format=caller_format, identity=identity, body=body,
         body_bytes=body_bytes, stream=bool(body.get("stream")), plan=plan, routes=routes, prices=prices,
         forward_headers=forward, caller_wants_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+        model=model, bodies=bodies,
     )  # fmt: skip
 
 
@@ -241,14 +261,25 @@ async def handle(request, operation: str, caller_format: str):
     for route in call.routes:
         if route.limited:
             health.call_started(route.channel_id)
-    outcome = await upstream.open_stream(call.plan, call.routes, operation, call.body, call.forward_headers)
+    outcome = await upstream.open_stream(call.plan, call.routes, call.bodies, call.forward_headers)
     if isinstance(outcome, upstream.UpstreamFailure):
         _finish_limits(call)
         await ledger.arelease(request_id=request_id, error=outcome.message[:300], latency_ms=call.latency_ms())
         if outcome.caller_fault_body is not None:
-            response = HttpResponse(outcome.caller_fault_body, status=outcome.status, content_type=outcome.content_type)
-            response["x-request-id"] = request_id
-            return response
+            if outcome.channel_format == OPERATIONS[operation][0]:
+                response = HttpResponse(
+                    outcome.caller_fault_body, status=outcome.status, content_type=outcome.content_type
+                )
+                response["x-request-id"] = request_id
+                return response
+            message = upstream_error_message(outcome.caller_fault_body)
+            return _error(
+                caller_format,
+                outcome.status,
+                f"The model's provider rejected the request: {message}",
+                "invalid_request",
+                request_id,
+            )
         return _error(caller_format, outcome.status, outcome.message, "upstream_error", request_id)
     if call.stream:
         return RelayStream(_stream(call, outcome), request_id)
@@ -267,8 +298,19 @@ def _error(api_format: str, status: int, message: str, code: str, request_id: st
     return response
 
 
-def _usage_from_body(call: Call, data: dict) -> Usage | None:
-    if call.operation == "messages":
+def upstream_error_message(body: bytes) -> str:
+    """The message inside an OpenAI- or Anthropic-shaped error body."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return body[:300].decode("utf-8", "replace")
+    if isinstance(error, dict):
+        return str(error.get("message", ""))[:500]
+    return str(error)[:500]
+
+
+def _usage_from_body(upstream_operation: str, data: dict) -> Usage | None:
+    if upstream_operation == "messages":
         return usage_of.from_anthropic(data.get("usage"))
     return usage_of.from_openai(data.get("usage"))
 
@@ -317,9 +359,12 @@ async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
         data = json.loads(content)
     except ValueError:
         data = {}
-    usage = _usage_from_body(call, data) if isinstance(data, dict) else None
+    usage = _usage_from_body(attempt.operation, data) if isinstance(data, dict) else None
     output_guess = usage_of.estimate_tokens_from_bytes(len(content))
     record = await _settle(call, attempt, usage, UsageStatus.OK, estimated_output=output_guess)
+    module = select.translator(call.operation, attempt.route.api_format)
+    if module is not None and isinstance(data, dict):
+        content = json.dumps(module.response(data, call.model), separators=(",", ":")).encode()
     response = HttpResponse(content, status=attempt.response.status_code, content_type="application/json")
     response["x-request-id"] = call.request_id
     response["x-tokenhub-cost"] = str(record.cost_usd)
@@ -351,10 +396,10 @@ class StreamState:
     finished: bool = False
 
 
-def _inspect(call: Call, state: StreamState, event) -> bool:
-    """Capture usage and completion from one event; returns False for an event the caller must not see."""
+def _inspect(call: Call, upstream_operation: str, state: StreamState, event) -> bool:
+    """Capture usage and completion from one upstream event; False for an event the caller must not see."""
     data = event.data
-    if call.operation == "messages":
+    if upstream_operation == "messages":
         if event.name == "message_start":
             state.anthropic_start = usage_of.from_anthropic(event.json().get("message", {}).get("usage"))
             state.usage = state.anthropic_start
@@ -365,7 +410,7 @@ def _inspect(call: Call, state: StreamState, event) -> bool:
         elif event.name == "message_stop":
             state.finished = True
         return True
-    if call.operation == "responses":
+    if upstream_operation == "responses":
         if event.name in ("response.completed", "response.failed", "response.incomplete"):
             state.usage = usage_of.from_openai(event.json().get("response", {}).get("usage"))
             state.finished = True
@@ -415,6 +460,19 @@ class Pump:
         self.error = ""
         self.detached = False  # the client is gone; keep reading but queue nothing
         self.client_gone = False
+        module = select.translator(call.operation, attempt.route.api_format)
+        self.translator = module.StreamTranslator(call.model, call.caller_wants_usage) if module else None
+
+    def forward(self, events) -> bytes:
+        """Inspect upstream events; pass them through, or translate them into the caller's format."""
+        out = []
+        for event in events:
+            keep = _inspect(self.call, self.attempt.operation, self.state, event)
+            if self.translator is not None:
+                out += self.translator.feed(event)
+            elif keep:
+                out.append(event.raw)
+        return b"".join(out)
 
     async def emit(self, data: bytes) -> None:
         if not self.detached:
@@ -427,9 +485,9 @@ class Pump:
         deadline = call.started + settings.TOKENHUB_UPSTREAM_TOTAL_TIMEOUT
         try:
             async for chunk in self.attempt.response.aiter_raw():
-                out = [event.raw for event in self.parser.feed(chunk) if _inspect(call, state, event)]
+                out = self.forward(self.parser.feed(chunk))
                 if out:
-                    await self.emit(b"".join(out))
+                    await self.emit(out)
                 if time.perf_counter() > deadline and not state.finished:
                     self.error = "the upstream exceeded the total time limit"
                     await self.emit(

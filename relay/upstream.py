@@ -30,6 +30,7 @@ class Attempt:
     route: routing.Route
     key_position: int
     response: httpx.Response
+    operation: str  # what was called upstream: chat, messages, embeddings or responses
 
 
 @dataclass
@@ -38,8 +39,9 @@ class UpstreamFailure:
 
     status: int
     message: str
-    caller_fault_body: bytes | None = None  # a caller-caused 4xx from the upstream, passed on as is
+    caller_fault_body: bytes | None = None  # a caller-caused 4xx from the upstream
     content_type: str = "application/json"
+    channel_format: str = ""  # the format that caller-caused error is in
 
 
 def _disable_in_thread(channel_id: int, reason: str) -> None:
@@ -75,8 +77,7 @@ def build_body(body: dict, route: routing.Route, *, openai_stream_usage: bool) -
 async def open_stream(
     plan: routing.Plan,
     routes: list[routing.Route],
-    operation: str,
-    body: dict,
+    bodies: dict[str, tuple[str, dict]],
     forward_headers: dict[str, str],
 ) -> Attempt | UpstreamFailure:
     """Try the routes in order until one answers 2xx; returns the open (unread) response."""
@@ -88,8 +89,11 @@ async def open_stream(
             failures.append("a channel has no usable key")
             continue
         position = health.pick_key(route.channel_id, len(keys)) if len(keys) > 1 else 0
+        operation, body = bodies[route.api_format]
         url = providers.endpoint(route.provider, route.base_url, operation)
-        headers = {**providers.auth_headers(route.provider, keys[position]), **forward_headers}
+        headers = providers.auth_headers(route.provider, keys[position])
+        if route.api_format == "anthropic":
+            headers.update(forward_headers)  # anthropic-version / anthropic-beta from the caller
         headers["content-type"] = "application/json"
         content = build_body(body, route, openai_stream_usage=operation == "chat")
         try:
@@ -111,13 +115,13 @@ async def open_stream(
         if response.is_success:
             if route.channel_id in plan.probing:
                 health.record_success(route.channel_id)
-            return Attempt(route, position, response)
+            return Attempt(route, position, response, operation)
         error_body = await response.aread()
         await response.aclose()
         if response.status_code in CALLER_FAULT_STATUSES:
             return UpstreamFailure(
                 response.status_code, "the upstream rejected the request", error_body,
-                response.headers.get("content-type", "application/json"),
+                response.headers.get("content-type", "application/json"), route.api_format,
             )  # fmt: skip
         kind = providers.classify(response.status_code, error_body[:2000].decode("utf-8", "replace"))
         if kind is None:  # e.g. 404: this channel cannot serve it; not a health problem

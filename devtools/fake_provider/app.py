@@ -11,6 +11,8 @@ play a healthy channel and a broken one side by side:
   slow-<ms>       wait that long before the first byte
   drip-<ms>       wait that long between stream chunks
   nousage         never report usage
+Tools: when a request offers tools and its last turn is the user's (not a tool result), the
+answer is a call of the first tool with arguments {"city": "Paris"} (9 output tokens).
 Any other key succeeds. Paths are matched by suffix, so base URLs with or
 without `/v1` both work.
 """
@@ -58,6 +60,28 @@ class Stats:
     by_path: dict = field(default_factory=dict)
     last_headers: dict = field(default_factory=dict)
     last_body: dict = field(default_factory=dict)
+
+
+TOOL_ARGUMENTS = '{"city": "Paris"}'
+TOOL_OUTPUT_TOKENS = 9
+
+
+def tool_to_call(body: dict, anthropic: bool) -> str | None:
+    """The first offered tool's name when the model should call it now."""
+    tools = body.get("tools") or []
+    if not tools or body.get("tool_choice") in ("none", {"type": "none"}):
+        return None
+    last = (body.get("messages") or [{}])[-1]
+    if anthropic:
+        content = last.get("content")
+        if last.get("role") != "user" or (
+            isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+        ):
+            return None
+        return tools[0].get("name")
+    if last.get("role") != "user":
+        return None
+    return (tools[0].get("function") or {}).get("name")
 
 
 def answer_words(count: int) -> list[str]:
@@ -213,6 +237,7 @@ class FakeProvider:
             "by_path": s.by_path,
             "last_host": s.last_headers.get("host"),
             "last_anthropic_beta": s.last_headers.get("anthropic-beta"),
+            "last_body": s.last_body,
         }
 
     # --- Behaviour knobs from the key ---------------------------------------------
@@ -245,6 +270,9 @@ class FakeProvider:
         temperature = body.get("temperature")
         if isinstance(temperature, int | float) and temperature > 2:
             return await self.error(send, 400, f"Invalid 'temperature': {temperature} is greater than 2.", False)
+        tool = tool_to_call(body, anthropic=False)
+        if tool:
+            return await self.openai_tool_call(body, key, tool, send)
         words = answer_words(self.answer_length(body, None))
         prompt_tokens = count_input_tokens(body, False)
         self.stats.input_tokens += prompt_tokens
@@ -386,6 +414,132 @@ class FakeProvider:
             }
         )
 
+    async def openai_tool_call(self, body: dict, key: str, tool: str, send):
+        prompt_tokens = count_input_tokens(body, False)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": TOOL_OUTPUT_TOKENS,
+            "total_tokens": prompt_tokens + TOOL_OUTPUT_TOKENS,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
+        call_id = f"call_fake{next(self.counter)}"
+        base = {"id": f"chatcmpl-fake{next(self.counter)}", "created": int(time.time()), "model": body.get("model")}
+        if not body.get("stream"):
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": call_id, "type": "function", "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}
+                ],
+            }
+            return await self.respond_json(
+                send,
+                200,
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "usage": usage,
+                    "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls", "logprobs": None}],
+                },
+            )
+        await self.start_stream(send)
+
+        def chunk(delta, finish=None, usage_value=None):
+            data = {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            if usage_value:
+                data["usage"] = usage_value
+            return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+        half = len(TOOL_ARGUMENTS) // 2
+        parts = [
+            chunk(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"index": 0, "id": call_id, "type": "function", "function": {"name": tool, "arguments": ""}}
+                    ],
+                }
+            ),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": TOOL_ARGUMENTS[:half]}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": TOOL_ARGUMENTS[half:]}}]}),
+            chunk({}, "tool_calls"),
+        ]
+        if (body.get("stream_options") or {}).get("include_usage"):
+            parts.append(chunk(None, usage_value=usage))
+        parts.append(b"data: [DONE]\n\n")
+        for part in parts:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def anthropic_tool_call(self, body: dict, key: str, tool: str, send):
+        input_tokens = count_input_tokens(body, True)
+        usage = {
+            "input_tokens": input_tokens,
+            "output_tokens": TOOL_OUTPUT_TOKENS,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+        tool_id = f"toolu_fake{next(self.counter)}"
+        message = {
+            "id": f"msg_fake{next(self.counter)}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "stop_sequence": None,
+        }
+        if not body.get("stream"):
+            content = [
+                {"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": tool_id, "name": tool, "input": json.loads(TOOL_ARGUMENTS)},
+            ]
+            return await self.respond_json(
+                send, 200, {**message, "content": content, "stop_reason": "tool_use", "usage": usage}
+            )
+        await self.start_stream(send)
+
+        def event(name, data):
+            return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
+
+        half = len(TOOL_ARGUMENTS) // 2
+        parts = [
+            event(
+                "message_start",
+                {"message": {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}},
+            ),
+            event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+            event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "Let me check."}}),
+            event("content_block_stop", {"index": 0}),
+            event(
+                "content_block_start",
+                {"index": 1, "content_block": {"type": "tool_use", "id": tool_id, "name": tool, "input": {}}},
+            ),
+            event(
+                "content_block_delta",
+                {"index": 1, "delta": {"type": "input_json_delta", "partial_json": TOOL_ARGUMENTS[:half]}},
+            ),
+            event(
+                "content_block_delta",
+                {"index": 1, "delta": {"type": "input_json_delta", "partial_json": TOOL_ARGUMENTS[half:]}},
+            ),
+            event("content_block_stop", {"index": 1}),
+            event(
+                "message_delta",
+                {
+                    "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                    "usage": {"output_tokens": TOOL_OUTPUT_TOKENS},
+                },
+            ),
+            event("message_stop", {}),
+        ]
+        for part in parts:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
     async def embeddings(self, body: dict, send):
         inputs = body.get("input")
         items = inputs if isinstance(inputs, list) else [inputs]
@@ -446,6 +600,11 @@ class FakeProvider:
         temperature = body.get("temperature")
         if isinstance(temperature, int | float) and temperature > 1:
             return await self.error(send, 400, "temperature: Input should be less than or equal to 1", True)
+        if "BAD" in (body.get("stop_sequences") or []):
+            return await self.error(send, 400, "stop_sequences: each sequence must contain non-whitespace", True)
+        tool = tool_to_call(body, anthropic=True)
+        if tool:
+            return await self.anthropic_tool_call(body, key, tool, send)
         words = answer_words(self.answer_length(body, body.get("max_tokens")))
         input_tokens = count_input_tokens(body, True)
         self.stats.input_tokens += input_tokens

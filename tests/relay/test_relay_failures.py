@@ -197,9 +197,10 @@ def test_known_model_without_a_healthy_channel_is_503_with_the_reasons(world):
     assert world.bob.username not in info.value.message and world.openai_channel.public_id not in info.value.message
 
 
-def test_cross_format_calls_are_refused_clearly_for_now(world):
-    with pytest.raises(anthropic.InternalServerError, match="openai-format channels"):
-        world.anthropic().messages.create(model="gpt-4o-mini", max_tokens=5, messages=PROMPT)
+def test_an_endpoint_no_channel_format_can_serve_is_refused_clearly(world):
+    with pytest.raises(openai.InternalServerError, match="anthropic-format channels, which cannot take a embeddings"):
+        world.openai().embeddings.create(model="claude-haiku-4-5", input="hello")
+    assert not Hold.objects.exists()
 
 
 def fresh_minute() -> None:
