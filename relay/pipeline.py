@@ -51,6 +51,13 @@ class RelayError(Exception):
         self.status, self.message, self.code, self.headers = status, message, code, headers or {}
 
 
+@dataclass(frozen=True)
+class Prepared:
+    operation: str  # called upstream: chat, messages, embeddings or responses
+    body: dict
+    translation: select.Translation | None  # None: same format, passed through
+
+
 @dataclass
 class Call:
     request_id: str
@@ -66,9 +73,12 @@ class Call:
     forward_headers: dict[str, str]
     caller_wants_usage: bool
     model: translate.ModelDefaults
-    # channel format -> (upstream operation, body): same format passes the caller's body through.
-    bodies: dict[str, tuple[str, dict]] = field(default_factory=dict)
+    # select.key(route) -> what that kind of channel is sent; same format passes the body through.
+    prepared: dict[str, Prepared] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+
+    def prepared_for(self, route: routing.Route) -> Prepared:
+        return self.prepared[select.key(self.operation, route.api_format, route.provider)]
 
     def latency_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -196,9 +206,7 @@ async def plan_routes(
         plan = await routing.aplan(model_name, identity.allowed_models)
     except routing.Refusal as refusal:
         raise RelayError(refusal.status, refusal.message, refusal.code) from None
-    routes = [r for r in plan.routes if select.reachable(operation, r.api_format)]
-    if operation == "responses":
-        routes = [r for r in routes if r.provider == "openai"]
+    routes = [r for r in plan.routes if select.reachable(operation, r.api_format, r.provider)]
     if not routes:
         formats = ", ".join(sorted({r.api_format for r in plan.routes}))
         raise RelayError(
@@ -208,18 +216,21 @@ async def plan_routes(
     return plan, routes
 
 
-def prepare_bodies(operation: str, body: dict, model: translate.ModelDefaults, routes) -> dict[str, tuple[str, dict]]:
-    """The upstream body for each channel format among the routes; a request that cannot be
-    translated is refused here, before any money moves."""
-    bodies = {}
-    for channel_format in {r.api_format for r in routes}:
-        module = select.translator(operation, channel_format)
+def prepare(operation: str, body: dict, model: translate.ModelDefaults, routes, include_usage: bool):
+    """What each kind of channel among the routes is sent; a request that cannot be translated
+    is refused here, before any money moves."""
+    prepared = {}
+    for route in routes:
+        key = select.key(operation, route.api_format, route.provider)
+        if key in prepared:
+            continue
+        found = select.translation(operation, route.api_format, route.provider, model, body, include_usage)
         try:
-            upstream_body = module.request(body, model) if module else body
+            upstream_body = found.request(body) if found else body
         except translate.TranslationError as exc:
             raise RelayError(400, str(exc), "invalid_request") from None
-        bodies[channel_format] = (select.upstream_operation(operation, channel_format), upstream_body)
-    return bodies
+        prepared[key] = Prepared(found.upstream_operation if found else operation, upstream_body, found)
+    return prepared
 
 
 async def admit(request, operation: str, caller_format: str, request_id: str) -> Call:
@@ -229,7 +240,8 @@ async def admit(request, operation: str, caller_format: str, request_id: str) ->
     check_rate_limit(identity)
     plan, routes = await plan_routes(operation, identity, body["model"])
     model = translate.ModelDefaults(body["model"], plan.model.default_output_tokens, plan.model.max_output_tokens)
-    bodies = prepare_bodies(operation, body, model, routes)
+    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    prepared = prepare(operation, body, model, routes, wants_usage)
     prices = Prices(**plan.model.prices)
     estimate = estimate_max_cost(body_bytes, output_budget(operation, body, plan.model), prices)
     try:
@@ -244,8 +256,7 @@ async def admit(request, operation: str, caller_format: str, request_id: str) ->
     return Call(
         request_id=request_id, operation=operation, caller_format=caller_format, identity=identity, body=body,
         body_bytes=body_bytes, stream=bool(body.get("stream")), plan=plan, routes=routes, prices=prices,
-        forward_headers=forward, caller_wants_usage=bool((body.get("stream_options") or {}).get("include_usage")),
-        model=model, bodies=bodies,
+        forward_headers=forward, caller_wants_usage=wants_usage, model=model, prepared=prepared,
     )  # fmt: skip
 
 
@@ -261,7 +272,7 @@ async def handle(request, operation: str, caller_format: str):
     for route in call.routes:
         if route.limited:
             health.call_started(route.channel_id)
-    outcome = await upstream.open_stream(call.plan, call.routes, call.bodies, call.forward_headers)
+    outcome = await upstream.open_stream(call.plan, call.routes, call.prepared_for, call.forward_headers)
     if isinstance(outcome, upstream.UpstreamFailure):
         _finish_limits(call)
         await ledger.arelease(request_id=request_id, error=outcome.message[:300], latency_ms=call.latency_ms())
@@ -362,9 +373,9 @@ async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
     usage = _usage_from_body(attempt.operation, data) if isinstance(data, dict) else None
     output_guess = usage_of.estimate_tokens_from_bytes(len(content))
     record = await _settle(call, attempt, usage, UsageStatus.OK, estimated_output=output_guess)
-    module = select.translator(call.operation, attempt.route.api_format)
-    if module is not None and isinstance(data, dict):
-        content = json.dumps(module.response(data, call.model), separators=(",", ":")).encode()
+    found = call.prepared_for(attempt.route).translation
+    if found is not None and isinstance(data, dict):
+        content = json.dumps(found.response(data), separators=(",", ":")).encode()
     response = HttpResponse(content, status=attempt.response.status_code, content_type="application/json")
     response["x-request-id"] = call.request_id
     response["x-tokenhub-cost"] = str(record.cost_usd)
@@ -460,8 +471,8 @@ class Pump:
         self.error = ""
         self.detached = False  # the client is gone; keep reading but queue nothing
         self.client_gone = False
-        module = select.translator(call.operation, attempt.route.api_format)
-        self.translator = module.StreamTranslator(call.model, call.caller_wants_usage) if module else None
+        found = call.prepared_for(attempt.route).translation
+        self.translator = found.stream() if found else None
 
     def forward(self, events) -> bytes:
         """Inspect upstream events; pass them through, or translate them into the caller's format."""

@@ -77,7 +77,7 @@ def build_body(body: dict, route: routing.Route, *, openai_stream_usage: bool) -
 async def open_stream(
     plan: routing.Plan,
     routes: list[routing.Route],
-    bodies: dict[str, tuple[str, dict]],
+    prepared_for,
     forward_headers: dict[str, str],
 ) -> Attempt | UpstreamFailure:
     """Try the routes in order until one answers 2xx; returns the open (unread) response."""
@@ -89,7 +89,8 @@ async def open_stream(
             failures.append("a channel has no usable key")
             continue
         position = health.pick_key(route.channel_id, len(keys)) if len(keys) > 1 else 0
-        operation, body = bodies[route.api_format]
+        prepared = prepared_for(route)
+        operation, body = prepared.operation, prepared.body
         url = providers.endpoint(route.provider, route.base_url, operation)
         headers = providers.auth_headers(route.provider, keys[position])
         if route.api_format == "anthropic":

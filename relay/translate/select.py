@@ -1,26 +1,86 @@
-"""Which translation a (caller operation, channel format) pair needs."""
+"""Which translation a (caller operation, channel) pair needs, behind one small interface.
+
+A `Translation` turns the caller's request into the channel's, and the channel's answer and
+stream events back into the caller's format; `None` means a same-format pass-through.
+"""
 
 from __future__ import annotations
 
-from . import anthropic_to_openai, openai_to_anthropic
+from collections.abc import Callable
+from dataclasses import dataclass
 
-# caller operation -> {channel format: (upstream operation, translation module or None)}
-ROUTES = {
-    "chat": {"openai": ("chat", None), "anthropic": ("messages", openai_to_anthropic)},
-    "messages": {"anthropic": ("messages", None), "openai": ("chat", anthropic_to_openai)},
-    "embeddings": {"openai": ("embeddings", None)},
-    "responses": {"openai": ("responses", None)},
-}
+from ..sse import SSEParser
+from . import ModelDefaults, anthropic_to_openai, openai_to_anthropic, responses_to_chat
 
 
-def reachable(operation: str, channel_format: str) -> bool:
-    return channel_format in ROUTES[operation]
+@dataclass(frozen=True)
+class Translation:
+    upstream_operation: str
+    request: Callable[[dict], dict]
+    response: Callable[[dict], dict]
+    stream: Callable[[], object]  # a fresh stream translator with feed(event) -> list[bytes]
 
 
-def upstream_operation(operation: str, channel_format: str) -> str:
-    return ROUTES[operation][channel_format][0]
+class Chained:
+    """Two stream translators in a row (Anthropic events → chat chunks → Responses events)."""
+
+    def __init__(self, first, second):
+        self.first, self.second, self.parser = first, second, SSEParser()
+
+    def feed(self, event) -> list[bytes]:
+        out = []
+        for produced in self.parser.feed(b"".join(self.first.feed(event))):
+            out += self.second.feed(produced)
+        return out
+
+    def finish(self) -> list[bytes]:
+        return self.second.finish()
 
 
-def translator(operation: str, channel_format: str):
-    """The translation module for this pair, or None for a same-format pass-through."""
-    return ROUTES[operation][channel_format][1]
+def key(operation: str, api_format: str, provider: str) -> str:
+    """Routes sharing a key take the same upstream body."""
+    if operation == "responses" and api_format == "openai":
+        return "native" if provider == "openai" else "openai"
+    return api_format
+
+
+def reachable(operation: str, api_format: str, provider: str) -> bool:
+    if operation == "embeddings":
+        return api_format == "openai"
+    return True
+
+
+def translation(
+    operation: str, api_format: str, provider: str, model: ModelDefaults, body: dict, include_usage: bool
+) -> Translation | None:
+    if operation == "chat" and api_format == "anthropic":
+        return Translation(
+            "messages",
+            lambda b: openai_to_anthropic.request(b, model),
+            lambda data: openai_to_anthropic.response(data, model),
+            lambda: openai_to_anthropic.StreamTranslator(model, include_usage),
+        )
+    if operation == "messages" and api_format == "openai":
+        return Translation(
+            "chat",
+            lambda b: anthropic_to_openai.request(b, model),
+            lambda data: anthropic_to_openai.response(data, model),
+            lambda: anthropic_to_openai.StreamTranslator(model),
+        )
+    if operation == "responses" and key(operation, api_format, provider) == "openai":
+        return Translation(
+            "chat",
+            lambda b: responses_to_chat.request(b, model),
+            lambda data: responses_to_chat.response(data, model, body),
+            lambda: responses_to_chat.StreamTranslator(model, body),
+        )
+    if operation == "responses" and api_format == "anthropic":
+        return Translation(
+            "messages",
+            lambda b: openai_to_anthropic.request(responses_to_chat.request(b, model), model),
+            lambda data: responses_to_chat.response(openai_to_anthropic.response(data, model), model, body),
+            lambda: Chained(
+                openai_to_anthropic.StreamTranslator(model, True), responses_to_chat.StreamTranslator(model, body)
+            ),
+        )
+    return None

@@ -214,3 +214,47 @@ def test_a_failing_channel_in_the_other_format_is_a_503_or_502_for_the_caller(wo
         world.openai().chat.completions.create(model="claude-haiku-4-5", messages=PROMPT)
     assert info.value.status_code == 502 and "No upstream could answer" in info.value.message
     assert ledger.balance_of(world.alice.pk) == Decimal("10")
+
+
+def chat_only(world) -> None:
+    """The default OpenAI channel is provider "openai" (native Responses API); make it a chat-only one."""
+    from channels_app.models import Channel
+
+    Channel.objects.filter(pk=world.openai_channel.pk).update(provider="openai-compatible")
+    routing.invalidate()
+
+
+def test_responses_api_over_a_chat_only_channel_and_an_anthropic_channel(world):
+    chat_only(world)
+    client = world.openai()
+    for model in ("gpt-4o-mini", "claude-haiku-4-5"):  # openai-compatible (chat only), then anthropic
+        response = client.responses.create(
+            model=model, input="Say hello to the whole world", instructions="Be brief.", max_output_tokens=6
+        )
+        assert response.status == "incomplete" and response.output_text.split()[:2] == ["alpha", "bravo"]
+        assert response.usage.output_tokens == 6
+        events = list(client.responses.create(model=model, input="Say hello", stream=True))
+        assert events[0].type == "response.created" and events[-1].type == "response.completed"
+        assert len("".join(e.delta for e in events if e.type == "response.output_text.delta").split()) == 20
+        with client.responses.stream(model=model, input="Say hello") as stream:
+            final = stream.get_final_response()
+        assert len(final.output_text.split()) == 20
+    settled()
+    assert UsageRecord.objects.count() == 6 and not UsageRecord.objects.filter(estimated=True).exists()
+
+
+def test_responses_api_function_call_round_trip_over_a_chat_channel(world):
+    chat_only(world)
+    client = world.openai()
+    tool = {"type": "function", "name": "get_weather", "description": "Weather", "parameters": CITY_SCHEMA}
+    first = client.responses.create(model="gpt-4o-mini", input="Weather in Paris?", tools=[tool])
+    call = next(item for item in first.output if item.type == "function_call")
+    assert json.loads(call.arguments) == {"city": "Paris"}
+    second = client.responses.create(
+        model="gpt-4o-mini", tools=[tool],
+        input=[{"role": "user", "content": "Weather in Paris?"}, call.model_dump(exclude_none=True),
+               {"type": "function_call_output", "call_id": call.call_id, "output": "18°C"}],
+    )  # fmt: skip
+    assert second.output_text
+    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
+        client.responses.create(model="gpt-4o-mini", input="more", previous_response_id=first.id)
