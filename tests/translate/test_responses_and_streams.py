@@ -290,3 +290,15 @@ def test_sse_parser_handles_crlf_comments_and_multiline_data():
     events = parser.feed(b": keep-alive\r\n\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\ndata: tail")
     assert [(e.name, e.data) for e in events] == [("x", b"a\nb")]
     assert parser.pending == b"data: tail"
+
+
+def test_an_openai_error_chunk_becomes_an_anthropic_error_event():
+    translator = anthropic_to_openai.StreamTranslator(MODEL)
+    out = run_translator(
+        translator, [encode(json.dumps({"error": {"message": "quota exceeded", "type": "insufficient_quota"}}))]
+    )
+    (event,) = SSEParser().feed(out)
+    assert event.name == "error" and event.json() == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "quota exceeded"},
+    }
