@@ -7,6 +7,8 @@ from django.contrib.auth.views import LoginView
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from tokenhub.views import site_origin
+
 from . import keys
 from .forms import ApiKeyForm, SignupForm, ThrottledAuthenticationForm
 from .models import ApiKey
@@ -19,7 +21,7 @@ def get_key_for_user(request, public_id: str) -> ApiKey:
 
 def signup(request):
     if request.user.is_authenticated:
-        return redirect("accounts:keys")
+        return redirect("billing:dashboard")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
@@ -46,7 +48,7 @@ def key_list(request):
         "form": form,
         "api_keys": ApiKey.objects.for_user(request.user),
         "new_key": new_key,
-        "base_url": request.build_absolute_uri("/").rstrip("/"),
+        "base_url": site_origin(request),
     }
     # The new key is rendered into this one response only; it is never stored.
     return render(request, "accounts/keys.html", context)

@@ -1,16 +1,25 @@
 from __future__ import annotations
 
+import csv
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from . import ledger
-from .forms import RedeemForm
-from .models import CheckIn
+from accounts.models import ApiKey
+from tokenhub.lib.charts import stacked_bars
+
+from . import ledger, reports
+from .forms import MoveEarningsForm, PayoutForm, RedeemForm, UsageFilterForm
+from .models import CheckIn, Payout
 from .tasks import grant_checkin
+
+USAGE_PAGE_SIZE = 50
 
 
 def checkin_state(user) -> str:
@@ -28,6 +37,14 @@ def wallet_context(request, form=None, checkin=None) -> dict:
         "reward": settings.TOKENHUB_CHECKIN_REWARD_USD,
         "redeem_form": form or RedeemForm(),
     }
+
+
+@login_required
+def dashboard(request):
+    summary = reports.dashboard(request.user.pk)
+    chart = stacked_bars(summary["chart"].days, summary["chart"].series, "Spend per day and model, last 30 days")
+    context = {**summary, **wallet_context(request), "chart_svg": chart}
+    return render(request, "billing/dashboard.html", context)
 
 
 @login_required
@@ -67,3 +84,114 @@ def redeem(request):
             messages.success(request, f"Code redeemed: ${code.batch.amount} added to your balance.")
             return redirect("billing:wallet")
     return render(request, "billing/wallet.html", wallet_context(request, form=form), status=400)
+
+
+def _usage_filters(request) -> tuple[UsageFilterForm, reports.UsageFilters]:
+    form = UsageFilterForm(
+        request.GET or None, keys=ApiKey.objects.for_user(request.user), models=reports.distinct_models(request.user.pk)
+    )
+    if form.is_bound and form.is_valid():
+        return form, reports.UsageFilters(
+            **{k: v or None if k in ("start", "end") else v for k, v in form.cleaned_data.items()}
+        )
+    return form, reports.UsageFilters()
+
+
+@login_required
+def usage(request):
+    form, filters = _usage_filters(request)
+    page = Paginator(reports.usage_rows(request.user.pk, filters), USAGE_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "page": page, "query": query.urlencode()}
+    if request.htmx:
+        return render(request, "billing/usage.html#usage-table", context)
+    return render(request, "billing/usage.html", context)
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@login_required
+def usage_csv(request):
+    _form, filters = _usage_filters(request)
+    writer = csv.writer(_Echo())
+    header = ["time", "request_id", "model", "key", "input_tokens", "output_tokens", "cache_read_tokens",
+              "cache_write_tokens", "cost_usd", "latency_ms", "status", "estimated"]  # fmt: skip
+
+    def rows():
+        yield writer.writerow(header)
+        for r in reports.usage_rows(request.user.pk, filters).iterator():
+            key_name = r.api_key.name if r.api_key else ""
+            tokens = [r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens]
+            yield writer.writerow(
+                [
+                    r.created_at.isoformat(),
+                    r.request_id,
+                    r.model,
+                    key_name,
+                    *tokens,
+                    r.cost_usd,
+                    r.latency_ms,
+                    r.status,
+                    r.estimated,
+                ]
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="tokenhub-usage.csv"'
+    return response
+
+
+@login_required
+def statement(request):
+    page = Paginator(reports.statement(request.user.pk), 100).get_page(request.GET.get("page"))
+    lines = [{"entry": e, "label": reports.describe(e)} for e in page]
+    return render(request, "billing/statement.html", {"page": page, "lines": lines})
+
+
+def earnings_context(request, move_form=None, payout_form=None) -> dict:
+    summary = reports.earnings(request.user.pk)
+    chart = stacked_bars(summary["chart"].days, summary["chart"].series, "Earnings per day and channel, last 30 days")
+    return {
+        **summary, "chart_svg": chart, "move_form": move_form or MoveEarningsForm(),
+        "payout_form": payout_form or PayoutForm(), "payouts": Payout.objects.filter(owner=request.user)[:20],
+    }  # fmt: skip
+
+
+@login_required
+def earnings(request):
+    return render(request, "billing/earnings.html", earnings_context(request))
+
+
+@login_required
+@require_POST
+def move_earnings(request):
+    form = MoveEarningsForm(request.POST)
+    if form.is_valid():
+        try:
+            txn = ledger.move_earnings_to_balance(owner_id=request.user.pk, amount=form.cleaned_data["amount"])
+        except ledger.LedgerError as exc:
+            form.add_error("amount", str(exc))
+        else:
+            moved = sum(e.amount for e in txn.entries.all() if e.amount > 0)
+            messages.success(request, f"${moved} moved from your earnings to your balance.")
+            return redirect("billing:earnings")
+    return render(request, "billing/earnings.html", earnings_context(request, move_form=form), status=400)
+
+
+@login_required
+@require_POST
+def request_payout(request):
+    form = PayoutForm(request.POST)
+    if form.is_valid():
+        try:
+            payout = ledger.request_payout(owner_id=request.user.pk, **form.cleaned_data)
+        except ledger.LedgerError as exc:
+            form.add_error("amount", str(exc))
+        else:
+            messages.success(request, f"Payout of ${payout.amount} requested; an admin will process it.")
+            return redirect("billing:earnings")
+    return render(request, "billing/earnings.html", earnings_context(request, payout_form=form), status=400)

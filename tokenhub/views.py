@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -9,6 +10,22 @@ from . import health
 
 def home(request):
     return render(request, "home.html")
+
+
+def site_origin(request) -> str:
+    return settings.TOKENHUB_PUBLIC_URL or request.build_absolute_uri("/").rstrip("/")
+
+
+def docs(request):
+    context = {
+        "origin": site_origin(request),
+        "max_body_mb": settings.TOKENHUB_MAX_BODY_BYTES / 1_000_000,
+        "key_rpm": settings.TOKENHUB_KEY_RPM,
+        "key_tpm": settings.TOKENHUB_KEY_TPM,
+        "attempts": settings.TOKENHUB_MAX_ATTEMPTS,
+        "disconnect_policy": settings.TOKENHUB_DISCONNECT_POLICY,
+    }
+    return render(request, "docs.html", context)
 
 
 @never_cache

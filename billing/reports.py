@@ -1,0 +1,151 @@
+"""Read-only views of a user's money for pages and the JSON API: summaries, usage, statement, earnings."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from .ledger import balance_of, earnings_of
+from .models import ZERO, Entry, Transaction, UsageRecord
+from .pricing import quantize
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def spend_between(user_id: int, start: datetime, end: datetime | None = None) -> Decimal:
+    rows = UsageRecord.objects.filter(user_id=user_id, created_at__gte=start)
+    if end is not None:
+        rows = rows.filter(created_at__lt=end)
+    return quantize(rows.aggregate(total=Sum("cost_usd"))["total"] or ZERO)
+
+
+@dataclass
+class DailySeries:
+    days: list[date]
+    series: dict[str, list[Decimal]]  # label -> one value per day
+
+
+def daily_series(rows, value_field: str, label_field: str, days: int = 30) -> DailySeries:
+    """Per day and label sums over the last `days` days (UTC), for the spend and earnings charts."""
+    today = timezone.now().date()
+    first = today - timedelta(days=days - 1)
+    axis = [first + timedelta(days=i) for i in range(days)]
+    grouped = (
+        rows.filter(created_at__gte=_day_start(first))
+        .annotate(day=TruncDate("created_at"))
+        .values("day", label_field)
+        .annotate(total=Sum(value_field))
+    )
+    series: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO] * days)
+    for row in grouped:
+        series[row[label_field] or "—"][(row["day"] - first).days] = quantize(row["total"] or ZERO)
+    return DailySeries(axis, dict(series))
+
+
+def dashboard(user_id: int) -> dict:
+    today = timezone.now().date()
+    usage = UsageRecord.objects.filter(user_id=user_id)
+    return {
+        "balance": balance_of(user_id),
+        "spend_today": spend_between(user_id, _day_start(today)),
+        "spend_month": spend_between(user_id, _day_start(today.replace(day=1))),
+        "chart": daily_series(usage, "cost_usd", "model"),
+        "recent": list(usage.select_related("api_key")[:10]),
+    }
+
+
+@dataclass
+class UsageFilters:
+    key: str = ""  # an API key's public id
+    model: str = ""
+    status: str = ""
+    start: date | None = None
+    end: date | None = None
+
+
+def usage_rows(user_id: int, filters: UsageFilters):
+    rows = UsageRecord.objects.filter(user_id=user_id).select_related("api_key")
+    if filters.key:
+        rows = rows.filter(api_key__public_id=filters.key)
+    if filters.model:
+        rows = rows.filter(model=filters.model)
+    if filters.status:
+        rows = rows.filter(status=filters.status)
+    if filters.start:
+        rows = rows.filter(created_at__gte=_day_start(filters.start))
+    if filters.end:
+        rows = rows.filter(created_at__lt=_day_start(filters.end + timedelta(days=1)))
+    return rows.order_by("-created_at", "-id")
+
+
+# Entry kinds shown on a statement, by the account they touch.
+STATEMENT_ACCOUNTS = ("user", "owner", "payout")
+
+
+def statement(user_id: int):
+    """Every ledger movement of the user's spendable balance, earnings and pending payouts."""
+    codes = [f"{kind}:{user_id}" for kind in STATEMENT_ACCOUNTS]
+    return (
+        Entry.objects.filter(account__code__in=codes)
+        .select_related("transaction", "account")
+        .order_by("-transaction__created_at", "-transaction_id", "account__code")
+    )
+
+
+def describe(entry: Entry) -> str:
+    txn: Transaction = entry.transaction
+    labels = {
+        "hold": "Call started (estimate held)",
+        "settle": "Call settled",
+        "release": "Call refunded",
+        "grant": "Credit granted",
+        "checkin": "Daily check-in",
+        "redeem": "Redemption code",
+        "adjust": "Adjustment",
+        "earnings_to_balance": "Earnings moved to balance",
+        "payout_request": "Payout requested",
+        "payout_paid": "Payout paid",
+        "payout_rejected": "Payout rejected",
+    }
+    label = labels.get(txn.kind, txn.kind)
+    if entry.account.kind == "owner" and txn.kind == "settle":
+        label = "Earned from a call on your channel"
+    return f"{label}: {txn.memo}" if txn.memo and txn.kind not in ("hold", "settle", "release") else label
+
+
+def earnings(owner_id: int) -> dict:
+    served = UsageRecord.objects.filter(owner_id=owner_id)
+    per_channel = list(
+        served.values("channel")
+        .annotate(calls=Count("id"), earned=Sum("owner_cut_usd"), revenue=Sum("cost_usd"))
+        .order_by("channel")
+    )
+    totals = served.aggregate(calls=Count("id"), earned=Sum("owner_cut_usd"), revenue=Sum("cost_usd"))
+    revenue = totals["revenue"] or ZERO
+    earned = quantize(totals["earned"] or ZERO)
+    return {
+        "available": earnings_of(owner_id),
+        "earned_total": earned,
+        "calls": totals["calls"],
+        "share": (earned / revenue * 100).quantize(Decimal("0.1")) if revenue else None,
+        "per_channel": per_channel,
+        "chart": daily_series(served, "owner_cut_usd", "channel"),
+    }
+
+
+def usage_status_counts(user_id: int) -> dict[str, int]:
+    return dict(UsageRecord.objects.filter(user_id=user_id).values_list("status").annotate(n=Count("id")))
+
+
+def distinct_models(user_id: int) -> list[str]:
+    return list(
+        UsageRecord.objects.filter(user_id=user_id).values_list("model", flat=True).distinct().order_by("model")
+    )

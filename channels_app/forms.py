@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+
+from .channels import parse_upstream_keys
+from .models import Provider
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+
+
+class ChannelForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    provider = forms.ChoiceField(choices=Provider.choices)
+    base_url = forms.URLField(
+        required=False, max_length=300, assume_scheme="https",
+        help_text="Leave empty for the provider's public API. Required for other OpenAI-compatible providers.",
+    )  # fmt: skip
+    upstream_keys = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2, "autocomplete": "off", "spellcheck": "false"}),
+        label="Upstream key(s)", help_text="One per line. Stored encrypted and never shown again.",
+        error_messages={"required": "Give at least one upstream key."},
+    )  # fmt: skip
+    model_names = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), label="Models served",
+        help_text="One per line or comma-separated, as in the model catalog (aliases work).",
+    )  # fmt: skip
+    model_mapping = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Model name mapping",
+        help_text="Optional, one per line: caller-name=upstream-name (e.g. deepseek-chat=deepseek/deepseek-chat).",
+    )  # fmt: skip
+    cut_percent = forms.DecimalField(
+        min_value=Decimal("0"), max_value=Decimal("50"), decimal_places=2, initial=Decimal("20"),
+        label="Your cut (%)", help_text="Your share of each call's price, 0 to 50 %.",
+    )  # fmt: skip
+    priority = forms.IntegerField(initial=0, help_text="Higher is tried first.")
+    weight = forms.IntegerField(initial=1, min_value=1, help_text="Relative share within a priority.")
+
+    def clean_upstream_keys(self):
+        keys = parse_upstream_keys(self.cleaned_data["upstream_keys"])
+        if not keys:
+            raise forms.ValidationError("Give at least one upstream key.")
+        return keys
+
+    def clean_model_names(self):
+        return _lines(self.cleaned_data["model_names"])
+
+    def clean_model_mapping(self):
+        mapping = {}
+        for number, line in enumerate(self.cleaned_data.get("model_mapping", "").splitlines(), start=1):
+            if not line.strip():
+                continue
+            caller, sep, upstream = line.partition("=")
+            if not sep or not caller.strip() or not upstream.strip():
+                raise forms.ValidationError(f"Line {number} is not caller-name=upstream-name.")
+            mapping[caller.strip()] = upstream.strip()
+        return mapping

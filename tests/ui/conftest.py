@@ -1,0 +1,1 @@
+from tests.channels.conftest import catalog  # noqa: F401  (the shared catalog fixture)
