@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from ninja import Schema
+from ninja import Field, Schema
 
 
 class MeOut(Schema):
@@ -23,3 +23,15 @@ class ApiKeyOut(Schema):
     allowed_models: list[str]
     spend_cap_usd: Decimal | None
     spent_usd: Decimal
+
+
+class ApiKeyIn(Schema):
+    name: str = Field(min_length=1, max_length=100)
+    expires_at: datetime | None = None
+    allowed_models: list[str] = []
+    spend_cap_usd: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=8)
+
+
+class NewApiKeyOut(Schema):
+    key: str = Field(description="The full key. Shown only in this response.")
+    api_key: ApiKeyOut

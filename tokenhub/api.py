@@ -1,12 +1,73 @@
-"""The one NinjaAPI of the site: routers per app are added here."""
+"""The one NinjaAPI of the site (`/api/`): routers per app, one error shape, session or sk-hub key auth."""
 
 from __future__ import annotations
 
+from django.http import Http404
 from ninja import NinjaAPI
-from ninja.security import SessionAuth
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer, SessionAuth
 
-api = NinjaAPI(title="TokenHub API", version="1", urls_namespace="api", auth=SessionAuth())
+from accounts import keys
+from accounts.models import User
+
+
+class HubKeyAuth(HttpBearer):
+    """`Authorization: Bearer sk-hub-…` for scripts; the session (with CSRF) serves the browser."""
+
+    def authenticate(self, request, token: str):
+        identity = keys.lookup(token)
+        if identity is None or identity.refusal() is not None:
+            return None
+        return User.objects.filter(pk=identity.user_id, is_active=True).first()
+
+
+class SessionUser(SessionAuth):
+    def authenticate(self, request, key):
+        user = super().authenticate(request, key)
+        return user if user and user.is_authenticated else None
+
+
+api = NinjaAPI(
+    title="TokenHub API", version="1", urls_namespace="api", auth=[HubKeyAuth(), SessionUser()],
+    description="Your account, keys, usage, statement and channels. Authenticate with your session or an sk-hub key.",
+)  # fmt: skip
+
+
+def error(request, status: int, code: str, message: str, fields: dict | None = None):
+    body = {"error": {"code": code, "message": message}}
+    if fields:
+        body["error"]["fields"] = fields
+    return api.create_response(request, body, status=status)
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request, exc: ValidationError):
+    fields = {}
+    for item in exc.errors:
+        location = [str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path", "payload")]
+        fields[".".join(location) or "body"] = item.get("msg", "invalid")
+    return error(request, 422, "invalid_input", "The request has invalid fields.", fields)
+
+
+@api.exception_handler(AuthenticationError)
+def on_authentication_error(request, exc):
+    return error(request, 401, "unauthenticated", "Log in, or send an sk-hub key as 'Authorization: Bearer …'.")
+
+
+@api.exception_handler(Http404)
+def on_not_found(request, exc):
+    return error(request, 404, "not_found", "No such object (or it is not yours).")
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request, exc: HttpError):
+    return error(request, exc.status_code, "refused", str(exc))
+
 
 from accounts.api import router as accounts_router  # noqa: E402
+from billing.api import router as billing_router  # noqa: E402
+from channels_app.api import router as channels_router  # noqa: E402
 
 api.add_router("/", accounts_router)
+api.add_router("/", billing_router)
+api.add_router("/channels", channels_router)

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from ninja import Field, Schema
+
+
+class BalanceOut(Schema):
+    balance_usd: Decimal
+    earnings_usd: Decimal
+
+
+class UsageOut(Schema):
+    request_id: str
+    created_at: datetime
+    model: str
+    api_key: str | None = Field(None, alias="api_key.public_id")
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: Decimal
+    latency_ms: int
+    status: str
+    estimated: bool
+
+
+class UsagePage(Schema):
+    count: int
+    page: int
+    pages: int
+    results: list[UsageOut]
+
+
+class UsageQuery(Schema):
+    key: str = ""
+    model: str = ""
+    status: str = ""
+    start: date | None = None
+    end: date | None = None
+    page: int = Field(1, ge=1)
+    per_page: int = Field(50, ge=1, le=500)
+
+
+class StatementLine(Schema):
+    created_at: datetime
+    account: str
+    kind: str
+    description: str
+    amount_usd: Decimal
+
+
+class StatementPage(Schema):
+    count: int
+    page: int
+    pages: int
+    results: list[StatementLine]
+
+
+class CheckInOut(Schema):
+    state: str
+    reward_usd: Decimal
+
+
+class RedeemIn(Schema):
+    code: str = Field(min_length=1, max_length=40)
+
+
+class RedeemOut(Schema):
+    amount_usd: Decimal
+    balance_usd: Decimal
+
+
+class ChannelEarnings(Schema):
+    channel: str
+    calls: int
+    revenue_usd: Decimal
+    earned_usd: Decimal
+
+
+class EarningsOut(Schema):
+    available_usd: Decimal
+    earned_total_usd: Decimal
+    calls: int
+    share_percent: Decimal | None
+    per_channel: list[ChannelEarnings]
+
+
+class AmountIn(Schema):
+    amount_usd: Decimal | None = Field(None, gt=0, max_digits=20, decimal_places=8)
+
+
+class PayoutIn(Schema):
+    amount_usd: Decimal = Field(gt=0, max_digits=20, decimal_places=8)
+    destination: str = Field(min_length=1, max_length=200)
+
+
+class PayoutOut(Schema):
+    public_id: str
+    amount: Decimal
+    destination: str
+    status: str
+    created_at: datetime
