@@ -98,6 +98,29 @@ def asgi_server(workers: int = 1, **env_overrides: str):
 
 
 @contextlib.contextmanager
+def celery_worker(**env_overrides: str):
+    """A real Celery worker process on the test broker (Redis) and database."""
+    command = [sys.executable, "-m", "celery", "-A", "tokenhub", "worker", "--pool=solo", "--loglevel=WARNING",
+               "--without-heartbeat", "--without-gossip", "--without-mingle"]  # fmt: skip
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with open(LOG_DIR / "celery-worker.log", "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=server_env(**env_overrides), stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            time.sleep(1.5)  # let it connect to the broker; tasks sent earlier wait in the queue anyway
+            if process.poll() is not None:
+                raise RuntimeError(f"the Celery worker exited with {process.returncode}")
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@contextlib.contextmanager
 def fake_provider(tokens: int = 20, ttft_ms: float = 0, delay_ms: float = 0):
     """The bundled fake upstream on a free port; yields its base URL (ending in /v1)."""
     port = free_port()

@@ -198,3 +198,44 @@ def test_usage_belongs_to_its_user(alice, carol, busy):
     page = logged_in(carol).get(reverse("billing:usage")).content.decode()
     assert "0 calls" in page and "r1" not in page
     assert UsageRecord.objects.filter(user=alice).count() == 2
+
+
+def test_admin_marks_payouts_paid_or_rejected_and_the_ledger_records_it(admin_user, bob, busy):
+    earned = ledger.earnings_of(bob.pk)
+    half = (earned / 2).quantize(Decimal("0.00000001"))
+    first = ledger.request_payout(owner_id=bob.pk, amount=half, destination="IBAN")
+    second = ledger.request_payout(owner_id=bob.pk, amount=earned - half, destination="IBAN")
+    client = logged_in(admin_user)
+    url = reverse("admin:billing_payout_changelist")
+    client.post(url, {"action": "mark_paid", "_selected_action": [first.pk]})
+    client.post(url, {"action": "mark_rejected", "_selected_action": [second.pk]})
+    first.refresh_from_db(), second.refresh_from_db()
+    assert (first.status, first.decided_by, second.status) == ("paid", "admin:root", "rejected")
+    assert ledger.earnings_of(bob.pk) == earned - half  # the rejected one came back
+    from billing.reconcile import reconcile
+
+    assert reconcile().problems == []
+
+
+def test_admin_channel_actions_and_every_model_has_an_admin_page(admin_user, bob, catalog, fake_upstream):
+    channel = make_channel(bob, base_url=fake_upstream, keys=["good"])
+    client = logged_in(admin_user)
+    url = reverse("admin:channels_app_channel_changelist")
+    client.post(url, {"action": "disable", "_selected_action": [channel.pk]})
+    channel.refresh_from_db()
+    assert channel.status == ChannelStatus.PAUSED and "admin root" in channel.status_reason
+    client.post(url, {"action": "enable", "_selected_action": [channel.pk]})
+    response = client.post(url, {"action": "test", "_selected_action": [channel.pk]}, follow=True)
+    assert "HTTP 200" in response.content.decode()
+    from django.apps import apps
+    from django.contrib import admin
+
+    inline_only = {"channelkey", "entry"}  # shown inside their channel / transaction, masked where secret
+    for model in apps.get_models():
+        if (
+            model._meta.app_label in ("accounts", "billing", "channels_app")
+            and model._meta.model_name not in inline_only
+        ):
+            assert admin.site.is_registered(model), model
+            page = client.get(reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"))
+            assert page.status_code == 200, model

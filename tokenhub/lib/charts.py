@@ -13,7 +13,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 PALETTE = ["#2355d8", "#e07b00", "#0f9d58", "#9c27b0", "#d93025", "#00838f", "#6d4c41", "#5f6368"]
-WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM = 640, 200, 48, 22
+WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM = 640, 200, 64, 22
 
 
 def stacked_bars(days: list[date], series: dict[str, list[Decimal]], title: str, unit: str = "$") -> SafeString:
@@ -26,9 +26,9 @@ def stacked_bars(days: list[date], series: dict[str, list[Decimal]], title: str,
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title chart-desc" '
         'xmlns="http://www.w3.org/2000/svg">',
         f'<title id="chart-title">{escape(title)}</title>',
-        f'<desc id="chart-desc">{escape(title)}: {len(days)} days, highest day {unit}{top:.4f}.</desc>',
+        f'<desc id="chart-desc">{escape(title)}: {len(days)} days, highest day {unit}{top:.6f}.</desc>',
         f'<line x1="{PAD_LEFT}" y1="{HEIGHT - PAD_BOTTOM}" x2="{WIDTH}" y2="{HEIGHT - PAD_BOTTOM}" stroke="#c4c9d2"/>',
-        f'<text x="{PAD_LEFT - 6}" y="14" text-anchor="end" font-size="10" fill="#5b6475">{unit}{top:.4f}</text>',
+        f'<text x="{PAD_LEFT - 6}" y="14" text-anchor="end" font-size="10" fill="#5b6475">{unit}{top:.6f}</text>',
         f'<text x="{PAD_LEFT - 6}" y="{HEIGHT - PAD_BOTTOM}" text-anchor="end" font-size="10" fill="#5b6475">0</text>',
     ]
     for index, day in enumerate(days):
@@ -45,7 +45,9 @@ def stacked_bars(days: list[date], series: dict[str, list[Decimal]], title: str,
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{height:.1f}" fill="{color}">'
                 f"<title>{day:%b %d} · {escape(label)}: {unit}{value:.6f}</title></rect>"
             )
-        if index % 7 == 0 or index == len(days) - 1:
+        # A date every week, and the last day unless a weekly label sits too close to it.
+        last = len(days) - 1
+        if (index % 7 == 0 and last - index >= 3) or index == last:
             parts.append(
                 f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - 6}" text-anchor="middle" font-size="10" '
                 f'fill="#5b6475">{day:%b %d}</text>'
