@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 
+from . import sql
 from .models import (
     CACHED_KINDS,
     ZERO,
@@ -188,6 +189,16 @@ def _retry_safe(operation, find_existing):
 # --- The three stages of a relayed call -------------------------------------------
 
 
+def _cached_account(spec: tuple[str, str, int], amount: Decimal, *, require_funds: bool = False) -> int | None:
+    """Move a cached balance by code, creating the user's accounts on first use."""
+    code = spec[0]
+    account_id = sql.move(code, amount, require_funds=require_funds)
+    if account_id is None and not Account.objects.filter(code=code).exists():
+        _accounts(spec)
+        account_id = sql.move(code, amount, require_funds=require_funds)
+    return account_id
+
+
 def hold(
     *,
     user_id: int,
@@ -196,35 +207,36 @@ def hold(
     api_key_id: int | None = None,
     model: str = "",
     prices: Prices | None = None,
+    check_spend_cap: bool = True,
 ) -> Hold:
     """Pre-deduct: move `amount` from the user's balance to their holds. Idempotent by request id.
 
-    `prices` are captured on the hold; `settle` bills the real usage at them.
+    `prices` are captured on the hold; `settle` bills the real usage at them. The relay passes
+    `check_spend_cap=False` when the key (from its cached identity) has no cap, saving a query.
     """
     amount = _money(amount)
     if amount < 0:
         raise ValueError("a hold cannot be negative")
 
     def operation() -> Hold:
-        existing = Hold.objects.filter(request_id=request_id).first()
-        if existing is not None:
-            return existing
-        if api_key_id is not None:
+        if api_key_id is not None and check_spend_cap:
             _check_spend_cap(api_key_id, amount)
-        _post(
-            TransactionKind.HOLD,
-            list(zip(_accounts(_user_spec(user_id), _hold_spec(user_id)), (-amount, amount), strict=True)),
-            idempotency_key=f"hold:{request_id}",
-            memo=model,
+        legs = []
+        if amount:
+            debited = _cached_account(_user_spec(user_id), -amount, require_funds=True)
+            if debited is None:
+                raise InsufficientBalance(need=amount, have=balance_of(user_id))
+            legs = [(debited, -amount), (_cached_account(_hold_spec(user_id), amount), amount)]
+        # A second hold for this request id fails on the unique key and returns the first one.
+        sql.post(TransactionKind.HOLD, legs, idempotency_key=f"hold:{request_id}", memo=model)
+        captured = prices.as_dict() if prices else None
+        hold_id = sql.insert_hold(
+            request_id=request_id, user_id=user_id, api_key_id=api_key_id, model=model, amount=amount, prices=captured
         )
-        return Hold.objects.create(
-            request_id=request_id,
-            user_id=user_id,
-            api_key_id=api_key_id,
-            amount=amount,
-            model=model,
-            prices=prices.as_dict() if prices else None,
-        )
+        return Hold(
+            id=hold_id, request_id=request_id, user_id=user_id, api_key_id=api_key_id, model=model, amount=amount,
+            prices=captured, status=HoldStatus.OPEN,
+        )  # fmt: skip
 
     return _retry_safe(operation, lambda: Hold.objects.filter(request_id=request_id).first())
 
@@ -251,67 +263,61 @@ def settle(
 ) -> UsageRecord:
     """Capture the cost from the hold, release the rest, pay the owner's cut and the platform.
 
-    The cost is `usage` at the prices captured on the hold (rounded once, here),
-    unless an explicit `cost` is given. Writes the call's usage record.
-    Idempotent: settling a closed hold again returns the first record and changes nothing.
+    The cost is `usage` at the prices captured on the hold (rounded once, here), unless an
+    explicit `cost` is given. Writes the call's usage record. Idempotent: settling a closed hold
+    again returns the first record and changes nothing.
     """
     with transaction.atomic():
-        held = Hold.objects.select_for_update().get(request_id=request_id)
-        if held.status != HoldStatus.OPEN:
+        found = sql.lock_hold(request_id)
+        if found is None:
+            raise Hold.DoesNotExist(f"no hold for request {request_id}")
+        hold_id, user_id, api_key_id, held, prices, hold_status, hold_model = found
+        if hold_status != HoldStatus.OPEN:
             return UsageRecord.objects.get(request_id=request_id)
         if cost is None:
-            if held.prices is None:
+            if prices is None:
                 raise ValueError(f"hold {request_id} captured no prices; pass an explicit cost")
-            cost = cost_of(usage, Prices.from_dict(held.prices))
+            cost = cost_of(usage, Prices.from_dict(prices))
         cost = _money(cost)
         if cost < 0:
             raise ValueError("a cost cannot be negative")
-        specs = [_user_spec(held.user_id), _hold_spec(held.user_id), ("platform:revenue", AccountKind.REVENUE, None)]
-        if owner_id:
-            specs.append((f"owner:{owner_id}", AccountKind.OWNER, owner_id))
-        spendable, holds, revenue, *owner = _accounts(*specs)
-        charged = min(cost, held.amount)
-        if cost > held.amount:
+        charged = min(cost, held)
+        refund = held - charged
+        legs: list[tuple[int, Decimal]] = []
+        if cost > held:
             # The estimate was short: take the rest from the balance, never below zero.
-            available = Account.objects.select_for_update().get(pk=spendable.pk).balance
-            charged += min(cost - held.amount, available)
+            available = Account.objects.select_for_update().get(code=f"user:{user_id}").balance
+            extra = min(cost - held, available)
+            charged, refund = held + extra, -extra
         owner_share, platform_share = split(charged, owner_cut if owner_id else ZERO)
-        legs = [
-            (holds, -held.amount),
-            (spendable, held.amount - charged),
-            (revenue, platform_share),
-        ]
+        # Rows in the same order as hold() takes them (user, then hold): no deadlock between the two.
+        if refund:
+            legs.append((_cached_account(_user_spec(user_id), refund, require_funds=refund < 0), refund))
+        if held:
+            legs.append((sql.move(f"hold:{user_id}", -held), -held))
+        payees = {"platform:revenue": ("platform:revenue", AccountKind.REVENUE, None)}
         if owner_share:
-            legs.append((owner[0], owner_share))
+            payees[f"owner:{owner_id}"] = (f"owner:{owner_id}", AccountKind.OWNER, owner_id)
+        ids = sql.account_ids(list(payees))
+        if len(ids) < len(payees):
+            ids = {a.code: a.pk for a in _accounts(*payees.values())}
+        legs.append((ids["platform:revenue"], platform_share))
+        if owner_share:
+            legs.append((ids[f"owner:{owner_id}"], owner_share))
         kind = TransactionKind.SETTLE if charged else TransactionKind.RELEASE
-        txn = _post(kind, legs, idempotency_key=f"settle:{request_id}", memo=model or held.model)
-        held.status = HoldStatus.SETTLED if charged else HoldStatus.RELEASED
-        held.closed_at = timezone.now()
-        held.save(update_fields=["status", "closed_at"])
-        if held.api_key_id and charged:
-            ApiKey.objects.filter(pk=held.api_key_id).update(spent_usd=F("spent_usd") + charged)
-        return UsageRecord.objects.create(
-            request_id=request_id,
-            user_id=held.user_id,
-            api_key_id=held.api_key_id,
-            model=model or held.model,
-            channel=channel,
-            owner_id=owner_id if owner_share or owner_id else None,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=charged,
-            owner_cut_usd=owner_share,
-            platform_usd=platform_share,
-            uncollected_usd=cost - charged,
-            latency_ms=latency_ms,
-            status=status,
-            estimated=estimated,
-            error=error[:300],
-            transaction=txn,
-        )
+        txn_id = sql.post(kind, legs, idempotency_key=f"settle:{request_id}", memo=model or hold_model)
+        sql.close_hold(hold_id, HoldStatus.SETTLED if charged else HoldStatus.RELEASED)
+        if api_key_id and charged:
+            sql.add_key_spend(api_key_id, charged)
+        return sql.insert_usage({
+            "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id, "model": model or hold_model,
+            "channel": channel, "owner_id": owner_id, "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens, "reasoning_tokens": usage.reasoning_tokens,
+            "cost_usd": charged, "owner_cut_usd": owner_share, "platform_usd": platform_share,
+            "uncollected_usd": cost - charged, "latency_ms": latency_ms, "status": status, "estimated": estimated,
+            "error": error[:300], "transaction_id": txn_id,
+        })  # fmt: skip
 
 
 def release(

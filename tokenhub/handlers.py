@@ -11,6 +11,10 @@ view alone.
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import closing
+
+from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
@@ -18,7 +22,47 @@ RELAY_PREFIX = "/v1"
 
 
 class RelayASGIHandler(ASGIHandler):
-    """Django's ASGI handler with an empty middleware chain."""
+    """Django's ASGI handler with an empty middleware chain and without per-request thread work.
+
+    Django's own handler wraps every request in a ThreadSensitiveContext (a fresh one-thread
+    executor per request) and sends request_started/request_finished, whose receivers are sync
+    (closing DB connections, caches, resetting the urlconf): two thread hops per request. The relay
+    needs none of it: its database work runs in worker threads that hand their pooled connection
+    back themselves, and the cache client is shared per process.
+    """
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"the relay serves HTTP only, not {scope['type']}")
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        with closing(body_file):
+            request, error_response = self.create_request(scope, body_file)
+            if request is None:
+                await self.send_response(error_response, send)
+                return
+
+            class RequestProcessed(Exception):
+                pass
+
+            response = None
+            try:
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(self.listen_for_disconnect(receive))
+                        response = await self.run_get_response(request)
+                        await self.send_response(response, send)
+                        raise RequestProcessed
+                except* (RequestProcessed, RequestAborted):
+                    pass
+            except BaseExceptionGroup as group_error:
+                if len(group_error.exceptions) == 1:
+                    raise group_error.exceptions[0] from None
+                raise
+            # Not response.close(): it would send request_finished, whose receivers are the sync
+            # clean-ups skipped above; relay responses hold no other resources.
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
