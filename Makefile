@@ -3,12 +3,13 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help venv venv-dev demo test test-fast lint format run worker beat clean
+.PHONY: help venv venv-dev venv-bench demo test test-fast bench lint format run worker beat clean
 
 help:
 	@echo "make demo       set up and run the site on http://127.0.0.1:8000 with a demo upstream"
 	@echo "make test       set up and run the whole test suite (PostgreSQL + Redis, then SQLite)"
 	@echo "make test-fast  the suite on the embedded SQLite default only (no services needed)"
+	@echo "make bench      the benchmark (PEERS=litellm adds the LiteLLM proxy); never part of make test"
 	@echo "make lint       ruff"
 	@echo "make run        the production ASGI stack (gunicorn + uvicorn workers) with your environment"
 	@echo "make worker / make beat   Celery worker / beat with your environment"
@@ -18,6 +19,12 @@ venv:
 
 venv-dev:
 	@scripts/setup-venv requirements-dev.txt
+
+venv-bench:
+	@scripts/setup-venv requirements-bench.txt
+
+bench: venv-bench
+	@$(PY) -m bench.run
 
 demo: venv-dev
 	@$(PY) -m devtools.demo

@@ -1,0 +1,119 @@
+"""The benchmark report: docs/benchmarks.md (tables, ratios from the same run) and docs/benchmarks.png."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _key(row: dict) -> tuple:
+    return (row["api"], row["model"], row["stream"], row["concurrency"])
+
+
+def _direct_for(rows: list[dict], row: dict) -> dict | None:
+    model = "gpt-4o-mini" if row["api"] == "openai" else "claude-haiku-4-5"
+    return next(
+        (
+            r
+            for r in rows
+            if r["target"] == "direct" and _key(r) == (row["api"], model, row["stream"], row["concurrency"])
+        ),
+        None,
+    )
+
+
+def _fmt(value, digits=1) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def write(report: dict, docs: Path) -> None:
+    docs.mkdir(exist_ok=True)
+    rows = report["rows"]
+    env = report["environment"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Run {report['started']} at commit `{env['commit']}` on {env['cpus']} CPUs (Linux {env['kernel']}); Python "
+        f"{env['python']}, Django {env['django']}, {env['postgres']}, {env['redis']}, LiteLLM {env['litellm']}.",
+        "Produced by `make bench` (`bench/run.py`); raw numbers in `bench/results/latest.json`.",
+        "",
+        "Setup: the project's fake provider (`devtools/fake_provider`, 20-word answers) and the load generator "
+        "(`bench/loadgen.py`, httpx, closed loop) pinned to core 0; the server under test pinned to core 1 with one "
+        "worker — TokenHub as gunicorn + one uvicorn worker, DEBUG off, PostgreSQL + Redis, full billing (hold and "
+        "settle in the ledger for every call); LiteLLM proxy with one worker and **no database** (its Prisma engines "
+        "download from the internet at start, which this machine cannot do), so it does no spend tracking. PostgreSQL "
+        "and Redis are not pinned. Each row: a warm-up second, then the measured seconds.",
+        "",
+        f"Idle RSS of the TokenHub worker: **{_fmt(report.get('idle_rss_mb'))} MB**.",
+        "",
+        "| target | caller | model | format | stream | conc. | req/s | p50 ms | p90 ms | p99 ms | added p50 ms | TTFB p50 ms | errors | peak RSS MB | CPU s / 1k req | ×LiteLLM | ÷direct |",
+        "|---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|",
+    ]
+    for row in rows:
+        direct = _direct_for(rows, row)
+        added = (
+            row["p50_ms"] - direct["p50_ms"]
+            if direct and row["target"] != "direct" and row["p50_ms"] and direct["p50_ms"]
+            else None
+        )
+        lite = next((r for r in rows if r["target"] == "litellm" and _key(r) == _key(row)), None)
+        vs_lite = row["rps"] / lite["rps"] if lite and lite["rps"] and row["target"] == "tokenhub" else None
+        vs_direct = row["rps"] / direct["rps"] if direct and direct["rps"] and row["target"] != "direct" else None
+        lines.append(
+            f"| {row['target']} | {row['api']} | {row['model']} | {row['kind']} | {'yes' if row['stream'] else 'no'} | "
+            f"{row['concurrency']} | {_fmt(row['rps'])} | {_fmt(row['p50_ms'], 2)} | {_fmt(row['p90_ms'], 2)} | "
+            f"{_fmt(row['p99_ms'], 2)} | {_fmt(added, 2)} | {_fmt(row['ttfb_p50_ms'], 2)} | {row['errors'] or ''} | "
+            f"{_fmt(row.get('peak_rss_mb'))} | {_fmt(row.get('cpu_s_per_1000'), 2)} | {_fmt(vs_lite, 2)} | {_fmt(vs_direct, 3)} |"
+        )
+    realistic = report.get("realistic", {}).get("tokenhub")
+    if realistic:
+        lines += [
+            "",
+            "## Many slow streams",
+            "",
+            f"{realistic['concurrency']} concurrent streams with 300 ms to first token and 20 ms per chunk, 15 s: "
+            f"{_fmt(realistic['rps'])} streams/s completed, p50 {_fmt(realistic['p50_ms'])} ms, TTFB p50 "
+            f"{_fmt(realistic['ttfb_p50_ms'])} ms, errors {realistic['errors'] or 'none'}; worker RSS "
+            f"{_fmt(realistic['idle_rss_mb'])} MB idle → {_fmt(realistic['peak_rss_mb'])} MB peak "
+            f"(**+{_fmt(realistic['added_rss_mb'])} MB**); CPU {_fmt(realistic['cpu_s_per_1000'], 2)} s per 1,000 streams.",
+        ]
+    lines += ["", "![Requests per second by concurrency](benchmarks.png)", ""]
+    extra = docs / "benchmarks-notes.md"
+    if extra.exists():
+        lines += [extra.read_text()]
+    (docs / "benchmarks.md").write_text("\n".join(lines) + "\n")
+    chart(rows, docs / "benchmarks.png")
+
+
+def chart(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, stream in zip(axes, (False, True), strict=True):
+        for target in ("direct", "tokenhub", "litellm"):
+            points = sorted(
+                (r["concurrency"], r["rps"])
+                for r in rows
+                if r["target"] == target and r["api"] == "openai" and r["kind"] == "same" and r["stream"] == stream
+            )
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=target)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel("requests / s")
+        ax.set_title(f"OpenAI format, {'stream (20 chunks)' if stream else 'non-stream'}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    # Re-render docs/benchmarks.md and the chart from bench/results/latest.json (e.g. after editing the notes).
+    import json
+
+    root = Path(__file__).resolve().parent.parent
+    write(json.loads((root / "bench" / "results" / "latest.json").read_text()), root / "docs")
