@@ -221,6 +221,22 @@ def hold(
     def operation() -> Hold:
         if api_key_id is not None and check_spend_cap:
             _check_spend_cap(api_key_id, amount)
+        captured = prices.as_dict() if prices else None
+        if amount and sql.single_statement():
+            hold_id = sql.hold_in_one(
+                user_id=user_id,
+                amount=amount,
+                request_id=request_id,
+                api_key_id=api_key_id,
+                model=model,
+                prices=captured,
+            )
+            if hold_id is not None:
+                return Hold(
+                    id=hold_id, request_id=request_id, user_id=user_id, api_key_id=api_key_id, model=model,
+                    amount=amount, prices=captured, status=HoldStatus.OPEN,
+                )  # fmt: skip
+            # Nothing was written: a short balance or accounts not created yet; the long path says which.
         legs = []
         if amount:
             debited = _cached_account(_user_spec(user_id), -amount, require_funds=True)
@@ -229,7 +245,6 @@ def hold(
             legs = [(debited, -amount), (_cached_account(_hold_spec(user_id), amount), amount)]
         # A second hold for this request id fails on the unique key and returns the first one.
         sql.post(TransactionKind.HOLD, legs, idempotency_key=f"hold:{request_id}", memo=model)
-        captured = prices.as_dict() if prices else None
         hold_id = sql.insert_hold(
             request_id=request_id, user_id=user_id, api_key_id=api_key_id, model=model, amount=amount, prices=captured
         )
@@ -247,10 +262,31 @@ def _check_spend_cap(api_key_id: int, amount: Decimal) -> None:
         raise SpendCapReached(cap=key["spend_cap_usd"], spent=key["spent_usd"], need=amount)
 
 
-def settle(
+class _TakeTheLongPath(Exception):
+    """The one-statement settlement found an account missing; it rolled back and the long path runs."""
+
+
+def settle(*, request_id: str, usage: Usage, **details) -> UsageRecord:
+    """Capture the cost from the hold, release the rest, pay the owner's cut and the platform.
+
+    The cost is `usage` at the prices captured on the hold (rounded once, here), unless an
+    explicit `cost` is given. Writes the call's usage record. Idempotent: settling a closed hold
+    again returns the first record and changes nothing. Details: cost, owner_id, owner_cut, model,
+    channel, latency_ms, status, estimated, error.
+    """
+    if sql.single_statement():
+        try:
+            return _settle(request_id=request_id, usage=usage, one_statement=True, **details)
+        except _TakeTheLongPath:
+            pass
+    return _settle(request_id=request_id, usage=usage, one_statement=False, **details)
+
+
+def _settle(
     *,
     request_id: str,
     usage: Usage,
+    one_statement: bool,
     cost: Decimal | None = None,
     owner_id: int | None = None,
     owner_cut: Decimal = ZERO,
@@ -261,12 +297,6 @@ def settle(
     estimated: bool = False,
     error: str = "",
 ) -> UsageRecord:
-    """Capture the cost from the hold, release the rest, pay the owner's cut and the platform.
-
-    The cost is `usage` at the prices captured on the hold (rounded once, here), unless an
-    explicit `cost` is given. Writes the call's usage record. Idempotent: settling a closed hold
-    again returns the first record and changes nothing.
-    """
     with transaction.atomic():
         found = sql.lock_hold(request_id)
         if found is None:
@@ -290,6 +320,26 @@ def settle(
             extra = min(cost - held, available)
             charged, refund = held + extra, -extra
         owner_share, platform_share = split(charged, owner_cut if owner_id else ZERO)
+        record = {
+            "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id, "model": model or hold_model,
+            "channel": channel, "owner_id": owner_id, "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens, "reasoning_tokens": usage.reasoning_tokens,
+            "cost_usd": charged, "owner_cut_usd": owner_share, "platform_usd": platform_share,
+            "uncollected_usd": cost - charged, "latency_ms": latency_ms, "status": status, "estimated": estimated,
+            "error": error[:300],
+        }  # fmt: skip
+        kind = TransactionKind.SETTLE if charged else TransactionKind.RELEASE
+        closed_status = HoldStatus.SETTLED if charged else HoldStatus.RELEASED
+        if one_statement and refund >= 0:
+            usage_id = sql.settle_in_one({
+                **record, "hold_id": hold_id, "held": held, "refund": refund, "owner_share": owner_share,
+                "platform_share": platform_share, "charged": charged, "kind": kind, "hold_status": closed_status,
+                "memo": (model or hold_model)[:200], "key": f"settle:{request_id}",
+            })  # fmt: skip
+            if usage_id is None:
+                raise _TakeTheLongPath
+            return UsageRecord(id=usage_id, **record)
         # Rows in the same order as hold() takes them (user, then hold): no deadlock between the two.
         if refund:
             legs.append((_cached_account(_user_spec(user_id), refund, require_funds=refund < 0), refund))
@@ -304,20 +354,11 @@ def settle(
         legs.append((ids["platform:revenue"], platform_share))
         if owner_share:
             legs.append((ids[f"owner:{owner_id}"], owner_share))
-        kind = TransactionKind.SETTLE if charged else TransactionKind.RELEASE
         txn_id = sql.post(kind, legs, idempotency_key=f"settle:{request_id}", memo=model or hold_model)
-        sql.close_hold(hold_id, HoldStatus.SETTLED if charged else HoldStatus.RELEASED)
+        sql.close_hold(hold_id, closed_status)
         if api_key_id and charged:
             sql.add_key_spend(api_key_id, charged)
-        return sql.insert_usage({
-            "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id, "model": model or hold_model,
-            "channel": channel, "owner_id": owner_id, "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
-            "cache_write_tokens": usage.cache_write_tokens, "reasoning_tokens": usage.reasoning_tokens,
-            "cost_usd": charged, "owner_cut_usd": owner_share, "platform_usd": platform_share,
-            "uncollected_usd": cost - charged, "latency_ms": latency_ms, "status": status, "estimated": estimated,
-            "error": error[:300], "transaction_id": txn_id,
-        })  # fmt: skip
+        return sql.insert_usage({**record, "transaction_id": txn_id})
 
 
 def release(
