@@ -25,7 +25,7 @@ from accounts import keys
 from accounts.keys import KeyIdentity
 from billing import ledger
 from billing.models import UsageStatus
-from billing.pricing import Prices, Usage, estimate_max_cost
+from billing.pricing import Prices, Usage, cost_of, estimate_max_cost
 from channels_app import health, routing
 
 from . import translate, upstream
@@ -372,13 +372,16 @@ async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
         data = {}
     usage = _usage_from_body(attempt.operation, data) if isinstance(data, dict) else None
     output_guess = usage_of.estimate_tokens_from_bytes(len(content))
-    record = await _settle(call, attempt, usage, UsageStatus.OK, estimated_output=output_guess)
+    # The answer goes out now and the settlement follows it in the background, as for streams:
+    # the caller does not wait for the second transaction. The cost is the ledger's own formula.
+    cost = cost_of(usage or _estimated_usage(call, output_guess), call.prices)
+    in_background(_settle(call, attempt, usage, UsageStatus.OK, estimated_output=output_guess))
     found = call.prepared_for(attempt.route).translation
     if found is not None and isinstance(data, dict):
         content = json.dumps(found.response(data), separators=(",", ":")).encode()
     response = HttpResponse(content, status=attempt.response.status_code, content_type="application/json")
     response["x-request-id"] = call.request_id
-    response["x-tokenhub-cost"] = str(record.cost_usd)
+    response["x-tokenhub-cost"] = str(cost)
     return response
 
 
@@ -449,9 +452,23 @@ def _stream_error_event(call: Call, message: str) -> bytes:
     return encode(json.dumps(body))
 
 
-# Pumps outlive their request when the client leaves (to settle, or to drain the upstream);
+# Pumps and settlements outlive their request (a pump when the client leaves, to settle or drain);
 # asyncio keeps only weak references to tasks, so they are held here until done.
-_pumps: set[asyncio.Task] = set()
+_background: set[asyncio.Task] = set()
+
+
+def in_background(coroutine) -> asyncio.Task:
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _background.add(task)
+    task.add_done_callback(_finished_in_background)
+    return task
+
+
+def _finished_in_background(task: asyncio.Task) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # The hold stays open and the stale-hold sweeper releases it; say so loudly.
+        logger.error("a background settlement failed: %r", task.exception())
 
 
 class Pump:
@@ -540,9 +557,7 @@ class Pump:
 
 async def _stream(call: Call, attempt: upstream.Attempt):
     pump = Pump(call, attempt)
-    task = asyncio.get_running_loop().create_task(pump.run())
-    _pumps.add(task)
-    task.add_done_callback(_pumps.discard)
+    task = in_background(pump.run())
     finished = False
     try:
         while True:

@@ -7,6 +7,7 @@ own command counter.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from decimal import Decimal
 
@@ -77,6 +78,9 @@ def test_a_successful_call_costs_two_transactions_and_two_redis_round_trips(fake
                 headers={"authorization": f"Bearer {raw}"},
             )  # fmt: skip
             assert response.status_code == 200, response.text
+            from relay.pipeline import _background
+
+            await asyncio.gather(*_background)  # the settlement follows the answer
             return response
 
     async_to_sync(call)()  # warm: key cached, routing snapshot built, key touched

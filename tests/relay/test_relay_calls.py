@@ -47,6 +47,7 @@ def test_openai_sdk_non_stream_is_billed_exactly(world):
     assert completion.usage.prompt_tokens == 10 and completion.usage.completion_tokens == 20
     cost = expected_cost(10, 20, MINI_IN, MINI_OUT)
     assert reply.headers["x-tokenhub-cost"] == str(cost)
+    settled()  # the settlement follows the answer
     record = UsageRecord.objects.get(request_id=reply.headers["x-request-id"])
     assert record.status == UsageStatus.OK and record.channel == world.openai_channel.public_id
     assert (record.input_tokens, record.output_tokens, record.cost_usd) == (10, 20, cost)
