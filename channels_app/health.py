@@ -58,15 +58,34 @@ def _inflight_key(channel_id: int) -> str:
     return f"inflight:{channel_id}"
 
 
+# Breaker states read recently, per set of channels: a busy process asks the cache at most every
+# TOKENHUB_HEALTH_LOCAL_SECONDS. Failures and successes recorded here clear it at once; other
+# processes' events arrive within that time. Channels with RPM/concurrency limits always ask.
+_recent: dict[tuple[int, ...], tuple[float, dict]] = {}
+
+
+def _forget_recent() -> None:
+    _recent.clear()
+
+
 def look(channel_ids, limited_ids) -> tuple[dict[int, BreakerState], dict[int, tuple[int, int]]]:
     """Breaker states of `channel_ids` and (requests this minute, calls in flight) of `limited_ids`,
-    in one cache round trip."""
+    in at most one cache round trip."""
+    ids = tuple(channel_ids)
+    if not limited_ids:
+        found = _recent.get(ids)
+        if found is not None and time.monotonic() < found[0]:
+            return found[1], {}
     keys = [_breaker_key(cid) for cid in channel_ids]
     for cid in limited_ids:
         keys += [_rpm_key(cid), _inflight_key(cid)]
     found = cache.get_many(keys)
     breakers = {cid: found[_breaker_key(cid)] for cid in channel_ids if _breaker_key(cid) in found}
     usage = {cid: (found.get(_rpm_key(cid), 0), found.get(_inflight_key(cid), 0)) for cid in limited_ids}
+    if not limited_ids and settings.TOKENHUB_HEALTH_LOCAL_SECONDS > 0:
+        if len(_recent) > 1000:
+            _recent.clear()
+        _recent[ids] = (time.monotonic() + settings.TOKENHUB_HEALTH_LOCAL_SECONDS, breakers)
     return breakers, usage
 
 
@@ -101,6 +120,7 @@ def is_usable(channel_id: int, state: BreakerState | None, now: float | None = N
 
 
 def _open(channel_id: int, reason: str, seconds: float, opens: int) -> BreakerState:
+    _forget_recent()
     state = BreakerState(until=time.time() + seconds, reason=reason, opens=opens)
     cache.set(_breaker_key(channel_id), state, timeout=int(seconds) + MAX_BACKOFF_SECONDS)
     cache.delete(f"breaker-probe:{channel_id}")
@@ -108,6 +128,7 @@ def _open(channel_id: int, reason: str, seconds: float, opens: int) -> BreakerSt
 
 
 def record_success(channel_id: int) -> None:
+    _forget_recent()
     # Only pay for the delete when there is something to clear.
     if cache.get(_breaker_key(channel_id)) is not None:
         cache.delete_many([_breaker_key(channel_id), f"breaker-failures:{channel_id}", f"breaker-probe:{channel_id}"])

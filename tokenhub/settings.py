@@ -205,11 +205,16 @@ TOKENHUB_SITE_NAME = os.environ.get("TOKENHUB_SITE_NAME", "TokenHub")
 TOKENHUB_PUBLIC_URL = os.environ.get("TOKENHUB_PUBLIC_URL", "").strip().rstrip("/")
 # Cached API-key lookups live this long; revocation deletes the entry at once.
 TOKENHUB_KEY_CACHE_SECONDS = env_int("TOKENHUB_KEY_CACHE_SECONDS", 300)
+# The relay also keeps identities in process memory this long: a revocation made elsewhere
+# reaches a busy process within this time (0 turns the copy off).
+TOKENHUB_KEY_LOCAL_SECONDS = float(os.environ.get("TOKENHUB_KEY_LOCAL_SECONDS", "2"))
 # last_used_at is written at most once per key per this many seconds per process.
 TOKENHUB_KEY_TOUCH_SECONDS = env_int("TOKENHUB_KEY_TOUCH_SECONDS", 60)
 TOKENHUB_SIGNUP_GRANT_USD = Decimal(os.environ.get("TOKENHUB_SIGNUP_GRANT_USD", "0"))
 # The daily check-in reward, USD.
 TOKENHUB_CHECKIN_REWARD_USD = Decimal(os.environ.get("TOKENHUB_CHECKIN_REWARD_USD", "0.10"))
+# How long a process reuses the channels' breaker states it read (failures it records clear it).
+TOKENHUB_HEALTH_LOCAL_SECONDS = float(os.environ.get("TOKENHUB_HEALTH_LOCAL_SECONDS", "0.5"))
 # How often each process asks the cache whether routing data (channels, catalog) changed.
 TOKENHUB_ROUTING_CHECK_SECONDS = float(os.environ.get("TOKENHUB_ROUTING_CHECK_SECONDS", "1"))
 # Upstream timeouts, seconds: connect; first byte and each pause between chunks; a whole answer.

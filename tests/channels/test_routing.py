@@ -100,6 +100,7 @@ def test_breaker_opens_after_repeated_failures_and_a_half_open_probe_closes_it(c
     from django.core.cache import cache
 
     cache.set(f"breaker:{channel.pk}", expired, timeout=60)
+    health._forget_recent()  # this process's short-lived copy of breaker states
     assert routing.plan("gpt-4o-mini").routes
     assert refusal("gpt-4o-mini").status == 503
     health.record_success(channel.pk)

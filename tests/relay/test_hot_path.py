@@ -60,7 +60,7 @@ def redis_commands(client: redis.Redis) -> int:
     return client.info("stats")["total_commands_processed"]
 
 
-def test_a_successful_call_costs_two_transactions_and_two_redis_round_trips(fake_upstream, sql_counter, settings):
+def test_a_successful_call_costs_two_transactions_and_at_most_one_redis_round_trip(fake_upstream, sql_counter, settings):
     settings.TOKENHUB_ROUTING_CHECK_SECONDS = 60  # production asks once a second, not per call
     import_catalog(DEFAULT_CATALOG.read_text(), "default_catalog.json")
     alice, bob = User.objects.create_user("alice"), User.objects.create_user("bob")
@@ -99,4 +99,4 @@ def test_a_successful_call_costs_two_transactions_and_two_redis_round_trips(fake
         "accounts_apikey" in s and s.lstrip().upper().startswith("SELECT") and "key_hash" in s
         for s in sql_counter.statements
     )  # fmt: skip  (the key came from the cache)
-    assert redis_round_trips <= 2  # the key identity and the channels' health state
+    assert redis_round_trips <= 1  # key identity and breaker states come from process memory when warm
