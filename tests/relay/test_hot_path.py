@@ -60,7 +60,9 @@ def redis_commands(client: redis.Redis) -> int:
     return client.info("stats")["total_commands_processed"]
 
 
-def test_a_successful_call_costs_two_transactions_and_at_most_one_redis_round_trip(fake_upstream, sql_counter, settings):
+def test_a_successful_call_costs_two_transactions_and_at_most_one_redis_round_trip(
+    fake_upstream, sql_counter, settings
+):
     settings.TOKENHUB_ROUTING_CHECK_SECONDS = 60  # production asks once a second, not per call
     import_catalog(DEFAULT_CATALOG.read_text(), "default_catalog.json")
     alice, bob = User.objects.create_user("alice"), User.objects.create_user("bob")

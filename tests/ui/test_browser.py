@@ -5,10 +5,12 @@ land in test-artifacts/screenshots/."""
 from __future__ import annotations
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -103,6 +105,11 @@ def journey(base: str, upstream: str, code: str) -> dict:
         seen["reply"] = reply.choices[0].message.content
         seen["request_id"] = reply._request_id if hasattr(reply, "_request_id") else None
 
+        # The settlement follows the answer: wait until the call is on the books, then look.
+        deadline = time.monotonic() + 15
+        while not httpx.get(f"{base}/v1/usage", headers={"authorization": f"Bearer {key}"}).json()["data"]:
+            assert time.monotonic() < deadline, "the call was never settled"
+            time.sleep(0.1)
         caller.goto(f"{base}/usage/")
         expect(caller.locator("#usage-table")).to_contain_text("gpt-4o-mini", timeout=10000)
         caller.select_option("select[name=status]", "failed")
