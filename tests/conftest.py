@@ -8,12 +8,24 @@ from accounts.models import User
 PASSWORD = "correct horse battery staple 42"
 
 
+def _forget_process_copies() -> None:
+    from accounts import keys
+    from channels_app import health, routing
+
+    keys._local.clear()
+    health._forget_recent()
+    routing.invalidate()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    # Redis db 9 (or local memory) belongs to the suite: start every test empty.
+    # Redis db 9 (or local memory) belongs to the suite, and so do this process's short-lived
+    # copies of key identities, breaker states and routing: start every test empty.
     cache.clear()
+    _forget_process_copies()
     yield
     cache.clear()
+    _forget_process_copies()
 
 
 def make_user(username: str, **extra) -> User:
