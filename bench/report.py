@@ -76,6 +76,18 @@ def write(report: dict, docs: Path) -> None:
             f"{_fmt(realistic['idle_rss_mb'])} MB idle → {_fmt(realistic['peak_rss_mb'])} MB peak "
             f"(**+{_fmt(realistic['added_rss_mb'])} MB**); CPU {_fmt(realistic['cpu_s_per_1000'], 2)} s per 1,000 streams.",
         ]
+    soak = report.get("soak")
+    if soak:
+        growth = soak["rss_end_mb"] - soak["rss_after_first_minute_mb"]
+        lines += [
+            "",
+            "## Soak",
+            "",
+            f"{soak['seconds']:.0f} s at 50 clients (OpenAI and Anthropic, streams and not, same- and cross-format): "
+            f"{soak['requests']:,} requests, errors {soak['errors'] or 'none'}. Worker RSS every 10 s (MB): "
+            f"{', '.join(str(s) for s in soak['rss_samples_mb'])}. After the first minute {soak['rss_after_first_minute_mb']} MB, "
+            f"at the end {soak['rss_end_mb']} MB (**{growth:+.1f} MB**), highest {soak['rss_max_mb']} MB.",
+        ]
     lines += ["", "![Requests per second by concurrency](benchmarks.png)", ""]
     extra = docs / "benchmarks-notes.md"
     if extra.exists():

@@ -11,7 +11,8 @@
 - Writes bench/results/latest.json, docs/benchmarks.md and docs/benchmarks.png.
 
 Knobs: PEERS=litellm, BENCH_DURATION (s per row, default 5), BENCH_CONCURRENCY (default 1,10,50,200),
-BENCH_STREAMS (open streams in the realistic run, default 500), BENCH_SOAK (seconds, default 0).
+BENCH_STREAMS (open streams in the realistic run, default 500), BENCH_SOAK (seconds of steady load
+watching memory, default 0), BENCH_ONLY=soak (run only the soak and add it to the last report).
 """
 
 from __future__ import annotations
@@ -268,7 +269,20 @@ def main() -> None:
                 )
             )
             targets["litellm"] = (f"http://127.0.0.1:{lite_port}", MASTER_KEY, [lite.pid, *children(lite.pid)])
-        report["rows"] = asyncio.run(table(targets, duration, concurrencies))
+        if os.environ.get("BENCH_ONLY") != "soak":
+            report["rows"] = asyncio.run(table(targets, duration, concurrencies))
+        soak_seconds = float(os.environ.get("BENCH_SOAK", "0"))
+        if soak_seconds:
+            report["soak"] = asyncio.run(soak(hub, key, hub_pids, soak_seconds))
+    if os.environ.get("BENCH_ONLY") == "soak":
+        previous = json.loads((RESULTS / "latest.json").read_text())
+        previous["soak"] = report["soak"]
+        (RESULTS / "latest.json").write_text(json.dumps(previous, indent=2))
+        (DOCS / "benchmarks.json").write_text(json.dumps(previous, indent=2))
+        from .report import write
+
+        write(previous, DOCS)
+        return
     report["realistic"] = realistic(env, open_streams, with_litellm)
     report["environment"] = environment()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -278,6 +292,38 @@ def main() -> None:
 
     write(report, DOCS)
     print(f"bench: wrote {RESULTS / 'latest.json'}, {DOCS / 'benchmarks.md'} and {DOCS / 'benchmarks.png'}")
+
+
+async def soak(hub: str, key: str, pids: list[int], seconds: float) -> dict:
+    """Steady load for `seconds` (50 clients, streams and not, both formats): does the worker's memory grow?"""
+    samples = [round(rss_mb(pids), 1)]
+
+    async def sample():
+        while True:
+            await asyncio.sleep(10)
+            samples.append(round(rss_mb(pids), 1))
+
+    sampler = asyncio.create_task(sample())
+    quarter = seconds / 4
+    rows = []
+    for api, model, stream in (
+        ("openai", "gpt-4o-mini", False),
+        ("openai", "gpt-4o-mini", True),
+        ("anthropic", "claude-haiku-4-5", False),
+        ("anthropic", "gpt-4o-mini", True),
+    ):
+        rows.append(await loadgen.run(hub, key, loadgen.Scenario(api, model, stream, 50, quarter), warmup=0))
+    sampler.cancel()
+    first_minute = samples[: max(2, len(samples) // 5)]
+    return {
+        "seconds": seconds,
+        "requests": sum(r["requests"] for r in rows),
+        "errors": {k: v for r in rows for k, v in r["errors"].items()},
+        "rss_samples_mb": samples,
+        "rss_after_first_minute_mb": max(first_minute),
+        "rss_end_mb": samples[-1],
+        "rss_max_mb": max(samples),
+    }
 
 
 def realistic(env: dict, streams: int, with_litellm: bool) -> dict:
