@@ -434,7 +434,8 @@ def _inspect(call: Call, upstream_operation: str, state: StreamState, event) -> 
     if data == b"[DONE]":
         state.finished = True
         return True
-    if b'"usage"' in data:
+    # OpenAI sends "usage": null on every chunk once usage is requested: only parse a real one.
+    if b'"usage"' in data and b'"usage":null' not in data and b'"usage": null' not in data:
         chunk = event.json()
         found = usage_of.from_openai(chunk.get("usage"))
         if found is not None:

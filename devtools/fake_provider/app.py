@@ -322,8 +322,11 @@ class FakeProvider:
             }
             if usage_value is not None:
                 data["usage"] = usage_value
+            elif wants_usage:
+                data["usage"] = None  # as OpenAI does on every chunk once usage is requested
             return b"data: " + json.dumps(data).encode() + b"\n\n"
 
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         await send(
             {"type": "http.response.body", "body": chunk({"role": "assistant", "content": ""}), "more_body": True}
         )
