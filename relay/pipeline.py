@@ -269,12 +269,8 @@ async def handle(request, operation: str, caller_format: str):
         call = await admit(request, operation, caller_format, request_id)
     except RelayError as exc:
         return _error(caller_format, exc.status, exc.message, exc.code, request_id, exc.headers)
-    for route in call.routes:
-        if route.limited:
-            health.call_started(route.channel_id)
     outcome = await upstream.open_stream(call.plan, call.routes, call.prepared_for, call.forward_headers)
     if isinstance(outcome, upstream.UpstreamFailure):
-        _finish_limits(call)
         await ledger.arelease(request_id=request_id, error=outcome.message[:300], latency_ms=call.latency_ms())
         if outcome.caller_fault_body is not None:
             if outcome.channel_format == OPERATIONS[operation][0]:
@@ -297,10 +293,10 @@ async def handle(request, operation: str, caller_format: str):
     return await _complete(call, outcome)
 
 
-def _finish_limits(call: Call) -> None:
-    for route in call.routes:
-        if route.limited:
-            health.call_finished(route.channel_id)
+def _finish_limits(attempt: upstream.Attempt) -> None:
+    """The serving channel's call is over (open_stream counted it against its limits)."""
+    if attempt.route.limited:
+        health.call_finished(attempt.route.channel_id)
 
 
 def _error(api_format: str, status: int, message: str, code: str, request_id: str, headers=None) -> HttpResponse:
@@ -334,9 +330,10 @@ async def _settle(
     call: Call, attempt: upstream.Attempt, usage: Usage | None, status: str, estimated_output=0, error=""
 ):
     estimated = usage is None
+    usage = usage or _estimated_usage(call, estimated_output)
     record = await ledger.asettle(
         request_id=call.request_id,
-        usage=usage or _estimated_usage(call, estimated_output),
+        usage=usage,
         owner_id=attempt.route.owner_id,
         owner_cut=attempt.route.owner_cut,
         model=call.plan.model.name,
@@ -346,8 +343,8 @@ async def _settle(
         estimated=estimated,
         error=error,
     )
-    _finish_limits(call)
-    count_tokens_used(call.identity.key_id, usage or _estimated_usage(call, estimated_output))
+    _finish_limits(attempt)
+    count_tokens_used(call.identity.key_id, usage)
     return record
 
 
@@ -356,7 +353,7 @@ async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
         content = await attempt.response.aread()
     except httpx.HTTPError as exc:
         await ledger.arelease(request_id=call.request_id, error=f"upstream read failed: {type(exc).__name__}")
-        _finish_limits(call)
+        _finish_limits(attempt)
         return _error(
             call.caller_format,
             502,

@@ -65,6 +65,11 @@ async def _channel_failed(route: routing.Route, key_position: int, kind: str, de
     health.record_failure(route.channel_id, kind, detail, retry_after)
 
 
+def _not_serving(route: routing.Route) -> None:
+    if route.limited:
+        health.call_finished(route.channel_id)
+
+
 def build_body(body: dict, route: routing.Route, *, openai_stream_usage: bool) -> bytes:
     outgoing = dict(body)
     outgoing["model"] = route.upstream_model
@@ -97,19 +102,24 @@ async def open_stream(
             headers.update(forward_headers)  # anthropic-version / anthropic-beta from the caller
         headers["content-type"] = "application/json"
         content = build_body(body, route, openai_stream_usage=operation == "chat")
+        if route.limited:  # only the channel actually called counts against its limits
+            health.call_started(route.channel_id)
         try:
             request = client.build_request("POST", url, content=content, headers=headers)
             response = await client.send(request, stream=True)
         except UnsafeUpstream as exc:
+            _not_serving(route)
             failures.append("a channel's upstream address is not allowed")
             logger.warning("channel %s refused at connect: %s", route.public_id, exc)
             health.record_failure(route.channel_id, health.CONNECT, "address not allowed")
             continue
         except httpx.TimeoutException:
+            _not_serving(route)
             failures.append("an upstream timed out")
             await _channel_failed(route, position, health.TIMEOUT, "timeout")
             continue
         except httpx.TransportError as exc:
+            _not_serving(route)
             failures.append("an upstream could not be reached")
             await _channel_failed(route, position, health.CONNECT, f"connect error {type(exc).__name__}")
             continue
@@ -119,6 +129,7 @@ async def open_stream(
             return Attempt(route, position, response, operation)
         error_body = await response.aread()
         await response.aclose()
+        _not_serving(route)
         if response.status_code in CALLER_FAULT_STATUSES:
             return UpstreamFailure(
                 response.status_code, "the upstream rejected the request", error_body,

@@ -323,3 +323,18 @@ def test_slow_first_byte_times_out_and_refunds(world):
             client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
     assert info.value.status_code == 504 and "timed out" in info.value.message
     assert ledger.balance_of(world.alice.pk) == Decimal("10")
+
+
+def test_limits_count_only_the_channel_that_served_the_call(world):
+    from django.core.cache import cache
+
+    serving = only_channel(world, name="serving", priority=10)
+    fallback = add_channel(world.bob, world.upstream, name="fallback", priority=0)
+    Channel.objects.filter(pk__in=[serving.pk, fallback.pk]).update(rpm_limit=100, concurrency_limit=5)
+    routing.invalidate()
+    world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+    settled()
+    minute = int(time.time() // 60)
+    assert cache.get(f"rpm:{serving.pk}:{minute}") == 1 and cache.get(f"inflight:{serving.pk}") == 0
+    # The fallback was a candidate but never called: its counters are untouched.
+    assert cache.get(f"rpm:{fallback.pk}:{minute}") is None and cache.get(f"inflight:{fallback.pk}") is None
