@@ -128,7 +128,26 @@ async def measured(base_url: str, key: str, scenario: loadgen.Scenario, pids: li
     return row
 
 
+def start_fake_and_tokenhub(stack: ExitStack, env: dict, fake_options: list[str], tag: str):
+    """The fake provider on core 0 and TokenHub (one worker) on core 1, on a fresh bench database.
+
+    Returns (fake provider URL, TokenHub URL, sk-hub key, the worker's pids).
+    """
+    fake_port, hub_port = free_port(), free_port()
+    fake, hub = f"http://127.0.0.1:{fake_port}", f"http://127.0.0.1:{hub_port}"
+    fake_command = [PY, "-m", "devtools.fake_provider", "--port", str(fake_port), "--tokens", "20", *fake_options]
+    stack.enter_context(process(fake_command, f"{fake}/health", env, f"fake{tag}.log", core=0))
+    key = setup_database(env, f"{fake}/v1")
+    hub_command = [PY, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{hub_port}",
+                   "--workers", "1", "tokenhub.asgi:application"]  # fmt: skip
+    master = stack.enter_context(process(hub_command, f"{hub}/healthz", env, f"tokenhub{tag}.log", core=1))
+    time.sleep(1)  # let the worker boot before reading its pids and idle memory
+    return fake, hub, key, children(master.pid)
+
+
 def tokenhub_env(database_url: str, redis_url: str) -> dict:
+    from channels_app.crypto import new_key_value  # bench runs with the project on its path
+
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="tokenhub.settings",
@@ -138,15 +157,12 @@ def tokenhub_env(database_url: str, redis_url: str) -> dict:
         SECRET_KEY=secrets.token_urlsafe(40),
         TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS="127.0.0.1",
         WEB_CONCURRENCY="1",
-        TOKENHUB_ENCRYPTION_KEYS="bench:" + secrets.token_urlsafe(32)[:43],
+        TOKENHUB_ENCRYPTION_KEYS=new_key_value("bench"),
         DB_POOL_MAX_SIZE="20",
         TOKENHUB_UPSTREAM_MAX_CONNECTIONS="2000",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
     )
-    from channels_app.crypto import new_key_value
-
-    env["TOKENHUB_ENCRYPTION_KEYS"] = new_key_value("bench")
     return env
 
 
@@ -217,41 +233,7 @@ def main() -> None:
         "realistic": {},
     }
     with ExitStack() as stack:
-        fake_port, hub_port = free_port(), free_port()
-        fake = f"http://127.0.0.1:{fake_port}"
-        stack.enter_context(
-            process(
-                [PY, "-m", "devtools.fake_provider", "--port", str(fake_port), "--tokens", "20"],
-                f"{fake}/health",
-                env,
-                "fake.log",
-                core=0,
-            )
-        )
-        key = setup_database(env, f"{fake}/v1")
-        hub = f"http://127.0.0.1:{hub_port}"
-        master = stack.enter_context(
-            process(
-                [
-                    PY,
-                    "-m",
-                    "gunicorn",
-                    "-c",
-                    "gunicorn.conf.py",
-                    "--bind",
-                    f"127.0.0.1:{hub_port}",
-                    "--workers",
-                    "1",
-                    "tokenhub.asgi:application",
-                ],
-                f"{hub}/healthz",
-                env,
-                "tokenhub.log",
-                core=1,
-            )
-        )
-        time.sleep(1)
-        hub_pids = children(master.pid)
+        fake, hub, key, hub_pids = start_fake_and_tokenhub(stack, env, [], "")
         report["idle_rss_mb"] = round(rss_mb(hub_pids), 1)
         targets = {"direct": (fake, "any", []), "tokenhub": (hub, key, hub_pids)}
         if with_litellm:
@@ -283,7 +265,7 @@ def main() -> None:
 
         write(previous, DOCS)
         return
-    report["realistic"] = realistic(env, open_streams, with_litellm)
+    report["realistic"] = realistic(env, open_streams)
     report["environment"] = environment()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
@@ -326,57 +308,11 @@ async def soak(hub: str, key: str, pids: list[int], seconds: float) -> dict:
     }
 
 
-def realistic(env: dict, streams: int, with_litellm: bool) -> dict:
+def realistic(env: dict, streams: int) -> dict:
     """Many slow streams open at once (300 ms to first token, 20 ms a chunk): memory and CPU per stream."""
     out = {}
     with ExitStack() as stack:
-        fake_port, hub_port = free_port(), free_port()
-        fake = f"http://127.0.0.1:{fake_port}"
-        stack.enter_context(
-            process(
-                [
-                    PY,
-                    "-m",
-                    "devtools.fake_provider",
-                    "--port",
-                    str(fake_port),
-                    "--tokens",
-                    "20",
-                    "--ttft-ms",
-                    "300",
-                    "--delay-ms",
-                    "20",
-                ],
-                f"{fake}/health",
-                env,
-                "fake-slow.log",
-                core=0,
-            )
-        )
-        key = setup_database(env, f"{fake}/v1")
-        hub = f"http://127.0.0.1:{hub_port}"
-        master = stack.enter_context(
-            process(
-                [
-                    PY,
-                    "-m",
-                    "gunicorn",
-                    "-c",
-                    "gunicorn.conf.py",
-                    "--bind",
-                    f"127.0.0.1:{hub_port}",
-                    "--workers",
-                    "1",
-                    "tokenhub.asgi:application",
-                ],
-                f"{hub}/healthz",
-                env,
-                "tokenhub-slow.log",
-                core=1,
-            )
-        )
-        time.sleep(1)
-        pids = children(master.pid)
+        _fake, hub, key, pids = start_fake_and_tokenhub(stack, env, ["--ttft-ms", "300", "--delay-ms", "20"], "-slow")
         idle = rss_mb(pids)
         scenario = loadgen.Scenario(api="openai", model="gpt-4o-mini", stream=True, concurrency=streams, duration=15)
         row = asyncio.run(measured(hub, key, scenario, pids))

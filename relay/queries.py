@@ -7,7 +7,7 @@ import json
 import httpx
 from asgiref.sync import sync_to_async
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 
 from billing import ledger
 from billing.models import UsageRecord
@@ -34,12 +34,19 @@ def available_models(snap: routing.Snapshot, allowed: tuple[str, ...]) -> list[r
     return found
 
 
-async def list_models(request):
+async def _caller(request):
+    """(caller format, identity or an error response): Anthropic's SDK sends anthropic-version."""
     api_format = ANTHROPIC if "anthropic-version" in request.headers else OPENAI
     try:
-        identity = await authenticate(request)
+        return api_format, await authenticate(request)
     except RelayError as exc:
-        return _error(api_format, exc)
+        return api_format, _error(api_format, exc)
+
+
+async def list_models(request):
+    api_format, identity = await _caller(request)
+    if isinstance(identity, HttpResponse):
+        return identity
     models = available_models(await routing.asnapshot(), identity.allowed_models)
     if api_format == ANTHROPIC:
         data = [
@@ -114,10 +121,8 @@ def _usage_payload(user_id: int, key_id: int) -> dict:
 
 
 async def key_usage(request):
-    api_format = ANTHROPIC if "anthropic-version" in request.headers else OPENAI
-    try:
-        identity = await authenticate(request)
-    except RelayError as exc:
-        return _error(api_format, exc)
+    _api_format, identity = await _caller(request)
+    if isinstance(identity, HttpResponse):
+        return identity
     payload = await sync_to_async(_usage_payload, thread_sensitive=False)(identity.user_id, identity.key_id)
     return JsonResponse(payload)

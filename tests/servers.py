@@ -64,6 +64,15 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) ->
 LOG_DIR = ROOT / "test-artifacts" / "server-logs"
 
 
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def running(command: list[str], probe_url: str, env: dict[str, str]):
     """A server subprocess; its output goes to test-artifacts/server-logs/ (a pipe nobody reads would block it)."""
@@ -75,12 +84,7 @@ def running(command: list[str], probe_url: str, env: dict[str, str]):
         wait_until_up(probe_url, process)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 
@@ -113,11 +117,7 @@ def celery_worker(**env_overrides: str):
                 raise RuntimeError(f"the Celery worker exited with {process.returncode}")
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)
 
 
 @contextlib.contextmanager

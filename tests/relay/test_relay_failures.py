@@ -34,6 +34,21 @@ def only_channel(world, **kwargs):
     return add_channel(world.bob, world.upstream, **kwargs)
 
 
+def disconnect_after(world, relay: str, chunks: int) -> None:
+    body = {"model": "gpt-4o-mini", "messages": PROMPT, "stream": True}
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "POST", f"{relay}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {world.key}"}
+        ) as response,
+    ):
+        seen = 0
+        for line in response.iter_lines():
+            seen += line.startswith("data:")
+            if seen >= chunks:
+                break
+
+
 def test_failover_from_a_failing_channel_to_a_healthy_one(world):
     only_channel(world, keys_=("fail-500",), priority=10, name="broken")
     healthy = add_channel(world.bob, world.upstream, priority=1, name="healthy")
@@ -101,18 +116,7 @@ def test_anthropic_stream_cut_mid_way_raises_and_settles_partially(world):
 
 def test_client_disconnect_mid_stream_settles_and_leaves_no_hold(world):
     only_channel(world, keys_=("drip-100",))
-    body = {"model": "gpt-4o-mini", "messages": PROMPT, "stream": True}
-    with (
-        httpx.Client(timeout=10) as client,
-        client.stream(
-            "POST", f"{world.relay}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {world.key}"}
-        ) as response,
-    ):
-        lines = 0
-        for line in response.iter_lines():
-            lines += line.startswith("data:")
-            if lines >= 3:
-                break  # hang up mid-answer
+    disconnect_after(world, world.relay, 3)  # hang up mid-answer
     wait_for(lambda: not Hold.objects.filter(status=HoldStatus.OPEN).exists(), timeout=10)
     record = UsageRecord.objects.get()
     assert record.status == UsageStatus.PARTIAL and record.error == "client disconnected"
@@ -283,21 +287,6 @@ def test_every_response_carries_a_request_id(world):
 def test_wrong_method_is_405_in_the_callers_format(world):
     response = httpx.get(f"{world.relay}/v1/chat/completions")
     assert response.status_code == 405 and response.json()["error"]["message"].endswith("takes POST only.")
-
-
-def disconnect_after(world, relay: str, chunks: int) -> None:
-    body = {"model": "gpt-4o-mini", "messages": PROMPT, "stream": True}
-    with (
-        httpx.Client(timeout=10) as client,
-        client.stream(
-            "POST", f"{relay}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {world.key}"}
-        ) as response,
-    ):
-        seen = 0
-        for line in response.iter_lines():
-            seen += line.startswith("data:")
-            if seen >= chunks:
-                break
 
 
 def test_drain_policy_bills_the_upstreams_full_usage_after_a_disconnect(world):
