@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from .ledger import _money
+from .ledger import money
 from .models import RedemptionBatch, RedemptionCode
 
 # No 0/O or 1/I/L: codes are typed by hand.
@@ -26,7 +26,7 @@ def new_code() -> str:
 def create_batch(*, label: str, amount: Decimal, count: int, expires_at: datetime | None, created_by: str):
     if count < 1 or count > 100_000:
         raise ValueError("a batch holds between 1 and 100000 codes")
-    amount = _money(amount)
+    amount = money(amount)
     if amount <= 0:
         raise ValueError("a code must be worth more than $0")
     return RedemptionBatch.objects.create(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -72,7 +73,8 @@ class CodeRefused(LedgerError):
         super().__init__(message)
 
 
-def _money(amount) -> Decimal:
+def money(amount) -> Decimal:
+    """`amount` as a Decimal, refusing more than 8 decimal places."""
     amount = Decimal(amount) if not isinstance(amount, Decimal) else amount
     if amount != quantize(amount):
         raise ValueError(f"amount {amount} has more than 8 decimal places")
@@ -153,7 +155,7 @@ def _post(kind: str, legs, *, idempotency_key: str | None = None, memo: str = ""
     totals: dict[int, Decimal] = defaultdict(Decimal)
     accounts: dict[int, Account] = {}
     for account, amount in legs:
-        totals[account.pk] += _money(amount)
+        totals[account.pk] += money(amount)
         accounts[account.pk] = account
     if sum(totals.values(), ZERO) != ZERO:
         raise ValueError(f"unbalanced {kind} transaction: legs sum to {sum(totals.values(), ZERO)}")
@@ -214,7 +216,7 @@ def hold(
     `prices` are captured on the hold; `settle` bills the real usage at them. The relay passes
     `check_spend_cap=False` when the key (from its cached identity) has no cap, saving a query.
     """
-    amount = _money(amount)
+    amount = money(amount)
     if amount < 0:
         raise ValueError("a hold cannot be negative")
 
@@ -308,18 +310,17 @@ def _settle(
             if prices is None:
                 raise ValueError(f"hold {request_id} captured no prices; pass an explicit cost")
             cost = cost_of(usage, Prices.from_dict(prices))
-        cost = _money(cost)
+        cost = money(cost)
         if cost < 0:
             raise ValueError("a cost cannot be negative")
-        charged = min(cost, held)
-        refund = held - charged
-        legs: list[tuple[int, Decimal]] = []
+        available = ZERO
         if cost > held:
             # The estimate was short: take the rest from the balance, never below zero.
             available = Account.objects.select_for_update().get(code=f"user:{user_id}").balance
-            extra = min(cost - held, available)
-            charged, refund = held + extra, -extra
-        owner_share, platform_share = split(charged, owner_cut if owner_id else ZERO)
+        figures = settlement_figures(held, cost, owner_id, owner_cut, available=available)
+        charged, refund = figures.charged, figures.refund
+        owner_share, platform_share = figures.owner_share, figures.platform_share
+        legs: list[tuple[int, Decimal]] = []
         record = {
             "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id, "model": model or hold_model,
             "channel": channel, "owner_id": owner_id, "input_tokens": usage.input_tokens,
@@ -359,6 +360,27 @@ def _settle(
         if api_key_id and charged:
             sql.add_key_spend(api_key_id, charged)
         return sql.insert_usage({**record, "transaction_id": txn_id})
+
+
+@dataclass(frozen=True)
+class SettlementFigures:
+    charged: Decimal  # taken from the hold (and, when it was short, from the balance)
+    refund: Decimal  # back to the balance; negative when the balance paid the excess
+    owner_share: Decimal
+    platform_share: Decimal
+
+
+def settlement_figures(
+    held: Decimal, cost: Decimal, owner_id: int | None, owner_cut: Decimal, *, available: Decimal = ZERO
+) -> SettlementFigures:
+    """Who gets what when a hold of `held` settles at `cost` (`available`: the balance, if cost > held)."""
+    charged = min(cost, held)
+    refund = held - charged
+    if cost > held:
+        extra = min(cost - held, available)
+        charged, refund = held + extra, -extra
+    owner_share, platform_share = split(charged, owner_cut if owner_id else ZERO)
+    return SettlementFigures(charged, refund, owner_share, platform_share)
 
 
 def release(
@@ -414,7 +436,7 @@ def grant(
     *, user_id: int, amount: Decimal, memo: str, actor: str, kind: str = TransactionKind.ADJUST, idempotency_key=None
 ) -> Transaction:
     """Credit (or, with a negative amount, debit — never below zero) a user's balance."""
-    amount = _money(amount)
+    amount = money(amount)
     if not amount:
         raise ValueError("a grant of zero changes nothing")
     source = platform_account(AccountKind.ADJUSTMENTS if kind == TransactionKind.ADJUST else AccountKind.PROMOTIONS)
@@ -430,7 +452,7 @@ def grant(
 
 def checkin(*, user_id: int, day: date, amount: Decimal) -> CheckIn:
     """The daily reward: one per user per UTC day however often it is claimed."""
-    amount = _money(amount)
+    amount = money(amount)
 
     def operation() -> CheckIn:
         existing = CheckIn.objects.filter(user_id=user_id, day=day).first()
@@ -491,7 +513,7 @@ def _locked_earnings(owner_id: int) -> tuple[Account, Decimal]:
 def move_earnings_to_balance(*, owner_id: int, amount: Decimal | None = None) -> Transaction:
     with transaction.atomic():
         earnings, available = _locked_earnings(owner_id)
-        amount = available if amount is None else _money(amount)
+        amount = available if amount is None else money(amount)
         if amount <= 0 or amount > available:
             raise LedgerError(f"You can move between $0 and ${available} of earnings.")
         return _post(
@@ -503,7 +525,7 @@ def move_earnings_to_balance(*, owner_id: int, amount: Decimal | None = None) ->
 
 
 def request_payout(*, owner_id: int, amount: Decimal, destination: str) -> Payout:
-    amount = _money(amount)
+    amount = money(amount)
     with transaction.atomic():
         earnings, available = _locked_earnings(owner_id)
         if amount <= 0 or amount > available:

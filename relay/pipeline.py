@@ -1,9 +1,9 @@
 """One /v1 call: parse → key → rate limit → route → hold → upstream (failover) → stream → settle.
 
 Hot-path budget for a successful call on PostgreSQL + Redis: one cache read for the key, one
-`get_many` for the channels' breaker and limit state, one short transaction for the hold and one
-for the settlement (each in a worker thread that returns its pooled connection at once). No
-transaction or connection is held while the answer streams.
+`get_many` for the channels' breaker and limit state, one statement for the hold and one for the
+settlement, each shared with the worker's other calls of the moment (billing/batched.py; the
+ledger's own thread path where that cannot serve). No transaction is held while the answer streams.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from django.http import HttpResponse, StreamingHttpResponse
 
 from accounts import keys
 from accounts.keys import KeyIdentity
-from billing import ledger
-from billing.models import UsageStatus
+from billing import batched, ledger
+from billing.models import Hold, UsageStatus
 from billing.pricing import Prices, Usage, cost_of, estimate_max_cost
 from channels_app import health, routing
 
@@ -73,6 +73,7 @@ class Call:
     forward_headers: dict[str, str]
     caller_wants_usage: bool
     model: translate.ModelDefaults
+    hold: Hold
     # select.key(route) -> what that kind of channel is sent; same format passes the body through.
     prepared: dict[str, Prepared] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
@@ -245,7 +246,7 @@ async def admit(request, operation: str, caller_format: str, request_id: str) ->
     prices = Prices(**plan.model.prices)
     estimate = estimate_max_cost(body_bytes, output_budget(operation, body, plan.model), prices)
     try:
-        await ledger.ahold(
+        hold = await batched.hold(
             user_id=identity.user_id, amount=estimate, request_id=request_id, api_key_id=identity.key_id,
             model=plan.model.name, prices=prices, check_spend_cap=identity.spend_cap_usd is not None,
         )  # fmt: skip
@@ -256,7 +257,7 @@ async def admit(request, operation: str, caller_format: str, request_id: str) ->
     return Call(
         request_id=request_id, operation=operation, caller_format=caller_format, identity=identity, body=body,
         body_bytes=body_bytes, stream=bool(body.get("stream")), plan=plan, routes=routes, prices=prices,
-        forward_headers=forward, caller_wants_usage=wants_usage, model=model, prepared=prepared,
+        forward_headers=forward, caller_wants_usage=wants_usage, model=model, prepared=prepared, hold=hold,
     )  # fmt: skip
 
 
@@ -271,7 +272,7 @@ async def handle(request, operation: str, caller_format: str):
         return _error(caller_format, exc.status, exc.message, exc.code, request_id, exc.headers)
     outcome = await upstream.open_stream(call.plan, call.routes, call.prepared_for, call.forward_headers)
     if isinstance(outcome, upstream.UpstreamFailure):
-        await ledger.arelease(request_id=request_id, error=outcome.message[:300], latency_ms=call.latency_ms())
+        await batched.release(call.hold, error=outcome.message[:300], latency_ms=call.latency_ms())
         if outcome.caller_fault_body is not None:
             if outcome.channel_format == OPERATIONS[operation][0]:
                 response = HttpResponse(
@@ -331,8 +332,8 @@ async def _settle(
 ):
     estimated = usage is None
     usage = usage or _estimated_usage(call, estimated_output)
-    record = await ledger.asettle(
-        request_id=call.request_id,
+    record = await batched.settle(
+        call.hold,
         usage=usage,
         owner_id=attempt.route.owner_id,
         owner_cut=attempt.route.owner_cut,
@@ -352,7 +353,7 @@ async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
     try:
         content = await attempt.response.aread()
     except httpx.HTTPError as exc:
-        await ledger.arelease(request_id=call.request_id, error=f"upstream read failed: {type(exc).__name__}")
+        await batched.release(call.hold, error=f"upstream read failed: {type(exc).__name__}")
         _finish_limits(attempt)
         return _error(
             call.caller_format,
