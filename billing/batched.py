@@ -201,6 +201,7 @@ class _Batcher:
                 except Exception as exc:  # noqa: BLE001  (every row falls back to the ledger, which reports)
                     log.warning("ledger batch of %d refused, each call takes the ledger's path: %s", len(batch), exc)
                     written = {}
+                    stats.refused += 1
                 stats.batches += 1
                 stats.rows += len(batch)
                 for row, future in batch:
@@ -245,6 +246,7 @@ class Stats:
     statements: int = 0
     batches: int = 0
     rows: int = 0
+    refused: int = 0  # batches the database refused whole (each of their calls took the ledger's path)
 
 
 stats = Stats()

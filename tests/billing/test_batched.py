@@ -1,0 +1,210 @@
+"""The relay's batched holds and settlements (billing/batched.py) on PostgreSQL.
+
+Each test runs its calls concurrently in one event loop, as a worker does, so batches of more than
+one call really form; the ledger must come out exactly as if each call had been posted alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import psycopg
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import connection
+
+from billing import batched, ledger
+from billing.models import Account, Hold, HoldStatus, Transaction, UsageRecord, UsageStatus
+from billing.pricing import Prices, Usage
+from tests.billing.conftest import fund
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+PRICES = Prices(input=Decimal("1"), output=Decimal("2"))  # $ per 1M tokens
+USAGE = Usage(input_tokens=1000, output_tokens=500)  # costs 0.002 at PRICES
+COST = Decimal("0.00200000")
+
+
+def in_one_loop(coroutine_function):
+    """Run in a fresh event loop and close that loop's ledger connections afterwards."""
+
+    async def run():
+        try:
+            return await coroutine_function()
+        finally:
+            await batched.close()
+
+    return async_to_sync(run)()
+
+
+async def hold(user, request_id: str, amount: str = "0.01") -> Hold:
+    return await batched.hold(
+        user_id=user.pk, amount=Decimal(amount), request_id=request_id, api_key_id=None, model="m",
+        prices=PRICES, check_spend_cap=False,
+    )  # fmt: skip
+
+
+def balance(code: str) -> Decimal:
+    return Account.objects.get(code=code).balance
+
+
+def test_concurrent_calls_share_statements_and_come_out_exact(alice, bob, assert_ledger_whole):
+    fund(alice, "10.00")
+    ledger.owner_account(bob.pk)
+    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="warm")  # accounts exist
+    ledger.release(request_id="warm")
+    calls = 60
+    before = batched.stats.statements
+
+    async def one(index: int):
+        made = await hold(alice, f"r{index}")
+        await asyncio.sleep(0)
+        return await batched.settle(made, usage=USAGE, owner_id=bob.pk, owner_cut=Decimal("0.2"), channel="ch")
+
+    records = in_one_loop(lambda: asyncio.gather(*(one(i) for i in range(calls))))
+
+    assert {r.cost_usd for r in records} == {COST}
+    # 60 holds and 60 settlements in far fewer statements: the batches were shared.
+    assert batched.stats.statements - before < calls
+    assert balance(f"user:{alice.pk}") == Decimal("10.00") - calls * COST
+    assert balance(f"hold:{alice.pk}") == 0
+    assert ledger.earnings_of(bob.pk) == calls * Decimal("0.00040000")
+    assert UsageRecord.objects.filter(request_id__startswith="r", status=UsageStatus.OK).count() == calls
+    assert not Hold.objects.filter(status=HoldStatus.OPEN).exists()
+    for txn in Transaction.objects.filter(idempotency_key__startswith="settle:r")[:5]:
+        assert sum(e.amount for e in txn.entries.all()) == 0
+        assert txn.entries.count() == 4  # refund, hold released, platform, owner
+    assert_ledger_whole()
+
+
+def test_a_short_balance_in_a_batch_gets_the_ledgers_exact_refusals(alice, assert_ledger_whole):
+    fund(alice, "1.00")
+    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="warm")
+    ledger.release(request_id="warm")
+    refused = batched.stats.refused
+
+    async def attempt(index: int):
+        try:
+            return await hold(alice, f"s{index}", amount="0.30")
+        except ledger.InsufficientBalance as exc:
+            return exc
+
+    results = in_one_loop(lambda: asyncio.gather(*(attempt(i) for i in range(10))))
+
+    holds = [r for r in results if isinstance(r, Hold)]
+    refusals = [r for r in results if isinstance(r, ledger.InsufficientBalance)]
+    assert len(holds) == 3 and len(refusals) == 7
+    assert "insufficient balance" in str(refusals[0])
+    assert balance(f"user:{alice.pk}") == Decimal("0.10")
+    assert balance(f"hold:{alice.pk}") == Decimal("0.90")
+    assert batched.stats.refused == refused  # the batch declined the short user cleanly, no failed statement
+    assert_ledger_whole()
+
+
+def test_missing_accounts_take_the_ledgers_path_once(alice, carol, assert_ledger_whole):
+    fund(alice, "1.00")  # a balance, but no holds account and carol has no earnings account yet
+
+    def call(request_id: str):
+        async def run():
+            made = await hold(alice, request_id)
+            return await batched.settle(made, usage=USAGE, owner_id=carol.pk, owner_cut=Decimal("0.5"))
+
+        return run
+
+    record = in_one_loop(call("first"))
+    assert record.cost_usd == COST
+    assert ledger.earnings_of(carol.pk) == Decimal("0.00100000")
+    assert Account.objects.filter(code__in=[f"hold:{alice.pk}", f"owner:{carol.pk}"]).count() == 2
+
+    before = batched.stats.statements
+    in_one_loop(call("second"))
+    assert batched.stats.statements - before == 2  # now both writes are one batched statement each
+    assert ledger.earnings_of(carol.pk) == Decimal("0.00200000")
+    assert_ledger_whole()
+
+
+def test_settling_twice_returns_the_first_record_and_changes_nothing(alice, assert_ledger_whole):
+    fund(alice, "1.00")
+    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="warm")
+    ledger.release(request_id="warm")
+
+    async def twice():
+        made = await hold(alice, "twice")
+        first = await batched.settle(made, usage=USAGE)
+        again = await batched.settle(made, usage=Usage(input_tokens=9, output_tokens=9))
+        return first, again
+
+    first, again = in_one_loop(twice)
+    assert first.pk == again.pk and again.cost_usd == COST
+    assert balance(f"user:{alice.pk}") == Decimal("1.00") - COST
+    assert_ledger_whole()
+
+
+def test_a_release_refunds_the_whole_hold(alice, assert_ledger_whole):
+    fund(alice, "1.00")
+    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="warm")
+    ledger.release(request_id="warm")
+
+    async def failed_call():
+        made = await hold(alice, "failed", amount="0.25")
+        return await batched.release(made, error="upstream 500")
+
+    record = in_one_loop(failed_call)
+    assert record.status == UsageStatus.FAILED and record.cost_usd == 0
+    assert Hold.objects.get(request_id="failed").status == HoldStatus.RELEASED
+    assert balance(f"user:{alice.pk}") == Decimal("1.00")
+    assert_ledger_whole()
+
+
+def test_an_unbalanced_batch_is_refused_whole_by_the_database(alice, bob, assert_ledger_whole):
+    """The safety net: figures that do not sum to zero abort the statement; nothing is written."""
+    fund(alice, "1.00")
+    ledger.owner_account(bob.pk)
+    made = ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="bad", prices=PRICES)
+    ledger.platform_account("revenue")
+    good = {
+        "hold_id": made.id, "request_id": "bad", "user_id": alice.pk, "api_key_id": None, "owner_id": bob.pk,
+        "held": Decimal("0.01"), "refund": Decimal("0.008"), "charged": Decimal("0.002"),
+        "owner_share": Decimal("0.0004"), "platform_share": Decimal("0.0016"), "kind": "settle",
+        "hold_status": "settled", "model": "m", "channel": "", "input_tokens": 1, "output_tokens": 1,
+        "cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "latency_ms": 1, "status": "ok",
+        "estimated": False, "error": "",
+    }  # fmt: skip
+    writers = batched._Writers()
+
+    async def write(row):
+        try:
+            return await writers.settles._write([row])
+        finally:
+            await writers.settles.connection.close()
+
+    with pytest.raises(psycopg.errors.CheckViolation):
+        in_one_loop(lambda: write({**good, "platform_share": Decimal("0.0017")}))
+    assert Hold.objects.get(request_id="bad").status == HoldStatus.OPEN
+    assert not Transaction.objects.filter(idempotency_key="settle:bad").exists()
+    assert balance(f"user:{alice.pk}") == Decimal("0.99")
+    assert_ledger_whole()
+
+
+def test_a_failed_batch_falls_back_call_by_call(alice, assert_ledger_whole):
+    """A request id that already has a hold breaks the batch's insert; every call still gets its answer."""
+    fund(alice, "1.00")
+    existing = ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="dup", prices=PRICES)
+
+    async def both():
+        return await asyncio.gather(hold(alice, "dup"), hold(alice, "fresh"))
+
+    refused = batched.stats.refused
+    again, fresh = in_one_loop(both)
+    assert batched.stats.refused == refused + 1
+    assert again.pk == existing.pk  # the ledger's idempotency: the first hold, not a second one
+    assert fresh.request_id == "fresh" and Hold.objects.filter(request_id="fresh").count() == 1
+    assert balance(f"user:{alice.pk}") == Decimal("0.98")
+    assert_ledger_whole()
+
+
+def test_batching_is_postgresql_only_and_can_be_switched_off(settings):
+    assert batched.enabled() == (connection.vendor == "postgresql")
+    settings.TOKENHUB_LEDGER_BATCHING = False
+    assert not batched.enabled()
