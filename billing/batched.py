@@ -25,7 +25,7 @@ import asyncio
 import json
 import logging
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 import psycopg
@@ -198,7 +198,7 @@ class _Batcher:
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
                 try:
                     written = await self._write([row for row, _future in batch])
-                except Exception as exc:  # noqa: BLE001  (every row falls back to the ledger, which reports)
+                except Exception as exc:  # every row falls back to the ledger, which reports
                     log.warning("ledger batch of %d refused, each call takes the ledger's path: %s", len(batch), exc)
                     written = {}
                     stats.refused += 1
@@ -253,24 +253,18 @@ stats = Stats()
 _tasks: set[asyncio.Task] = set()
 
 
-@dataclass
+HOLD_COLUMNS = ("request_id", "user_id", "api_key_id", "model", "amount", "prices")
+SETTLE_COLUMNS = (
+    "hold_id", "request_id", "user_id", "api_key_id", "owner_id", "held", "refund", "charged", "owner_share",
+    "platform_share", "kind", "hold_status", "model", "channel", "input_tokens", "output_tokens",
+    "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "latency_ms", "status", "estimated", "error",
+)  # fmt: skip
+
+
 class _Writers:
-    holds: _Batcher = field(
-        default_factory=lambda: _Batcher(
-            HOLDS_SQL, ("request_id", "user_id", "api_key_id", "model", "amount", "prices")
-        )
-    )
-    settles: _Batcher = field(
-        default_factory=lambda: _Batcher(
-            SETTLES_SQL,
-            (
-                "hold_id", "request_id", "user_id", "api_key_id", "owner_id", "held", "refund", "charged",
-                "owner_share", "platform_share", "kind", "hold_status", "model", "channel", "input_tokens",
-                "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "latency_ms",
-                "status", "estimated", "error",
-            ),
-        )  # fmt: skip
-    )
+    def __init__(self):
+        self.holds = _Batcher(HOLDS_SQL, HOLD_COLUMNS)
+        self.settles = _Batcher(SETTLES_SQL, SETTLE_COLUMNS)
 
 
 _writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
