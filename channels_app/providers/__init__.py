@@ -19,6 +19,7 @@ from django.conf import settings
 from .. import health
 from ..models import Provider
 from ..urlcheck import UnsafeUpstream, check_addresses, resolve
+from .transport import LeanTransport
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -57,12 +58,7 @@ def client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     found = _clients.get(loop)
     if found is None or found.is_closed:
-        limits = httpx.Limits(
-            max_connections=settings.TOKENHUB_UPSTREAM_MAX_CONNECTIONS,
-            max_keepalive_connections=settings.TOKENHUB_UPSTREAM_MAX_CONNECTIONS,
-            keepalive_expiry=30,
-        )
-        transport = PinnedTransport(limits=limits)
+        transport = PinnedTransport(max_connections=settings.TOKENHUB_UPSTREAM_MAX_CONNECTIONS, keepalive_expiry=30)
         # read: the wait for the first byte and between chunks; the relay checks the total time itself.
         timeout = httpx.Timeout(
             connect=settings.TOKENHUB_UPSTREAM_CONNECT_TIMEOUT, read=settings.TOKENHUB_UPSTREAM_READ_TIMEOUT,
@@ -99,7 +95,7 @@ def check_at_connect(url: str) -> None:
     pinned_address(parts.scheme, parts.hostname or "")
 
 
-class PinnedTransport(httpx.AsyncHTTPTransport):
+class PinnedTransport(LeanTransport):
     """Connects to the address that passed the SSRF check, not to whatever DNS says a moment later.
 
     The URL's host is swapped for the checked IP; the Host header and TLS server name (SNI and
