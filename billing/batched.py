@@ -30,7 +30,6 @@ from decimal import Decimal
 
 import psycopg
 from django.conf import settings
-from django.db import connection
 
 from . import ledger
 from .models import ZERO, Hold, HoldStatus, TransactionKind, UsageRecord, UsageStatus
@@ -42,13 +41,13 @@ MAX_BATCH = 200
 
 HOLDS_SQL = """
 WITH req AS (
-    SELECT * FROM unnest(%(request_id)s::text[], %(user_id)s::bigint[], %(api_key_id)s::bigint[],
-                         %(model)s::text[], %(amount)s::numeric[], %(prices)s::jsonb[])
-        AS r(request_id, user_id, api_key_id, model, amount, prices)
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
+        AS r(request_id text, user_id bigint, api_key_id bigint, model text, amount numeric, prices jsonb)
 ), per_user AS (
     SELECT user_id, sum(amount) AS total FROM req GROUP BY user_id
 ), locked AS (
-    SELECT id, code FROM billing_account WHERE code = ANY(%(user_codes)s::text[]) ORDER BY code FOR UPDATE
+    SELECT id, code FROM billing_account WHERE code = ANY(ARRAY(SELECT 'user:' || user_id FROM per_user))
+    ORDER BY code FOR UPDATE
 ), debit AS (
     -- All of a user's holds in the batch, or none (then each takes the ledger's own path).
     UPDATE billing_account a SET balance = a.balance - p.total
@@ -59,7 +58,7 @@ WITH req AS (
 ), credit AS (
     UPDATE billing_account a SET balance = a.balance + p.total
     FROM per_user p
-    WHERE a.code = ANY(%(hold_codes)s::text[]) AND a.code = 'hold:' || p.user_id
+    WHERE a.code = ANY(ARRAY(SELECT 'hold:' || user_id FROM debit)) AND a.code = 'hold:' || p.user_id
       AND p.user_id IN (SELECT user_id FROM debit)
     RETURNING a.id, p.user_id
 ), accepted AS (
@@ -91,16 +90,12 @@ SELECT tokenhub_ledger_check(
 
 SETTLES_SQL = """
 WITH req AS (
-    SELECT * FROM unnest(
-        %(hold_id)s::bigint[], %(request_id)s::text[], %(user_id)s::bigint[], %(api_key_id)s::bigint[],
-        %(owner_id)s::bigint[], %(held)s::numeric[], %(refund)s::numeric[], %(charged)s::numeric[],
-        %(owner_share)s::numeric[], %(platform_share)s::numeric[], %(kind)s::text[], %(hold_status)s::text[],
-        %(model)s::text[], %(channel)s::text[], %(input_tokens)s::int[], %(output_tokens)s::int[],
-        %(cache_read_tokens)s::int[], %(cache_write_tokens)s::int[], %(reasoning_tokens)s::int[],
-        %(latency_ms)s::int[], %(status)s::text[], %(estimated)s::bool[], %(error)s::text[])
-        AS r(hold_id, request_id, user_id, api_key_id, owner_id, held, refund, charged, owner_share,
-             platform_share, kind, hold_status, model, channel, input_tokens, output_tokens, cache_read_tokens,
-             cache_write_tokens, reasoning_tokens, latency_ms, status, estimated, error)
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+        hold_id bigint, request_id text, user_id bigint, api_key_id bigint, owner_id bigint, held numeric,
+        refund numeric, charged numeric, owner_share numeric, platform_share numeric, kind text,
+        hold_status text, model text, channel text, input_tokens int, output_tokens int,
+        cache_read_tokens int, cache_write_tokens int, reasoning_tokens int, latency_ms int, status text,
+        estimated bool, error text)
 ), closed AS (
     -- Only open holds whose payees' accounts exist go on; the rest take the ledger's path.
     UPDATE billing_hold h SET status = req.hold_status, closed_at = now() FROM req
@@ -113,8 +108,8 @@ WITH req AS (
 ), per_user AS (
     SELECT user_id, sum(refund) AS refund, sum(held) AS held FROM live GROUP BY user_id
 ), locked AS (
-    SELECT id, code FROM billing_account WHERE code = ANY(%(user_codes)s::text[])
-      AND EXISTS (SELECT 1 FROM live) ORDER BY code FOR UPDATE
+    SELECT id, code FROM billing_account WHERE code = ANY(ARRAY(SELECT 'user:' || user_id FROM per_user))
+    ORDER BY code FOR UPDATE
 ), refunded AS (
     UPDATE billing_account a SET balance = a.balance + p.refund
     FROM per_user p, locked l
@@ -123,8 +118,7 @@ WITH req AS (
 ), released AS (
     UPDATE billing_account a SET balance = a.balance - p.held
     FROM per_user p
-    WHERE a.code = ANY(%(hold_codes)s::text[]) AND a.code = 'hold:' || p.user_id
-      AND (SELECT count(*) FROM refunded) > 0
+    WHERE a.code = ANY(ARRAY(SELECT 'hold:' || user_id FROM refunded)) AND a.code = 'hold:' || p.user_id
     RETURNING a.id, p.user_id
 ), spent AS (
     UPDATE accounts_apikey k SET spent_usd = k.spent_usd + s.charged
@@ -170,15 +164,24 @@ SELECT tokenhub_ledger_check(
 """
 
 
+def _compact(statement: str) -> str:
+    """One line without comments: psycopg caches the parsing of statements under 4 KB only."""
+    lines = (line.split("--", 1)[0] for line in statement.splitlines())
+    return " ".join(" ".join(lines).split())
+
+
+HOLDS_SQL, SETTLES_SQL = _compact(HOLDS_SQL), _compact(SETTLES_SQL)
+
+
 def enabled() -> bool:
-    return settings.TOKENHUB_LEDGER_BATCHING and connection.vendor == "postgresql"
+    return settings.TOKENHUB_LEDGER_BATCHING and settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 
 
 class _Batcher:
     """Gathers rows while the previous batch runs; one batch at a time on its own connection."""
 
-    def __init__(self, statement: str, columns: tuple[str, ...]):
-        self.statement, self.columns = statement, columns
+    def __init__(self, statement: str):
+        self.statement = statement
         self.pending: list[tuple[dict, asyncio.Future]] = []
         self.connection: psycopg.AsyncConnection | None = None
         self.running = False
@@ -211,10 +214,7 @@ class _Batcher:
             self.running = False
 
     async def _write(self, rows: list[dict]) -> dict[str, int]:
-        params = {column: [row[column] for row in rows] for column in self.columns}
-        users = {row["user_id"] for row in rows}
-        params["user_codes"] = sorted(f"user:{user}" for user in users)
-        params["hold_codes"] = sorted(f"hold:{user}" for user in users)
+        params = {"rows": json.dumps(rows, default=str)}  # Decimals as exact strings; PostgreSQL reads numeric
         if self.connection is None or self.connection.closed:
             self.connection = await psycopg.AsyncConnection.connect(**connection_params(), autocommit=True)
         try:
@@ -253,18 +253,10 @@ stats = Stats()
 _tasks: set[asyncio.Task] = set()
 
 
-HOLD_COLUMNS = ("request_id", "user_id", "api_key_id", "model", "amount", "prices")
-SETTLE_COLUMNS = (
-    "hold_id", "request_id", "user_id", "api_key_id", "owner_id", "held", "refund", "charged", "owner_share",
-    "platform_share", "kind", "hold_status", "model", "channel", "input_tokens", "output_tokens",
-    "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "latency_ms", "status", "estimated", "error",
-)  # fmt: skip
-
-
 class _Writers:
     def __init__(self):
-        self.holds = _Batcher(HOLDS_SQL, HOLD_COLUMNS)
-        self.settles = _Batcher(SETTLES_SQL, SETTLE_COLUMNS)
+        self.holds = _Batcher(HOLDS_SQL)
+        self.settles = _Batcher(SETTLES_SQL)
 
 
 _writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -306,7 +298,7 @@ async def hold(
         captured = prices.as_dict()
         row = {
             "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id, "model": model,
-            "amount": amount, "prices": json.dumps(captured),
+            "amount": amount, "prices": captured,
         }  # fmt: skip
         hold_id = await _for_this_loop().holds.submit(row)
         if hold_id is not None:
