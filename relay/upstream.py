@@ -87,7 +87,6 @@ async def open_stream(
 ) -> Attempt | UpstreamFailure:
     """Try the routes in order until one answers 2xx; returns the open (unread) response."""
     failures: list[str] = []
-    client = providers.client()
     for route in routes[: settings.TOKENHUB_MAX_ATTEMPTS]:
         keys = plan.upstream_keys(route.channel_id)
         if not keys:
@@ -105,8 +104,7 @@ async def open_stream(
         if route.limited:  # only the channel actually called counts against its limits
             health.call_started(route.channel_id)
         try:
-            request = client.build_request("POST", url, content=content, headers=headers)
-            response = await client.send(request, stream=True)
+            response = await providers.post_streaming(url, headers, content)
         except UnsafeUpstream as exc:
             _not_serving(route)
             failures.append("a channel's upstream address is not allowed")

@@ -19,6 +19,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
 RELAY_PREFIX = "/v1"
+_resolved: dict = {}
 
 
 class RelayASGIHandler(ASGIHandler):
@@ -63,6 +64,16 @@ class RelayASGIHandler(ASGIHandler):
                 raise
             # Not response.close(): it would send request_finished, whose receivers are the sync
             # clean-ups skipped above; relay responses hold no other resources.
+
+    def resolve_request(self, request):
+        """The relay's few paths resolve once per process (Django's resolver walks every pattern)."""
+        match = _resolved.get(request.path_info)
+        if match is None:
+            match = super().resolve_request(request)
+            if match.url_name != "not_served" and len(_resolved) < 64:
+                _resolved[request.path_info] = match
+        request.resolver_match = match
+        return match
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
