@@ -274,6 +274,11 @@ stats = Stats()
 _tasks: set[asyncio.Task] = set()
 
 
+def busy() -> list[asyncio.Task]:
+    """This process's batch writers still running (a stopping worker waits for them)."""
+    return list(_tasks)
+
+
 class _Writers:
     def __init__(self):
         self.holds = _Batcher(HOLDS_SQL)

@@ -463,6 +463,23 @@ def in_background(coroutine) -> asyncio.Task:
     return task
 
 
+async def finish_background(seconds: float) -> int:
+    """Let settlements (and the ledger writes they queued) finish before the worker stops.
+
+    Returns how many tasks were still running after `seconds`; their holds stay open for the
+    stale-hold sweeper to release.
+    """
+    deadline = time.monotonic() + seconds
+    while _background or batched.busy():
+        waiting = [*_background, *batched.busy()]
+        _done, pending = await asyncio.wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
+        if pending and time.monotonic() >= deadline:
+            logger.warning("stopping with %d settlement(s) unfinished; the stale-hold sweeper will release them",
+                           len(pending))  # fmt: skip
+            return len(pending)
+    return 0
+
+
 def _finished_in_background(task: asyncio.Task) -> None:
     _background.discard(task)
     if not task.cancelled() and task.exception() is not None:

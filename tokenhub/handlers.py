@@ -19,6 +19,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
 RELAY_PREFIX = "/v1"
+SHUTDOWN_SETTLE_SECONDS = 20.0  # within gunicorn's graceful_timeout (30 s)
 _resolved: dict = {}
 
 
@@ -97,4 +98,19 @@ class TokenHubASGI:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and is_relay_path(scope["path"]):
             return await self.relay(scope, receive, send)
+        if scope["type"] == "lifespan":
+            return await self.lifespan(receive, send)
         return await self.site(scope, receive, send)
+
+    async def lifespan(self, receive, send):
+        """On shutdown (after the server stopped taking requests), settlements still running finish."""
+        from relay.pipeline import finish_background
+
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await finish_background(SHUTDOWN_SETTLE_SECONDS)
+                await send({"type": "lifespan.shutdown.complete"})
+                return

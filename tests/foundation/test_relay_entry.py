@@ -71,3 +71,30 @@ def test_official_sdks_raise_not_found_for_unserved_endpoints():
                 await ant.beta.files.list()
 
     async_to_sync(go)()
+
+
+def test_shutdown_waits_for_settlements_still_running():
+    """ASGI lifespan: a stopping worker lets background settlements finish before it says it is done."""
+    import asyncio
+
+    from relay import pipeline
+
+    events = []
+
+    async def go():
+        async def settlement():
+            await asyncio.sleep(0.2)
+            events.append("settled")
+
+        pipeline.in_background(settlement())
+        inbox = asyncio.Queue()
+        for message in ({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}):
+            inbox.put_nowait(message)
+
+        async def send(message):
+            events.append(message["type"])
+
+        await application({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, send)
+
+    async_to_sync(go)()
+    assert events == ["lifespan.startup.complete", "settled", "lifespan.shutdown.complete"]
