@@ -8,13 +8,12 @@ them unchanged without re-encoding.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024  # a single event larger than this is a broken upstream
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):  # a tuple: built for every upstream event, so the cheapest immutable record
     raw: bytes  # the event's bytes including its blank-line terminator
     name: str  # the `event:` field ("" when absent, i.e. "message")
     data: bytes  # the `data:` lines joined with "\n"
@@ -57,6 +56,8 @@ class SSEParser:
 
 
 def parse_block(block: bytes) -> Event | None:
+    if block.startswith(b"data: ") and block.find(b"\n") == len(block) - 2:
+        return Event(block, "", block[6:-2])  # the common case: one data line
     name, data_lines = "", []
     for line in block.split(b"\n"):
         if not line or line.startswith(b":"):
