@@ -37,7 +37,7 @@ def write(report: dict, docs: Path) -> None:
         "Produced by `make bench` (`bench/run.py`); raw numbers in `bench/results/latest.json`.",
         "",
         "Setup: the project's fake provider (`devtools/fake_provider`, 20-word answers) and the load generator "
-        "(`bench/loadgen.py`, httpx, closed loop) pinned to core 0; the server under test pinned to core 1 with one "
+        "(`bench/loadgen.py`, aiohttp, closed loop) pinned to core 0; the server under test pinned to core 1 with one "
         "worker — TokenHub as gunicorn + one uvicorn worker, DEBUG off, PostgreSQL + Redis, full billing (hold and "
         "settle in the ledger for every call); LiteLLM proxy with one worker and **no database** (its Prisma engines "
         "download from the internet at start, which this machine cannot do), so it does no spend tracking. PostgreSQL "
@@ -64,6 +64,7 @@ def write(report: dict, docs: Path) -> None:
             f"{_fmt(row['p99_ms'], 2)} | {_fmt(added, 2)} | {_fmt(row['ttfb_p50_ms'], 2)} | {row['errors'] or ''} | "
             f"{_fmt(row.get('peak_rss_mb'))} | {_fmt(row.get('cpu_s_per_1000'), 2)} | {_fmt(vs_lite, 2)} | {_fmt(vs_direct, 3)} |"
         )
+    lines += targets(report)
     realistic = report.get("realistic", {}).get("tokenhub")
     if realistic:
         lines += [
@@ -94,6 +95,56 @@ def write(report: dict, docs: Path) -> None:
         lines += [extra.read_text()]
     (docs / "benchmarks.md").write_text("\n".join(lines) + "\n")
     chart(rows, docs / "benchmarks.png")
+
+
+def _row(rows: list[dict], target: str, stream: bool, concurrency: int) -> dict | None:
+    """The OpenAI-format, same-format row the targets are read from."""
+    return next(
+        (
+            r
+            for r in rows
+            if r["target"] == target and r["api"] == "openai" and r["kind"] == "same"
+            and r["stream"] == stream and r["concurrency"] == concurrency
+        ),
+        None,
+    )  # fmt: skip
+
+
+def targets(report: dict) -> list[str]:
+    """The issue's targets, read from this run (OpenAI format, same-format rows)."""
+    rows = report["rows"]
+    lines = ["", "## Against the targets (this run)", ""]
+    for stream in (False, True):
+        hub, lite = _row(rows, "tokenhub", stream, 50), _row(rows, "litellm", stream, 50)
+        if hub and lite and lite["rps"]:
+            ratio = hub["rps"] / lite["rps"]
+            verdict = "met" if ratio >= 5 else "not met"
+            lines.append(
+                f"- Throughput at 50 clients, {'stream' if stream else 'non-stream'}: TokenHub {_fmt(hub['rps'])} req/s, "
+                f"LiteLLM {_fmt(lite['rps'])} req/s: **{ratio:.1f}×** (target ≥ 5×: {verdict}; aim 10×)."
+            )
+    hub, direct = _row(rows, "tokenhub", False, 1), _row(rows, "direct", False, 1)
+    if hub and direct:
+        p50, p99 = hub["p50_ms"] - direct["p50_ms"], hub["p99_ms"] - direct["p99_ms"]
+        lines.append(
+            f"- Added latency for one caller (non-stream): p50 **{p50:.2f} ms** (target ≤ 3 ms: "
+            f"{'met' if p50 <= 3 else 'not met'}), p99 **{p99:.2f} ms** (target ≤ 10 ms: "
+            f"{'met' if p99 <= 10 else 'not met'})."
+        )
+        lite = _row(rows, "litellm", False, 1)
+        if lite:
+            lines.append(f"  LiteLLM in the same run adds {lite['p50_ms'] - direct['p50_ms']:.2f} ms at p50.")
+    idle = report.get("idle_rss_mb")
+    if idle:
+        lines.append(f"- Idle worker RSS **{_fmt(idle)} MB** (target ≤ 120 MB: {'met' if idle <= 120 else 'not met'}).")
+    realistic = report.get("realistic", {}).get("tokenhub")
+    if realistic:
+        added = realistic["added_rss_mb"]
+        lines.append(
+            f"- {realistic['concurrency']} open slow streams add **{_fmt(added)} MB** "
+            f"(target ≤ 50 MB: {'met' if added <= 50 else 'not met'})."
+        )
+    return lines
 
 
 def chart(rows: list[dict], path: Path) -> None:

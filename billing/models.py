@@ -85,7 +85,9 @@ class Transaction(models.Model):
 
 class Entry(models.Model):
     transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, related_name="entries")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    # No index of its own: the (account, transaction) index below serves lookups by account, and
+    # every relayed call inserts six entries, each paying for each index.
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries", db_index=False)
     amount = models.DecimalField(**MONEY)
 
     class Meta:
@@ -136,8 +138,11 @@ class UsageRecord(models.Model):
     """One relayed call: metadata only (never prompts or answers)."""
 
     request_id = models.CharField(max_length=64, unique=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage")
-    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.PROTECT)
+    # user and api_key are served by the (field, -created_at) indexes below; one index each is enough.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage", db_index=False)
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.PROTECT, db_index=False
+    )
     model = models.CharField(max_length=200)
     channel = models.CharField(max_length=40, blank=True, help_text="Public id of the channel that served it.")
     owner = models.ForeignKey(
