@@ -38,8 +38,6 @@ from .pricing import Prices, Usage, cost_of
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 200
-GIVE_WAY_SECONDS = 0.02
-SETTLE_AFTER_SECONDS = 0.002
 
 HOLDS_SQL = """
 WITH req AS (
@@ -182,21 +180,17 @@ def enabled() -> bool:
 class _Batcher:
     """Gathers rows while the previous batch runs; one batch at a time on its own connection."""
 
-    def __init__(self, statement: str, gives_way_to: _Batcher | None = None):
+    def __init__(self, statement: str):
         self.statement = statement
         self.pending: list[tuple[dict, asyncio.Future]] = []
         self.connection: psycopg.AsyncConnection | None = None
         self.running = False
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self.gives_way_to = gives_way_to
 
     async def submit(self, row: dict) -> int | None:
         future = asyncio.get_running_loop().create_future()
         self.pending.append((row, future))
         if not self.running:
             self.running = True
-            self.idle.clear()
             _tasks.add(task := asyncio.create_task(self._drain()))
             task.add_done_callback(_tasks.discard)
         return await future
@@ -204,8 +198,6 @@ class _Batcher:
     async def _drain(self) -> None:
         try:
             while self.pending:
-                if self.gives_way_to is not None:
-                    await self._give_way(self.gives_way_to)
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
                 try:
                     written = await self._write([row for row, _future in batch])
@@ -220,19 +212,6 @@ class _Batcher:
                         future.set_result(written.get(row["request_id"]))
         finally:
             self.running = False
-            self.idle.set()
-
-    @staticmethod
-    async def _give_way(other: _Batcher) -> None:
-        """Settlements wait (briefly) for a hold batch in flight: both move the same balance rows, and
-        a caller waits for its hold while nobody waits for a settlement. Meanwhile more gather."""
-        await asyncio.sleep(SETTLE_AFTER_SECONDS)  # the caller's next hold usually comes within this
-        if not other.idle.is_set():
-            try:
-                async with asyncio.timeout(GIVE_WAY_SECONDS):
-                    await other.idle.wait()
-            except TimeoutError:
-                pass
 
     async def _write(self, rows: list[dict]) -> dict[str, int]:
         params = {"rows": json.dumps(rows, default=str)}  # Decimals as exact strings; PostgreSQL reads numeric
@@ -282,7 +261,7 @@ def busy() -> list[asyncio.Task]:
 class _Writers:
     def __init__(self):
         self.holds = _Batcher(HOLDS_SQL)
-        self.settles = _Batcher(SETTLES_SQL, gives_way_to=self.holds)
+        self.settles = _Batcher(SETTLES_SQL)
 
 
 _writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

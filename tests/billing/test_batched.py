@@ -208,30 +208,3 @@ def test_batching_is_postgresql_only_and_can_be_switched_off(settings):
     assert batched.enabled() == (connection.vendor == "postgresql")
     settings.TOKENHUB_LEDGER_BATCHING = False
     assert not batched.enabled()
-
-
-def test_settlements_give_way_to_a_hold_in_flight(alice, monkeypatch, assert_ledger_whole):
-    """A caller waits for its hold, nobody for a settlement: when both are due, the hold goes first."""
-    fund(alice, "1.00")
-    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="warm")
-    ledger.release(request_id="warm")
-    order = []
-    original = batched._Batcher._write
-
-    async def recording(self, rows):
-        order.append(("hold" if self.statement is batched.HOLDS_SQL else "settle", rows[0]["request_id"]))
-        return await original(self, rows)
-
-    monkeypatch.setattr(batched._Batcher, "_write", recording)
-
-    async def scenario():
-        first = await hold(alice, "first")
-        settling = asyncio.create_task(batched.settle(first, usage=USAGE))
-        await asyncio.sleep(0)  # the settlement is queued first...
-        second = await hold(alice, "second")  # ...but this hold is written before it
-        await settling
-        return second
-
-    in_one_loop(scenario)
-    assert order == [("hold", "first"), ("hold", "second"), ("settle", "first")]
-    assert_ledger_whole()
