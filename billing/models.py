@@ -140,9 +140,7 @@ class UsageRecord(models.Model):
     request_id = models.CharField(max_length=64, unique=True)
     # user and api_key are served by the (field, -created_at) indexes below; one index each is enough.
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage", db_index=False)
-    api_key = models.ForeignKey(
-        "accounts.ApiKey", null=True, blank=True, on_delete=models.PROTECT, db_index=False
-    )
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.PROTECT, db_index=False)
     model = models.CharField(max_length=200)
     channel = models.CharField(max_length=40, blank=True, help_text="Public id of the channel that served it.")
     owner = models.ForeignKey(
