@@ -297,7 +297,36 @@ async def hold(
     prices: Prices,
     check_spend_cap: bool,
 ) -> Hold:
-    """`ledger.hold`, batched when it can be; raises what the ledger raises."""
+    """`ledger.hold`, batched when it can be; raises what the ledger raises.
+
+    A caller that leaves while its hold is being written (a client disconnect cancels the request)
+    does not leave the money held until the sweeper comes: the hold is released once it exists.
+    """
+    writing = asyncio.ensure_future(
+        _hold(
+            user_id=user_id, amount=amount, request_id=request_id, api_key_id=api_key_id, model=model,
+            prices=prices, check_spend_cap=check_spend_cap,
+        )
+    )  # fmt: skip
+    try:
+        return await asyncio.shield(writing)
+    except asyncio.CancelledError:
+        writing.add_done_callback(_give_back)
+        raise
+
+
+def _give_back(writing: asyncio.Future) -> None:
+    if writing.cancelled() or writing.exception() is not None:
+        return  # nothing was held
+    task = asyncio.ensure_future(release(writing.result(), error="the caller left before the call started"))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def _hold(
+    *, user_id: int, amount: Decimal, request_id: str, api_key_id: int | None, model: str, prices: Prices,
+    check_spend_cap: bool,
+) -> Hold:  # fmt: skip
     amount = ledger.money(amount)
     if enabled() and amount > 0 and not check_spend_cap:
         captured = prices.as_dict()

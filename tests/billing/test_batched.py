@@ -7,6 +7,7 @@ one call really form; the ledger must come out exactly as if each call had been 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from decimal import Decimal
 
 import psycopg
@@ -208,3 +209,25 @@ def test_batching_is_postgresql_only_and_can_be_switched_off(settings):
     assert batched.enabled() == (connection.vendor == "postgresql")
     settings.TOKENHUB_LEDGER_BATCHING = False
     assert not batched.enabled()
+
+
+def test_a_caller_leaving_during_its_hold_gets_the_money_back(alice, assert_ledger_whole):
+    fund(alice, "1.00")
+    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="warm")
+    ledger.release(request_id="warm")
+
+    async def scenario():
+        calling = asyncio.create_task(hold(alice, "left", amount="0.40"))
+        await asyncio.sleep(0)  # its hold is on the way to the database
+        calling.cancel()  # the client disconnected
+        with contextlib.suppress(asyncio.CancelledError):
+            await calling
+        while batched.busy():  # the write lands, then the release
+            await asyncio.gather(*batched.busy())
+
+    in_one_loop(scenario)
+    left = Hold.objects.get(request_id="left")
+    assert left.status == HoldStatus.RELEASED
+    assert UsageRecord.objects.get(request_id="left").error == "the caller left before the call started"
+    assert balance(f"user:{alice.pk}") == Decimal("1.00")
+    assert_ledger_whole()
