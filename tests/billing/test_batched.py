@@ -231,3 +231,43 @@ def test_a_caller_leaving_during_its_hold_gets_the_money_back(alice, assert_ledg
     assert UsageRecord.objects.get(request_id="left").error == "the caller left before the call started"
     assert balance(f"user:{alice.pk}") == Decimal("1.00")
     assert_ledger_whole()
+
+
+def test_two_workers_batching_two_users_take_locks_in_one_order(alice, bob, carol, assert_ledger_whole):
+    """Two event loops (as two workers) write batches that mix both users: no deadlock, exact balances."""
+    import threading
+
+    for user in (alice, bob):
+        fund(user, "5.00")
+        ledger.hold(user_id=user.pk, amount=Decimal("0.01"), request_id=f"warm{user.pk}")
+        ledger.release(request_id=f"warm{user.pk}")
+    ledger.owner_account(carol.pk)
+    refused = batched.stats.refused
+    calls = 40
+
+    def worker(tag: str, first, second):
+        async def one(index: int):
+            user = first if index % 2 else second
+            made = await hold(user, f"{tag}{index}")
+            return await batched.settle(made, usage=USAGE, owner_id=carol.pk, owner_cut=Decimal("0.1"))
+
+        try:
+            in_one_loop(lambda: asyncio.gather(*(one(i) for i in range(calls))))
+        finally:
+            connection.close()  # this thread's own (ledger-path) connection
+
+    threads = [
+        threading.Thread(target=worker, args=("a", alice, bob)),
+        threading.Thread(target=worker, args=("b", bob, alice)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert batched.stats.refused == refused  # a deadlock would have aborted a batch
+    assert UsageRecord.objects.filter(status=UsageStatus.OK, request_id__regex=r"^[ab]\d+$").count() == 2 * calls
+    for user in (alice, bob):
+        assert balance(f"user:{user.pk}") == Decimal("5.00") - calls * COST
+    assert ledger.earnings_of(carol.pk) == 2 * calls * Decimal("0.00020000")
+    assert_ledger_whole()
