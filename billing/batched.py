@@ -186,14 +186,18 @@ class _Batcher:
         self.connection: psycopg.AsyncConnection | None = None
         self.running = False
 
-    async def submit(self, row: dict) -> int | None:
+    def enqueue(self, row: dict) -> asyncio.Future:
+        """The row's future: the id written for it, or None when the batch declined it."""
         future = asyncio.get_running_loop().create_future()
         self.pending.append((row, future))
         if not self.running:
             self.running = True
             _tasks.add(task := asyncio.create_task(self._drain()))
             task.add_done_callback(_tasks.discard)
-        return await future
+        return future
+
+    async def submit(self, row: dict) -> int | None:
+        return await self.enqueue(row)
 
     async def _drain(self) -> None:
         try:
@@ -302,31 +306,6 @@ async def hold(
     A caller that leaves while its hold is being written (a client disconnect cancels the request)
     does not leave the money held until the sweeper comes: the hold is released once it exists.
     """
-    writing = asyncio.ensure_future(
-        _hold(
-            user_id=user_id, amount=amount, request_id=request_id, api_key_id=api_key_id, model=model,
-            prices=prices, check_spend_cap=check_spend_cap,
-        )
-    )  # fmt: skip
-    try:
-        return await asyncio.shield(writing)
-    except asyncio.CancelledError:
-        writing.add_done_callback(_give_back)
-        raise
-
-
-def _give_back(writing: asyncio.Future) -> None:
-    if writing.cancelled() or writing.exception() is not None:
-        return  # nothing was held
-    task = asyncio.ensure_future(release(writing.result(), error="the caller left before the call started"))
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
-
-
-async def _hold(
-    *, user_id: int, amount: Decimal, request_id: str, api_key_id: int | None, model: str, prices: Prices,
-    check_spend_cap: bool,
-) -> Hold:  # fmt: skip
     amount = ledger.money(amount)
     if enabled() and amount > 0 and not check_spend_cap:
         captured = prices.as_dict()
@@ -334,16 +313,49 @@ async def _hold(
             "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id, "model": model,
             "amount": amount, "prices": captured,
         }  # fmt: skip
-        hold_id = await _for_this_loop().holds.submit(row)
-        if hold_id is not None:
+
+        def made(hold_id: int | None) -> Hold | None:
+            if hold_id is None:
+                return None
             return Hold(
                 id=hold_id, request_id=request_id, user_id=user_id, api_key_id=api_key_id, model=model,
                 amount=amount, prices=captured, status=HoldStatus.OPEN,
             )  # fmt: skip
-    return await ledger.ahold(
-        user_id=user_id, amount=amount, request_id=request_id, api_key_id=api_key_id, model=model, prices=prices,
-        check_spend_cap=check_spend_cap,
+
+        hold_id = await _shielded(_for_this_loop().holds.enqueue(row), made)
+        if hold_id is not None:
+            return made(hold_id)
+    # The ledger's path (in a worker thread): explains a refusal, creates missing accounts.
+    writing = asyncio.ensure_future(
+        ledger.ahold(
+            user_id=user_id, amount=amount, request_id=request_id, api_key_id=api_key_id, model=model,
+            prices=prices, check_spend_cap=check_spend_cap,
+        )
     )  # fmt: skip
+    return await _shielded(writing, lambda hold: hold)
+
+
+async def _shielded(writing: asyncio.Future, held):
+    """Await a hold being written; if the caller leaves meanwhile, release the hold once it exists.
+
+    `held(result)` turns the write's result into the Hold to release (or None: nothing was held).
+    """
+    try:
+        return await asyncio.shield(writing)
+    except asyncio.CancelledError:
+        writing.add_done_callback(lambda done: _give_back(done, held))
+        raise
+
+
+def _give_back(writing: asyncio.Future, held) -> None:
+    if writing.cancelled() or writing.exception() is not None:
+        return
+    hold = held(writing.result())
+    if hold is None:
+        return  # the batch declined: nothing was held
+    task = asyncio.ensure_future(release(hold, error="the caller left before the call started"))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
 
 
 async def settle(

@@ -76,6 +76,11 @@ class RelayASGIHandler(ASGIHandler):
         request.resolver_match = match
         return match
 
+    def make_view_atomic(self, view):
+        """The relay's views manage their own transactions (ATOMIC_REQUESTS never applies to them);
+        Django's check walks every database connection on each request."""
+        return view
+
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
         self._template_response_middleware = []
