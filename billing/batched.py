@@ -42,7 +42,7 @@ MAX_BATCH = 200
 HOLDS_SQL = """
 WITH req AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
-        AS r(request_id text, user_id bigint, api_key_id bigint, model text, amount numeric, prices jsonb)
+        AS r(request_id text, user_id bigint, api_key_id bigint, model text, amount numeric, prices jsonb, n bigint)
 ), per_user AS (
     SELECT user_id, sum(amount) AS total FROM req GROUP BY user_id
 ), locked AS (
@@ -66,7 +66,7 @@ WITH req AS (
     FROM req JOIN debit d USING (user_id) JOIN credit c USING (user_id)
 ), txn AS (
     INSERT INTO billing_transaction (kind, idempotency_key, memo, actor, created_at)
-    SELECT 'hold', 'hold:' || request_id, left(model, 200), 'system', now() FROM accepted
+    SELECT 'hold', 'hold:' || request_id, left(model, 200), 'system', now() FROM accepted ORDER BY n
     RETURNING id, idempotency_key
 ), joined AS (
     SELECT accepted.*, txn.id AS txn_id FROM accepted JOIN txn ON txn.idempotency_key = 'hold:' || accepted.request_id
@@ -76,7 +76,7 @@ WITH req AS (
     RETURNING transaction_id, amount
 ), made AS (
     INSERT INTO billing_hold (request_id, user_id, api_key_id, model, amount, prices, status, created_at)
-    SELECT request_id, user_id, api_key_id, model, amount, prices, 'open', now() FROM joined
+    SELECT request_id, user_id, api_key_id, model, amount, prices, 'open', now() FROM joined ORDER BY n
     RETURNING request_id, id
 )
 SELECT tokenhub_ledger_check(
@@ -95,7 +95,7 @@ WITH req AS (
         refund numeric, charged numeric, owner_share numeric, platform_share numeric, kind text,
         hold_status text, model text, channel text, input_tokens int, output_tokens int,
         cache_read_tokens int, cache_write_tokens int, reasoning_tokens int, latency_ms int, status text,
-        estimated bool, error text)
+        estimated bool, error text, n bigint)
 ), closed AS (
     -- Only open holds whose payees' accounts exist go on; the rest take the ledger's path.
     UPDATE billing_hold h SET status = req.hold_status, closed_at = now() FROM req
@@ -128,7 +128,7 @@ WITH req AS (
     RETURNING k.id
 ), txn AS (
     INSERT INTO billing_transaction (kind, idempotency_key, memo, actor, created_at)
-    SELECT kind, 'settle:' || request_id, left(model, 200), 'system', now() FROM live
+    SELECT kind, 'settle:' || request_id, left(model, 200), 'system', now() FROM live ORDER BY n
     RETURNING id, idempotency_key
 ), joined AS (
     SELECT live.*, txn.id AS txn_id FROM live JOIN txn ON txn.idempotency_key = 'settle:' || live.request_id
@@ -151,7 +151,7 @@ WITH req AS (
     SELECT request_id, user_id, api_key_id, model, channel, owner_id, input_tokens, output_tokens,
         cache_read_tokens, cache_write_tokens, reasoning_tokens, charged, owner_share, platform_share,
         0, latency_ms, status, estimated, error, txn_id, now()
-    FROM joined
+    FROM joined ORDER BY n
     RETURNING request_id, id
 )
 SELECT tokenhub_ledger_check(
@@ -180,8 +180,8 @@ def enabled() -> bool:
 class _Batcher:
     """Gathers rows while the previous batch runs; one batch at a time on its own connection."""
 
-    def __init__(self, statement: str):
-        self.statement = statement
+    def __init__(self, statement: str, gather_seconds: float = 0.0):
+        self.statement, self.gather_seconds = statement, gather_seconds
         self.pending: list[tuple[dict, asyncio.Future]] = []
         self.connection: psycopg.AsyncConnection | None = None
         self.running = False
@@ -202,6 +202,8 @@ class _Batcher:
     async def _drain(self) -> None:
         try:
             while self.pending:
+                if self.gather_seconds:
+                    await asyncio.sleep(self.gather_seconds)
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
                 try:
                     written = await self._write([row for row, _future in batch])
@@ -218,7 +220,8 @@ class _Batcher:
             self.running = False
 
     async def _write(self, rows: list[dict]) -> dict[str, int]:
-        params = {"rows": json.dumps(rows, default=str)}  # Decimals as exact strings; PostgreSQL reads numeric
+        # n: arrival order, so ids follow it; Decimals as exact strings, which PostgreSQL reads as numeric.
+        params = {"rows": json.dumps([{**row, "n": n} for n, row in enumerate(rows)], default=str)}
         if self.connection is None or self.connection.closed:
             self.connection = await psycopg.AsyncConnection.connect(**connection_params(), autocommit=True)
         try:
@@ -265,7 +268,9 @@ def busy() -> list[asyncio.Task]:
 class _Writers:
     def __init__(self):
         self.holds = _Batcher(HOLDS_SQL)
-        self.settles = _Batcher(SETTLES_SQL)
+        # Nobody waits for a settlement: letting them gather for a moment puts several calls in one
+        # statement even for a single caller, whose settlements otherwise cost the database a statement each.
+        self.settles = _Batcher(SETTLES_SQL, gather_seconds=settings.TOKENHUB_SETTLEMENT_GATHER_MS / 1000)
 
 
 _writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -230,6 +230,8 @@ TOKENHUB_MAX_BODY_BYTES = env_int("TOKENHUB_MAX_BODY_BYTES", 20_000_000)
 TOKENHUB_MAX_ATTEMPTS = env_int("TOKENHUB_MAX_ATTEMPTS", 3)
 # PostgreSQL: the relay's holds and settlements share statements and commits under load (billing/batched.py).
 TOKENHUB_LEDGER_BATCHING = env_bool("TOKENHUB_LEDGER_BATCHING", True)
+# How long a settlement waits for others to share its statement (callers never wait for settlements).
+TOKENHUB_SETTLEMENT_GATHER_MS = env_int("TOKENHUB_SETTLEMENT_GATHER_MS", 50)
 TOKENHUB_KEY_RPM = env_int("TOKENHUB_KEY_RPM", 0)
 TOKENHUB_KEY_TPM = env_int("TOKENHUB_KEY_TPM", 0)
 TOKENHUB_DISCONNECT_POLICY = os.environ.get("TOKENHUB_DISCONNECT_POLICY", "cancel").strip() or "cancel"
