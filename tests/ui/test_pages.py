@@ -48,8 +48,8 @@ def a_call(user, owner, channel, request_id="r1", model="gpt-4o-mini", output=20
 def busy(alice, bob, catalog):
     ledger.grant(user_id=alice.pk, amount=Decimal("5"), memo="welcome", actor="t", kind=TransactionKind.GRANT)
     channel = make_channel(bob, models=["gpt-4o-mini"], name="bob's spare")
-    a_call(alice, bob, channel, "r1")
-    a_call(alice, bob, channel, "r2", output=5)
+    a_call(alice, bob, channel, "req_alice_first")
+    a_call(alice, bob, channel, "req_alice_second", output=5)
     return channel
 
 
@@ -72,7 +72,7 @@ def test_private_pages_redirect_the_anonymous(name):
 
 def test_dashboard_shows_balance_spend_chart_and_recent_calls(alice, busy):
     page = logged_in(alice).get(reverse("billing:dashboard")).content.decode()
-    assert "<svg" in page and "gpt-4o-mini" in page and "r2" in page
+    assert "<svg" in page and "gpt-4o-mini" in page and "req_alice_second" in page
     assert f"${ledger.balance_of(alice.pk):.4f}" in page
 
 
@@ -87,7 +87,7 @@ def test_usage_log_filters_paginates_with_htmx_and_exports_csv(alice, busy):
     assert "The end date is before the start date." in bad
     exported = client.get(reverse("billing:usage_csv"), {"model": "gpt-4o-mini"})
     rows = list(csv.DictReader(io.StringIO(b"".join(exported.streaming_content).decode())))
-    assert {r["request_id"] for r in rows} == {"r1", "r2"} and rows[0]["cost_usd"]
+    assert {r["request_id"] for r in rows} == {"req_alice_first", "req_alice_second"} and rows[0]["cost_usd"]
 
 
 def test_statement_lists_every_ledger_movement(alice, bob, busy):
@@ -196,7 +196,7 @@ def test_docs_page_gives_base_urls_snippets_and_error_codes():
 
 def test_usage_belongs_to_its_user(alice, carol, busy):
     page = logged_in(carol).get(reverse("billing:usage")).content.decode()
-    assert "0 calls" in page and "r1" not in page
+    assert "0 calls" in page and "req_alice_first" not in page  # (a short id could occur in the CSRF token)
     assert UsageRecord.objects.filter(user=alice).count() == 2
 
 
