@@ -32,7 +32,7 @@ import psycopg
 from django.conf import settings
 
 from . import ledger
-from .models import ZERO, Hold, HoldStatus, TransactionKind, UsageRecord, UsageStatus
+from .models import ZERO, Hold, HoldStatus, UsageRecord, UsageStatus
 from .pricing import Prices, Usage, cost_of
 
 log = logging.getLogger(__name__)
@@ -92,16 +92,16 @@ SETTLES_SQL = """
 WITH req AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
         hold_id bigint, request_id text, user_id bigint, api_key_id bigint, owner_id bigint, held numeric,
-        refund numeric, charged numeric, owner_share numeric, platform_share numeric, kind text,
-        hold_status text, model text, channel text, input_tokens int, output_tokens int,
+        refund numeric, cost_usd numeric, owner_cut_usd numeric, platform_usd numeric, uncollected_usd numeric,
+        kind text, hold_status text, model text, channel text, input_tokens int, output_tokens int,
         cache_read_tokens int, cache_write_tokens int, reasoning_tokens int, latency_ms int, status text,
         estimated bool, error text, n bigint)
 ), closed AS (
     -- Only open holds whose payees' accounts exist go on; the rest take the ledger's path.
     UPDATE billing_hold h SET status = req.hold_status, closed_at = now() FROM req
     WHERE h.id = req.hold_id AND h.status = 'open'
-      AND (req.platform_share = 0 OR EXISTS (SELECT 1 FROM billing_account WHERE code = 'platform:revenue'))
-      AND (req.owner_share = 0 OR EXISTS (SELECT 1 FROM billing_account WHERE code = 'owner:' || req.owner_id))
+      AND (req.platform_usd = 0 OR EXISTS (SELECT 1 FROM billing_account WHERE code = 'platform:revenue'))
+      AND (req.owner_cut_usd = 0 OR EXISTS (SELECT 1 FROM billing_account WHERE code = 'owner:' || req.owner_id))
     RETURNING h.id
 ), live AS (
     SELECT req.* FROM req JOIN closed ON closed.id = req.hold_id
@@ -121,9 +121,9 @@ WITH req AS (
     WHERE a.code = ANY(ARRAY(SELECT 'hold:' || user_id FROM refunded)) AND a.code = 'hold:' || p.user_id
     RETURNING a.id, p.user_id
 ), spent AS (
-    UPDATE accounts_apikey k SET spent_usd = k.spent_usd + s.charged
-    FROM (SELECT api_key_id, sum(charged) AS charged FROM live WHERE api_key_id IS NOT NULL
-          GROUP BY api_key_id HAVING sum(charged) > 0) s
+    UPDATE accounts_apikey k SET spent_usd = k.spent_usd + s.cost_usd
+    FROM (SELECT api_key_id, sum(cost_usd) AS cost_usd FROM live WHERE api_key_id IS NOT NULL
+          GROUP BY api_key_id HAVING sum(cost_usd) > 0) s
     WHERE k.id = s.api_key_id AND (SELECT count(*) FROM released) > 0
     RETURNING k.id
 ), txn AS (
@@ -135,9 +135,9 @@ WITH req AS (
 ), legs AS (
     SELECT j.txn_id, r.id AS account_id, j.refund AS amount FROM joined j JOIN refunded r USING (user_id)
     UNION ALL SELECT j.txn_id, r.id, -j.held FROM joined j JOIN released r USING (user_id)
-    UNION ALL SELECT j.txn_id, a.id, j.platform_share FROM joined j, billing_account a
+    UNION ALL SELECT j.txn_id, a.id, j.platform_usd FROM joined j, billing_account a
         WHERE a.code = 'platform:revenue'
-    UNION ALL SELECT j.txn_id, a.id, j.owner_share FROM joined j JOIN billing_account a
+    UNION ALL SELECT j.txn_id, a.id, j.owner_cut_usd FROM joined j JOIN billing_account a
         ON a.code = 'owner:' || j.owner_id
 ), entries AS (
     INSERT INTO billing_entry (transaction_id, account_id, amount)
@@ -149,14 +149,14 @@ WITH req AS (
         cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, owner_cut_usd, platform_usd,
         uncollected_usd, latency_ms, status, estimated, error, transaction_id, created_at)
     SELECT request_id, user_id, api_key_id, model, channel, owner_id, input_tokens, output_tokens,
-        cache_read_tokens, cache_write_tokens, reasoning_tokens, charged, owner_share, platform_share,
-        0, latency_ms, status, estimated, error, txn_id, now()
+        cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, owner_cut_usd, platform_usd,
+        uncollected_usd, latency_ms, status, estimated, error, txn_id, now()
     FROM joined ORDER BY n
     RETURNING request_id, id
 )
 SELECT tokenhub_ledger_check(
            (SELECT count(*) FROM entries) = (SELECT coalesce(sum((refund <> 0)::int + (held <> 0)::int
-                + (platform_share <> 0)::int + (owner_share <> 0)::int), 0) FROM joined)
+                + (platform_usd <> 0)::int + (owner_cut_usd <> 0)::int), 0) FROM joined)
            AND NOT EXISTS (SELECT 1 FROM entries GROUP BY transaction_id HAVING sum(amount) <> 0)
            AND (SELECT count(*) FROM usage) = (SELECT count(*) FROM live),
            'settle batch'),
@@ -196,9 +196,6 @@ class _Batcher:
             task.add_done_callback(_tasks.discard)
         return future
 
-    async def submit(self, row: dict) -> int | None:
-        return await self.enqueue(row)
-
     async def _drain(self) -> None:
         try:
             while self.pending:
@@ -211,8 +208,6 @@ class _Batcher:
                     log.warning("ledger batch of %d refused, each call takes the ledger's path: %s", len(batch), exc)
                     written = {}
                     stats.refused += 1
-                stats.batches += 1
-                stats.rows += len(batch)
                 for row, future in batch:
                     if not future.done():
                         future.set_result(written.get(row["request_id"]))
@@ -251,8 +246,6 @@ class Stats:
     """What this process has sent (the hot-path test reads it)."""
 
     statements: int = 0
-    batches: int = 0
-    rows: int = 0
     refused: int = 0  # batches the database refused whole (each of their calls took the ledger's path)
 
 
@@ -384,30 +377,20 @@ async def settle(
     }  # fmt: skip
     if cost is None and hold.prices is not None:
         cost = cost_of(usage, Prices.from_dict(hold.prices))
-    if enabled() and cost is not None and ledger.money(cost) <= hold.amount:
-        figures = ledger.settlement_figures(hold.amount, ledger.money(cost), owner_id, owner_cut)
+    if enabled() and cost is not None and (cost := ledger.money(cost)) <= hold.amount:
+        figures = ledger.settlement_figures(hold.amount, cost, owner_id, owner_cut)
+        record = ledger.usage_record_values(
+            request_id=hold.request_id, user_id=hold.user_id, api_key_id=hold.api_key_id, model=model or hold.model,
+            channel=channel, owner_id=owner_id, usage=usage, figures=figures, cost=cost, latency_ms=latency_ms,
+            status=status, estimated=estimated, error=error,
+        )  # fmt: skip
         row = {
-            "hold_id": hold.id, "request_id": hold.request_id, "user_id": hold.user_id,
-            "api_key_id": hold.api_key_id, "owner_id": owner_id if figures.owner_share else None,
-            "held": hold.amount, "refund": figures.refund, "charged": figures.charged,
-            "owner_share": figures.owner_share, "platform_share": figures.platform_share,
-            "kind": TransactionKind.SETTLE if figures.charged else TransactionKind.RELEASE,
-            "hold_status": HoldStatus.SETTLED if figures.charged else HoldStatus.RELEASED,
-            "model": model or hold.model, "channel": channel, "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
-            "cache_write_tokens": usage.cache_write_tokens, "reasoning_tokens": usage.reasoning_tokens,
-            "latency_ms": latency_ms, "status": status, "estimated": estimated, "error": error[:300],
+            **record, "hold_id": hold.id, "held": hold.amount, "refund": figures.refund, "kind": figures.kind,
+            "hold_status": figures.hold_status,
         }  # fmt: skip
-        record_id = await _for_this_loop().settles.submit(row)
+        record_id = await _for_this_loop().settles.enqueue(row)
         if record_id is not None:
-            return UsageRecord(
-                id=record_id, request_id=hold.request_id, user_id=hold.user_id, api_key_id=hold.api_key_id,
-                model=row["model"], channel=channel, owner_id=row["owner_id"], input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens, cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens, reasoning_tokens=usage.reasoning_tokens,
-                cost_usd=figures.charged, owner_cut_usd=figures.owner_share, platform_usd=figures.platform_share,
-                uncollected_usd=ZERO, latency_ms=latency_ms, status=status, estimated=estimated, error=row["error"],
-            )  # fmt: skip
+            return UsageRecord(id=record_id, **record)
     return await ledger.asettle(request_id=hold.request_id, usage=usage, cost=cost, **details)
 
 

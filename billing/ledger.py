@@ -321,17 +321,12 @@ def _settle(
         charged, refund = figures.charged, figures.refund
         owner_share, platform_share = figures.owner_share, figures.platform_share
         legs: list[tuple[int, Decimal]] = []
-        record = {
-            "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id, "model": model or hold_model,
-            "channel": channel, "owner_id": owner_id, "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
-            "cache_write_tokens": usage.cache_write_tokens, "reasoning_tokens": usage.reasoning_tokens,
-            "cost_usd": charged, "owner_cut_usd": owner_share, "platform_usd": platform_share,
-            "uncollected_usd": cost - charged, "latency_ms": latency_ms, "status": status, "estimated": estimated,
-            "error": error[:300],
-        }  # fmt: skip
-        kind = TransactionKind.SETTLE if charged else TransactionKind.RELEASE
-        closed_status = HoldStatus.SETTLED if charged else HoldStatus.RELEASED
+        record = usage_record_values(
+            request_id=request_id, user_id=user_id, api_key_id=api_key_id, model=model or hold_model,
+            channel=channel, owner_id=owner_id, usage=usage, figures=figures, cost=cost, latency_ms=latency_ms,
+            status=status, estimated=estimated, error=error,
+        )  # fmt: skip
+        kind, closed_status = figures.kind, figures.hold_status
         if one_statement and refund >= 0:
             usage_id = sql.settle_in_one({
                 **record, "hold_id": hold_id, "held": held, "refund": refund, "owner_share": owner_share,
@@ -368,6 +363,31 @@ class SettlementFigures:
     refund: Decimal  # back to the balance; negative when the balance paid the excess
     owner_share: Decimal
     platform_share: Decimal
+
+    @property
+    def kind(self) -> str:
+        return TransactionKind.SETTLE if self.charged else TransactionKind.RELEASE
+
+    @property
+    def hold_status(self) -> str:
+        return HoldStatus.SETTLED if self.charged else HoldStatus.RELEASED
+
+
+def usage_record_values(
+    *, request_id: str, user_id: int, api_key_id: int | None, model: str, channel: str, owner_id: int | None,
+    usage: Usage, figures: SettlementFigures, cost: Decimal, latency_ms: int, status: str, estimated: bool,
+    error: str,
+) -> dict:  # fmt: skip
+    """A settled call's usage record, as column values (both settlement paths write these)."""
+    return {
+        "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id, "model": model,
+        "channel": channel, "owner_id": owner_id, "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens, "reasoning_tokens": usage.reasoning_tokens,
+        "cost_usd": figures.charged, "owner_cut_usd": figures.owner_share, "platform_usd": figures.platform_share,
+        "uncollected_usd": cost - figures.charged, "latency_ms": latency_ms, "status": status,
+        "estimated": estimated, "error": error[:300],
+    }  # fmt: skip
 
 
 def settlement_figures(

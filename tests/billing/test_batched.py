@@ -46,15 +46,20 @@ async def hold(user, request_id: str, amount: str = "0.01") -> Hold:
     )  # fmt: skip
 
 
+def fund_with_accounts(user, amount: str) -> None:
+    """A balance, and the user's holds account created (a first hold and release through the ledger)."""
+    fund(user, amount)
+    ledger.hold(user_id=user.pk, amount=Decimal("0.01"), request_id=f"warm{user.pk}")
+    ledger.release(request_id=f"warm{user.pk}")
+
+
 def balance(code: str) -> Decimal:
     return Account.objects.get(code=code).balance
 
 
 def test_concurrent_calls_share_statements_and_come_out_exact(alice, bob, assert_ledger_whole):
-    fund(alice, "10.00")
+    fund_with_accounts(alice, "10.00")
     ledger.owner_account(bob.pk)
-    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="warm")  # accounts exist
-    ledger.release(request_id="warm")
     calls = 60
     before = batched.stats.statements
 
@@ -80,9 +85,7 @@ def test_concurrent_calls_share_statements_and_come_out_exact(alice, bob, assert
 
 
 def test_a_short_balance_in_a_batch_gets_the_ledgers_exact_refusals(alice, assert_ledger_whole):
-    fund(alice, "1.00")
-    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="warm")
-    ledger.release(request_id="warm")
+    fund_with_accounts(alice, "1.00")
     refused = batched.stats.refused
 
     async def attempt(index: int):
@@ -126,9 +129,7 @@ def test_missing_accounts_take_the_ledgers_path_once(alice, carol, assert_ledger
 
 
 def test_settling_twice_returns_the_first_record_and_changes_nothing(alice, assert_ledger_whole):
-    fund(alice, "1.00")
-    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="warm")
-    ledger.release(request_id="warm")
+    fund_with_accounts(alice, "1.00")
 
     async def twice():
         made = await hold(alice, "twice")
@@ -143,9 +144,7 @@ def test_settling_twice_returns_the_first_record_and_changes_nothing(alice, asse
 
 
 def test_a_release_refunds_the_whole_hold(alice, assert_ledger_whole):
-    fund(alice, "1.00")
-    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="warm")
-    ledger.release(request_id="warm")
+    fund_with_accounts(alice, "1.00")
 
     async def failed_call():
         made = await hold(alice, "failed", amount="0.25")
@@ -166,8 +165,8 @@ def test_an_unbalanced_batch_is_refused_whole_by_the_database(alice, bob, assert
     ledger.platform_account("revenue")
     good = {
         "hold_id": made.id, "request_id": "bad", "user_id": alice.pk, "api_key_id": None, "owner_id": bob.pk,
-        "held": Decimal("0.01"), "refund": Decimal("0.008"), "charged": Decimal("0.002"),
-        "owner_share": Decimal("0.0004"), "platform_share": Decimal("0.0016"), "kind": "settle",
+        "held": Decimal("0.01"), "refund": Decimal("0.008"), "cost_usd": Decimal("0.002"),
+        "owner_cut_usd": Decimal("0.0004"), "platform_usd": Decimal("0.0016"), "uncollected_usd": 0, "kind": "settle",
         "hold_status": "settled", "model": "m", "channel": "", "input_tokens": 1, "output_tokens": 1,
         "cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "latency_ms": 1, "status": "ok",
         "estimated": False, "error": "",
@@ -181,7 +180,7 @@ def test_an_unbalanced_batch_is_refused_whole_by_the_database(alice, bob, assert
             await writers.settles.connection.close()
 
     with pytest.raises(psycopg.errors.CheckViolation):
-        in_one_loop(lambda: write({**good, "platform_share": Decimal("0.0017")}))
+        in_one_loop(lambda: write({**good, "platform_usd": Decimal("0.0017")}))
     assert Hold.objects.get(request_id="bad").status == HoldStatus.OPEN
     assert not Transaction.objects.filter(idempotency_key="settle:bad").exists()
     assert balance(f"user:{alice.pk}") == Decimal("0.99")
@@ -212,9 +211,7 @@ def test_batching_is_postgresql_only_and_can_be_switched_off(settings):
 
 
 def test_a_caller_leaving_during_its_hold_gets_the_money_back(alice, assert_ledger_whole):
-    fund(alice, "1.00")
-    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="warm")
-    ledger.release(request_id="warm")
+    fund_with_accounts(alice, "1.00")
 
     async def scenario():
         calling = asyncio.create_task(hold(alice, "left", amount="0.40"))
@@ -238,9 +235,7 @@ def test_two_workers_batching_two_users_take_locks_in_one_order(alice, bob, caro
     import threading
 
     for user in (alice, bob):
-        fund(user, "5.00")
-        ledger.hold(user_id=user.pk, amount=Decimal("0.01"), request_id=f"warm{user.pk}")
-        ledger.release(request_id=f"warm{user.pk}")
+        fund_with_accounts(user, "5.00")
     ledger.owner_account(carol.pk)
     refused = batched.stats.refused
     calls = 40
