@@ -97,9 +97,11 @@ WITH req AS (
         cache_read_tokens int, cache_write_tokens int, reasoning_tokens int, latency_ms int, status text,
         estimated bool, error text, n bigint)
 ), closed AS (
-    -- Only open holds whose payees' accounts exist go on; the rest take the ledger's path.
+    -- Only open holds whose payees' accounts exist go on; the rest take the ledger's path. Holds are
+    -- found by id; written as `status || ''`, the status test cannot use the (status, created_at) index,
+    -- whose 'open' entries pile up between vacuums (10,000 under load) and which a generic plan chose.
     UPDATE billing_hold h SET status = req.hold_status, closed_at = now() FROM req
-    WHERE h.id = req.hold_id AND h.status = 'open'
+    WHERE h.id = ANY(ARRAY(SELECT hold_id FROM req)) AND h.id = req.hold_id AND h.status || '' = 'open'
       AND (req.platform_usd = 0 OR EXISTS (SELECT 1 FROM billing_account WHERE code = 'platform:revenue'))
       AND (req.owner_cut_usd = 0 OR EXISTS (SELECT 1 FROM billing_account WHERE code = 'owner:' || req.owner_id))
     RETURNING h.id
@@ -185,22 +187,43 @@ class _Batcher:
         self.pending: list[tuple[dict, asyncio.Future]] = []
         self.connection: psycopg.AsyncConnection | None = None
         self.running = False
+        self.urgent = False  # a row someone waits on is pending: write without gathering
+        self.gathering: asyncio.Future | None = None
 
-    def enqueue(self, row: dict) -> asyncio.Future:
-        """The row's future: the id written for it, or None when the batch declined it."""
+    def enqueue(self, row: dict, *, urgent: bool = False) -> asyncio.Future:
+        """The row's future: the id written for it, or None when the batch declined it.
+
+        An urgent row (someone is waiting on it) ends the gathering at once.
+        """
         future = asyncio.get_running_loop().create_future()
         self.pending.append((row, future))
+        if urgent:
+            self.urgent = True
+            if self.gathering is not None and not self.gathering.done():
+                self.gathering.set_result(None)
         if not self.running:
             self.running = True
             _tasks.add(task := asyncio.create_task(self._drain()))
             task.add_done_callback(_tasks.discard)
         return future
 
+    async def _gather(self) -> None:
+        """Let more rows arrive for gather_seconds, unless an urgent row ends it sooner."""
+        loop = asyncio.get_running_loop()
+        self.gathering = loop.create_future()
+        timer = loop.call_later(self.gather_seconds, _finish, self.gathering)
+        try:
+            await self.gathering
+        finally:
+            timer.cancel()
+            self.gathering = None
+
     async def _drain(self) -> None:
         try:
             while self.pending:
-                if self.gather_seconds:
-                    await asyncio.sleep(self.gather_seconds)
+                if self.gather_seconds and not self.urgent and len(self.pending) < MAX_BATCH:
+                    await self._gather()
+                self.urgent = False
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
                 try:
                     written = await self._write([row for row, _future in batch])
@@ -228,6 +251,11 @@ class _Batcher:
                 self.connection = None
             raise
         return dict(zip(request_ids, ids, strict=True))
+
+
+def _finish(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def connection_params() -> dict:
@@ -369,8 +397,13 @@ async def settle(
     status: str = UsageStatus.OK,
     estimated: bool = False,
     error: str = "",
+    urgent: bool = False,
 ) -> UsageRecord:
-    """`ledger.settle` for the relay's own hold, batched when it can be."""
+    """`ledger.settle` for the relay's own hold, batched when it can be.
+
+    Settlements gather for a moment before their statement (nobody waits for them: the answer has
+    gone out); an `urgent` one is written at once, with whatever has gathered so far.
+    """
     details = {
         "owner_id": owner_id, "owner_cut": owner_cut, "model": model, "channel": channel,
         "latency_ms": latency_ms, "status": status, "estimated": estimated, "error": error,
@@ -388,7 +421,7 @@ async def settle(
             **record, "hold_id": hold.id, "held": hold.amount, "refund": figures.refund, "kind": figures.kind,
             "hold_status": figures.hold_status,
         }  # fmt: skip
-        record_id = await _for_this_loop().settles.enqueue(row)
+        record_id = await _for_this_loop().settles.enqueue(row, urgent=urgent)
         if record_id is not None:
             return UsageRecord(id=record_id, **record)
     return await ledger.asettle(request_id=hold.request_id, usage=usage, cost=cost, **details)
@@ -396,7 +429,14 @@ async def settle(
 
 async def release(hold: Hold, *, status: str = UsageStatus.FAILED, error: str = "", channel: str = "",
                   latency_ms: int = 0) -> UsageRecord:  # fmt: skip
-    """Refund the whole hold (a failure before any output); batched like a settlement."""
+    """Refund the whole hold (a failure before any output), at once: the caller's error answer waits for it."""
     return await settle(
-        hold, usage=Usage(), cost=ZERO, status=status, error=error, channel=channel, latency_ms=latency_ms
+        hold,
+        usage=Usage(),
+        cost=ZERO,
+        status=status,
+        error=error,
+        channel=channel,
+        latency_ms=latency_ms,
+        urgent=True,
     )

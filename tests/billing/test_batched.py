@@ -157,6 +157,48 @@ def test_a_release_refunds_the_whole_hold(alice, assert_ledger_whole):
     assert_ledger_whole()
 
 
+def test_a_release_is_written_at_once_with_the_settlements_gathered_so_far(alice, settings, assert_ledger_whole):
+    # Settlements gather (here for a minute) because nobody waits for them; a failed call's error
+    # answer waits for its refund, so a release ends the gathering and takes the others along.
+    settings.TOKENHUB_SETTLEMENT_GATHER_MS = 60_000
+    fund_with_accounts(alice, "1.00")
+    before = batched.stats.statements
+
+    async def two_calls():
+        done = await hold(alice, "done", amount="0.25")
+        failed = await hold(alice, "failed", amount="0.25")
+        settling = asyncio.ensure_future(batched.settle(done, usage=USAGE, channel="ch"))
+        await asyncio.sleep(0.05)
+        assert not settling.done()  # still gathering
+        released = await asyncio.wait_for(batched.release(failed, error="upstream 500"), timeout=30)
+        return await settling, released
+
+    settled, released = in_one_loop(two_calls)
+    assert batched.stats.statements - before == 3  # two holds, one statement for both settlements
+    assert settled.cost_usd == COST and released.status == UsageStatus.FAILED
+    assert balance(f"user:{alice.pk}") == Decimal("1.00") - COST
+    assert_ledger_whole()
+
+
+def test_settlements_find_their_holds_by_id_whatever_the_status_index_holds(alice):
+    # Under load the (status, created_at) index carries thousands of 'open' entries that await vacuum;
+    # a generic plan that scanned them for every batch cost more than the rest of the statement.
+    Hold.objects.bulk_create(
+        Hold(request_id=f"old{i}", user_id=alice.pk, model="m", amount=Decimal("0.01"), status=HoldStatus.SETTLED)
+        for i in range(3000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE billing_hold")
+        cursor.execute("SET plan_cache_mode = force_generic_plan")  # what a prepared statement ends up with
+        cursor.execute(f"PREPARE settle_plan(text) AS {batched.SETTLES_SQL.replace('%(rows)s', '$1')}")
+        cursor.execute("EXPLAIN EXECUTE settle_plan('[]')")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("DEALLOCATE settle_plan")
+        cursor.execute("RESET plan_cache_mode")
+    scans = [line for line in plan.splitlines() if "Scan" in line and " on billing_hold " in line]
+    assert scans and all("billing_hold_pkey" in line for line in scans), plan
+
+
 def test_an_unbalanced_batch_is_refused_whole_by_the_database(alice, bob, assert_ledger_whole):
     """The safety net: figures that do not sum to zero abort the statement; nothing is written."""
     fund(alice, "1.00")
