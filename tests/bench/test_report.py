@@ -41,3 +41,13 @@ def test_a_missed_target_says_so():
     text = "\n".join(targets(report(hub_rps=240, hub_p50=5.3)))
     assert "**4.0×** (target ≥ 5×: not met" in text
     assert "p50 **5.00 ms** (target ≤ 3 ms: not met)" in text
+
+
+def test_every_single_caller_row_is_judged_not_only_the_headline():
+    run = report(hub_rps=720, hub_p50=2.8)
+    cross_stream = {**row("tokenhub", True, 1, 200, 3.1, 12.5), "model": "claude-haiku-4-5", "kind": "cross"}
+    run["rows"] += [row("direct", True, 1, 2000, 0.5, 0.8), row("tokenhub", True, 1, 300, 2.4, 8.0), cross_stream]
+    text = "\n".join(targets(run))
+    assert "Every one-caller row (3: " in text
+    assert "added p50 1.90–2.60 ms, p99 5.50–11.70 ms; 2 of 3 within both targets" in text
+    assert "(highest p99: openai caller, cross-format, stream)" in text
