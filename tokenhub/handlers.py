@@ -46,25 +46,39 @@ class RelayASGIHandler(ASGIHandler):
                 await self.send_response(error_response, send)
                 return
 
-            class RequestProcessed(Exception):
-                pass
-
-            response = None
-            try:
-                try:
-                    async with asyncio.TaskGroup() as group:
-                        group.create_task(self.listen_for_disconnect(receive))
-                        response = await self.run_get_response(request)
-                        await self.send_response(response, send)
-                        raise RequestProcessed
-                except* (RequestProcessed, RequestAborted):
-                    pass
-            except BaseExceptionGroup as group_error:
-                if len(group_error.exceptions) == 1:
-                    raise group_error.exceptions[0] from None
-                raise
+            await self.respond_unless_abandoned(request, receive, send)
             # Not response.close(): it would send request_finished, whose receivers are the sync
             # clean-ups skipped above; relay responses hold no other resources.
+
+    async def respond_unless_abandoned(self, request, receive, send) -> None:
+        """Run the view and send its response; a client that disconnects cancels both, as in Django.
+
+        Django does this with a TaskGroup ended by an exception raised on every request (of a class
+        it defines per request); the exception group's traceback holds the request's frames in a
+        reference cycle, which left about 60 objects a call to the garbage collector: a ~1 ms
+        collection every ~50 ms at one caller. Here a watcher task cancels this one on disconnect.
+        """
+        handling = asyncio.current_task()
+        state = {"finished": False, "abandoned": False}
+
+        async def watch() -> None:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not state["finished"]:
+                state["abandoned"] = True
+                handling.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            response = await self.run_get_response(request)
+            await self.send_response(response, send)
+            state["finished"] = True
+        except asyncio.CancelledError:
+            if not state["abandoned"]:
+                raise  # the server is stopping, not the client leaving
+            handling.uncancel()
+        finally:
+            state["finished"] = True
+            watcher.cancel()
 
     def resolve_request(self, request):
         """The relay's few paths resolve once per process (Django's resolver walks every pattern)."""
