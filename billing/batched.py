@@ -179,16 +179,26 @@ def enabled() -> bool:
     return settings.TOKENHUB_LEDGER_BATCHING and settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 
 
-class _Batcher:
-    """Gathers rows while the previous batch runs; one batch at a time on its own connection."""
+class LedgerBehind(Exception):
+    """This worker's settlements are not being written as fast as calls finish: no new call starts."""
 
-    def __init__(self, statement: str, gather_seconds: float = 0.0):
-        self.statement, self.gather_seconds = statement, gather_seconds
+
+class _Batcher:
+    """Gathers rows while the previous batch runs; one batch at a time on its own connection.
+
+    With a `backlog_max`, `has_room` is cleared while that many rows wait, so that callers can hold
+    back new work rather than let a stalled database grow the queue (and the memory) without end.
+    """
+
+    def __init__(self, statement: str, gather_seconds: float = 0.0, backlog_max: int = 0):
+        self.statement, self.gather_seconds, self.backlog_max = statement, gather_seconds, backlog_max
         self.pending: list[tuple[dict, asyncio.Future]] = []
         self.connection: psycopg.AsyncConnection | None = None
         self.running = False
         self.urgent = False  # a row someone waits on is pending: write without gathering
         self.gathering: asyncio.Future | None = None
+        self.has_room = asyncio.Event()
+        self.has_room.set()
 
     def enqueue(self, row: dict, *, urgent: bool = False) -> asyncio.Future:
         """The row's future: the id written for it, or None when the batch declined it.
@@ -197,6 +207,8 @@ class _Batcher:
         """
         future = asyncio.get_running_loop().create_future()
         self.pending.append((row, future))
+        if self.backlog_max and len(self.pending) >= self.backlog_max:
+            self.has_room.clear()
         if urgent:
             self.urgent = True
             if self.gathering is not None and not self.gathering.done():
@@ -225,6 +237,8 @@ class _Batcher:
                     await self._gather()
                 self.urgent = False
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+                if len(self.pending) < self.backlog_max:
+                    self.has_room.set()
                 try:
                     written = await self._write([row for row, _future in batch])
                 except Exception as exc:  # every row falls back to the ledger, which reports
@@ -291,7 +305,11 @@ class _Writers:
         self.holds = _Batcher(HOLDS_SQL)
         # Nobody waits for a settlement: letting them gather for a moment puts several calls in one
         # statement even for a single caller, whose settlements otherwise cost the database a statement each.
-        self.settles = _Batcher(SETTLES_SQL, gather_seconds=settings.TOKENHUB_SETTLEMENT_GATHER_MS / 1000)
+        self.settles = _Batcher(
+            SETTLES_SQL,
+            gather_seconds=settings.TOKENHUB_SETTLEMENT_GATHER_MS / 1000,
+            backlog_max=settings.TOKENHUB_SETTLEMENT_BACKLOG_MAX,
+        )
 
 
 _writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -333,6 +351,8 @@ async def hold(
     does not leave the money held until the sweeper comes: the hold is released once it exists.
     """
     amount = ledger.money(amount)
+    if enabled():
+        await _room_for_settlements()
     if enabled() and amount > 0 and not check_spend_cap:
         captured = prices.as_dict()
         row = {
@@ -359,6 +379,24 @@ async def hold(
         )
     )  # fmt: skip
     return await _shielded(writing, lambda hold: hold)
+
+
+async def _room_for_settlements() -> None:
+    """Wait while this worker's settlements are backed up (a stalled or slow database); refuse after a while.
+
+    Nobody waits for a settlement, so without this a database that stops writing them lets finished
+    calls pile up in memory, each with its hold open, for as long as callers keep coming.
+    """
+    room = _for_this_loop().settles.has_room
+    if room.is_set():
+        return
+    try:
+        await asyncio.wait_for(room.wait(), settings.TOKENHUB_SETTLEMENT_BACKLOG_WAIT_SECONDS)
+    except TimeoutError:
+        raise LedgerBehind(
+            f"the ledger is behind: this worker's last {settings.TOKENHUB_SETTLEMENT_BACKLOG_MAX} finished calls "
+            "are still being recorded"
+        ) from None
 
 
 async def _shielded(writing: asyncio.Future, held):

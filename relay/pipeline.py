@@ -252,6 +252,13 @@ async def admit(request, operation: str, caller_format: str, request_id: str) ->
         )  # fmt: skip
     except (ledger.InsufficientBalance, ledger.SpendCapReached) as exc:
         raise RelayError(402, f"{str(exc)[0].upper()}{str(exc)[1:]}.", "insufficient_quota") from None
+    except batched.LedgerBehind as exc:
+        raise RelayError(
+            503,
+            f"TokenHub is busy: {exc}. This call was not started and nothing was charged; retry in a few seconds.",
+            "ledger_busy",
+            {"Retry-After": "5"},
+        ) from None
     await keys.atouch(identity.key_id)
     forward = {h: request.headers[h] for h in ("anthropic-version", "anthropic-beta") if h in request.headers}
     return Call(

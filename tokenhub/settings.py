@@ -232,6 +232,10 @@ TOKENHUB_MAX_ATTEMPTS = env_int("TOKENHUB_MAX_ATTEMPTS", 3)
 TOKENHUB_LEDGER_BATCHING = env_bool("TOKENHUB_LEDGER_BATCHING", True)
 # How long a settlement waits for others to share its statement (callers never wait for settlements).
 TOKENHUB_SETTLEMENT_GATHER_MS = env_int("TOKENHUB_SETTLEMENT_GATHER_MS", 50)
+# Settlements a worker may have waiting for their statement before new calls wait (then, after the
+# wait, are refused with a 503): a stalled database must not turn into unbounded memory and open holds.
+TOKENHUB_SETTLEMENT_BACKLOG_MAX = env_int("TOKENHUB_SETTLEMENT_BACKLOG_MAX", 1000)
+TOKENHUB_SETTLEMENT_BACKLOG_WAIT_SECONDS = env_int("TOKENHUB_SETTLEMENT_BACKLOG_WAIT_SECONDS", 10)
 TOKENHUB_KEY_RPM = env_int("TOKENHUB_KEY_RPM", 0)
 TOKENHUB_KEY_TPM = env_int("TOKENHUB_KEY_TPM", 0)
 TOKENHUB_DISCONNECT_POLICY = os.environ.get("TOKENHUB_DISCONNECT_POLICY", "cancel").strip() or "cancel"

@@ -180,6 +180,54 @@ def test_a_release_is_written_at_once_with_the_settlements_gathered_so_far(alice
     assert_ledger_whole()
 
 
+def test_new_holds_wait_while_settlements_are_backed_up_and_go_on_once_they_are_written(
+    alice, settings, assert_ledger_whole
+):
+    # A database that falls behind on settlements must slow the callers down, not grow the queue.
+    settings.TOKENHUB_SETTLEMENT_GATHER_MS = 60_000  # nothing is written until a release comes
+    settings.TOKENHUB_SETTLEMENT_BACKLOG_MAX = 2
+    fund_with_accounts(alice, "1.00")
+
+    async def calls():
+        first, second, failed = [await hold(alice, name) for name in ("first", "second", "failed")]
+        settling = [asyncio.ensure_future(batched.settle(made, usage=USAGE)) for made in (first, second)]
+        await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(hold(alice, "after"))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # two settlements are waiting: no new hold yet
+        assert not await Hold.objects.filter(request_id="after").aexists()
+        await batched.release(failed)  # writes the backlog at once
+        after = await asyncio.wait_for(waiting, timeout=30)
+        await batched.release(after)
+        return await asyncio.gather(*settling)
+
+    settled = in_one_loop(calls)
+    assert [record.cost_usd for record in settled] == [COST, COST]
+    assert balance(f"user:{alice.pk}") == Decimal("1.00") - 2 * COST
+    assert_ledger_whole()
+
+
+def test_a_hold_is_refused_when_the_settlements_stay_backed_up(alice, settings, assert_ledger_whole):
+    settings.TOKENHUB_SETTLEMENT_GATHER_MS = 60_000
+    settings.TOKENHUB_SETTLEMENT_BACKLOG_MAX = 1
+    settings.TOKENHUB_SETTLEMENT_BACKLOG_WAIT_SECONDS = 0.2
+    fund_with_accounts(alice, "1.00")
+
+    async def calls():
+        first, failed = await hold(alice, "first"), await hold(alice, "failed")
+        settling = asyncio.ensure_future(batched.settle(first, usage=USAGE))
+        await asyncio.sleep(0.05)
+        with pytest.raises(batched.LedgerBehind, match="last 1 finished calls are still being recorded"):
+            await hold(alice, "refused")
+        await batched.release(failed)
+        return await settling
+
+    assert in_one_loop(calls).cost_usd == COST
+    assert not Hold.objects.filter(request_id="refused").exists()
+    assert balance(f"user:{alice.pk}") == Decimal("1.00") - COST
+    assert_ledger_whole()
+
+
 def test_settlements_find_their_holds_by_id_whatever_the_status_index_holds(alice):
     # Under load the (status, created_at) index carries thousands of 'open' entries that await vacuum;
     # a generic plan that scanned them for every batch cost more than the rest of the statement.

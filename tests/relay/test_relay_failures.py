@@ -22,7 +22,7 @@ from channels_app import channels, routing
 from channels_app.models import Channel, ChannelStatus
 from tests.conftest import wait_for
 from tests.relay.conftest import add_channel
-from tests.relay.test_relay_calls import MINI_IN, MINI_OUT, PROMPT, expected_cost, settled
+from tests.relay.test_relay_calls import MINI_IN, MINI_OUT, PROMPT, assert_charged, expected_cost, settled
 
 pytestmark = pytest.mark.services
 
@@ -239,6 +239,41 @@ def test_token_rate_limit_is_429_once_a_key_has_used_its_minute(world):
         settled()
         with pytest.raises(openai.RateLimitError, match="40 tokens per minute"):
             client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+
+
+def test_a_stalled_ledger_refuses_new_calls_with_a_503_and_charges_nothing(world):
+    """Settlements the database cannot write must not pile up without end: new calls wait, then are refused."""
+    import psycopg
+
+    from billing import batched
+    from tests.servers import asgi_server
+
+    stalled = dict(
+        TOKENHUB_SETTLEMENT_GATHER_MS="0",
+        TOKENHUB_SETTLEMENT_BACKLOG_MAX="2",
+        TOKENHUB_SETTLEMENT_BACKLOG_WAIT_SECONDS="1",
+        TOKENHUB_ROUTING_CHECK_SECONDS="0",
+    )
+    with asgi_server(**stalled) as relay, psycopg.connect(**batched.connection_params()) as blocker:
+        client = openai.OpenAI(base_url=f"{relay}/v1", api_key=world.key, max_retries=0)
+        blocker.execute("LOCK TABLE billing_usagerecord IN SHARE MODE")  # usage rows cannot be written
+        client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+        waiting_on_the_lock = (
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'billing_usagerecord'::regclass"
+        )
+        wait_for(lambda: blocker.execute(waiting_on_the_lock).fetchone()[0] == 1)  # its settlement is stuck
+        for _ in range(2):  # answered; their settlements wait behind the first
+            client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+        with pytest.raises(openai.InternalServerError) as info:
+            client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=PROMPT)
+        assert info.value.status_code == 503 and info.value.response.headers["retry-after"] == "5"
+        assert "the ledger is behind" in info.value.message and "nothing was charged" in info.value.message
+        assert Hold.objects.count() == 3  # the refused call held nothing
+        blocker.rollback()  # the database comes back: the backlog is written
+        settled()
+        client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+    assert_charged(world, expected_cost(10, 20, MINI_IN, MINI_OUT), calls=4)
+    assert reconcile().problems == []
 
 
 def test_malformed_bodies_are_400_naming_the_field(world):
