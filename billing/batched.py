@@ -190,8 +190,9 @@ class _Batcher:
     back new work rather than let a stalled database grow the queue (and the memory) without end.
     """
 
-    def __init__(self, statement: str, gather_seconds: float = 0.0, backlog_max: int = 0):
-        self.statement, self.gather_seconds, self.backlog_max = statement, gather_seconds, backlog_max
+    def __init__(self, statement: str, gather_seconds: float = 0.0, backlog_max: int = 0, backlog_wait: float = 0.0):
+        self.statement, self.gather_seconds = statement, gather_seconds
+        self.backlog_max, self.backlog_wait = backlog_max, backlog_wait
         self.pending: list[tuple[dict, asyncio.Future]] = []
         self.connection: psycopg.AsyncConnection | None = None
         self.running = False
@@ -218,6 +219,17 @@ class _Batcher:
             _tasks.add(task := asyncio.create_task(self._drain()))
             task.add_done_callback(_tasks.discard)
         return future
+
+    async def wait_for_room(self) -> None:
+        """Return once fewer than backlog_max rows wait; raise LedgerBehind after backlog_wait seconds."""
+        if self.has_room.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.has_room.wait(), self.backlog_wait)
+        except TimeoutError:
+            raise LedgerBehind(
+                f"the ledger is behind: this worker's last {self.backlog_max} finished calls are still being recorded"
+            ) from None
 
     async def _gather(self) -> None:
         """Let more rows arrive for gather_seconds, unless an urgent row ends it sooner."""
@@ -309,6 +321,7 @@ class _Writers:
             SETTLES_SQL,
             gather_seconds=settings.TOKENHUB_SETTLEMENT_GATHER_MS / 1000,
             backlog_max=settings.TOKENHUB_SETTLEMENT_BACKLOG_MAX,
+            backlog_wait=settings.TOKENHUB_SETTLEMENT_BACKLOG_WAIT_SECONDS,
         )
 
 
@@ -351,9 +364,12 @@ async def hold(
     does not leave the money held until the sweeper comes: the hold is released once it exists.
     """
     amount = ledger.money(amount)
-    if enabled():
-        await _room_for_settlements()
-    if enabled() and amount > 0 and not check_spend_cap:
+    batching = enabled()
+    if batching:
+        # Nobody waits for a settlement, so without this a database that stops writing them would let
+        # finished calls pile up in memory, each with its hold open, for as long as callers keep coming.
+        await _for_this_loop().settles.wait_for_room()
+    if batching and amount > 0 and not check_spend_cap:
         captured = prices.as_dict()
         row = {
             "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id, "model": model,
@@ -379,24 +395,6 @@ async def hold(
         )
     )  # fmt: skip
     return await _shielded(writing, lambda hold: hold)
-
-
-async def _room_for_settlements() -> None:
-    """Wait while this worker's settlements are backed up (a stalled or slow database); refuse after a while.
-
-    Nobody waits for a settlement, so without this a database that stops writing them lets finished
-    calls pile up in memory, each with its hold open, for as long as callers keep coming.
-    """
-    room = _for_this_loop().settles.has_room
-    if room.is_set():
-        return
-    try:
-        await asyncio.wait_for(room.wait(), settings.TOKENHUB_SETTLEMENT_BACKLOG_WAIT_SECONDS)
-    except TimeoutError:
-        raise LedgerBehind(
-            f"the ledger is behind: this worker's last {settings.TOKENHUB_SETTLEMENT_BACKLOG_MAX} finished calls "
-            "are still being recorded"
-        ) from None
 
 
 async def _shielded(writing: asyncio.Future, held):
