@@ -46,7 +46,7 @@ from .models import (
     UsageRecord,
     UsageStatus,
 )
-from .pricing import Prices, Usage, cost_of, quantize, split
+from .pricing import Prices, Usage, cost_of, quantize, split, usd
 
 
 class LedgerError(Exception):
@@ -56,14 +56,14 @@ class LedgerError(Exception):
 class InsufficientBalance(LedgerError):
     def __init__(self, need: Decimal, have: Decimal):
         self.need, self.have = need, have
-        super().__init__(f"insufficient balance: need ${need}, have ${have}")
+        super().__init__(f"insufficient balance: need {usd(need)}, have {usd(have)}")
 
 
 class SpendCapReached(LedgerError):
     def __init__(self, cap: Decimal, spent: Decimal, need: Decimal):
         self.cap, self.spent, self.need = cap, spent, need
         super().__init__(
-            f"this key's spend cap is reached: cap ${cap}, spent ${spent}, this call may cost up to ${need}"
+            f"this key's spend cap is reached: cap {usd(cap)}, spent {usd(spent)}, this call may cost up to {usd(need)}"
         )
 
 
@@ -535,7 +535,7 @@ def move_earnings_to_balance(*, owner_id: int, amount: Decimal | None = None) ->
         earnings, available = _locked_earnings(owner_id)
         amount = available if amount is None else money(amount)
         if amount <= 0 or amount > available:
-            raise LedgerError(f"You can move between $0 and ${available} of earnings.")
+            raise LedgerError(f"You can move between $0 and {usd(available)} of earnings.")
         return _post(
             TransactionKind.EARNINGS_TO_BALANCE,
             [(earnings, -amount), (user_account(owner_id), amount)],
@@ -549,7 +549,7 @@ def request_payout(*, owner_id: int, amount: Decimal, destination: str) -> Payou
     with transaction.atomic():
         earnings, available = _locked_earnings(owner_id)
         if amount <= 0 or amount > available:
-            raise LedgerError(f"A payout must be more than $0 and at most your available earnings, ${available}.")
+            raise LedgerError(f"A payout must be more than $0 and at most your available earnings, {usd(available)}.")
         payout = Payout.objects.create(
             owner_id=owner_id, public_id=secrets.token_urlsafe(9), amount=amount, destination=destination
         )

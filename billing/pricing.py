@@ -28,6 +28,14 @@ def quantize(amount: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
     return amount.quantize(CENT_FRACTION, rounding=rounding)
 
 
+def usd(amount: Decimal) -> str:
+    """An amount as people read it: "$0.30", "$0.00", "$0.00012345" (never "0E-8")."""
+    text = format(quantize(Decimal(amount)), "f")
+    whole, _dot, fraction = text.partition(".")
+    fraction = fraction.rstrip("0").ljust(2, "0")
+    return f"${whole}.{fraction}"
+
+
 @dataclass(frozen=True)
 class Prices:
     """USD per 1M tokens, captured when a call is held so a later price change cannot touch it."""

@@ -27,8 +27,11 @@ ERROR_TYPES = {
 
 def caller_format(request) -> str:
     """Anthropic's SDK sends anthropic-version (and x-api-key); everything else is OpenAI-style."""
-    headers = request.headers
-    if "anthropic-version" in headers or request.path.startswith("/v1/messages"):
+    return caller_format_of(request.path, request.headers)
+
+
+def caller_format_of(path: str, headers) -> str:
+    if "anthropic-version" in headers or path.startswith("/v1/messages"):
         return ANTHROPIC
     return OPENAI
 

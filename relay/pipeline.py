@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ import httpx
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpResponse, StreamingHttpResponse
 
 from accounts import keys
@@ -28,7 +30,7 @@ from billing.models import Hold, UsageStatus
 from billing.pricing import Prices, Usage, cost_of, estimate_max_cost
 from channels_app import health, routing
 
-from . import translate, upstream
+from . import translate, upstream, validation
 from . import usage as usage_of
 from .errors import ANTHROPIC, OPENAI, error_body, error_response
 from .sse import SSEError, SSEParser, encode
@@ -77,6 +79,10 @@ class Call:
     # select.key(route) -> what that kind of channel is sent; same format passes the body through.
     prepared: dict[str, Prepared] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    attempt: upstream.Attempt | None = None  # the channel answering, once one does
+    # True once the hold's settlement or release is under way (or the stream's pump owns it):
+    # from then on nothing else may end it. See _end_unowned.
+    owned: bool = False
 
     def prepared_for(self, route: routing.Route) -> Prepared:
         return self.prepared[select.key(self.operation, route.api_format, route.provider)]
@@ -121,6 +127,8 @@ def read_json(request) -> tuple[dict, int]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RelayError(400, f"The request body is not valid JSON: {exc}.", "invalid_json") from None
+    except RecursionError:
+        raise RelayError(400, "The request body is nested too deeply to be read.", "invalid_json") from None
     if not isinstance(body, dict):
         raise RelayError(400, "The request body must be a JSON object.", "invalid_json")
     return body, len(raw)
@@ -132,25 +140,26 @@ def _too_large() -> RelayError:
 
 
 def validate(operation: str, body: dict) -> None:
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise RelayError(400, "model: a model name (string) is required.", "invalid_request")
-    if OPERATIONS[operation][1]:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise RelayError(400, "messages: a non-empty list of messages is required.", "invalid_request")
-    if operation == "embeddings" and body.get("input") in (None, "", []):
-        raise RelayError(400, "input: the text to embed is required.", "invalid_request")
-    if operation == "responses" and body.get("input") in (None, "", []):
-        raise RelayError(400, "input: the Responses API needs an input.", "invalid_request")
-    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-        value = body.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise RelayError(400, f"{name}: must be a positive integer.", "invalid_request")
-    if operation == "messages" and body.get("max_tokens") is None:
-        raise RelayError(400, "max_tokens: Field required (the Messages API needs it).", "invalid_request")
-    if "stream" in body and not isinstance(body["stream"], bool):
-        raise RelayError(400, "stream: must be true or false.", "invalid_request")
+    try:
+        validation.check(operation, body, needs_messages=OPERATIONS[operation][1])
+    except validation.InvalidBody as exc:
+        raise RelayError(400, str(exc), "invalid_request") from None
+
+
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+def forwarded_headers(request) -> dict[str, str]:
+    """The caller's Anthropic headers an Anthropic channel is sent; visible ASCII only (they go on a wire)."""
+    found = {}
+    for name in FORWARDED_HEADERS:
+        value = request.headers.get(name)
+        if value is None:
+            continue
+        if not value.isascii() or not value.isprintable():
+            raise RelayError(400, f"{name}: the header must be printable ASCII.", "invalid_request")
+        found[name] = value
+    return found
 
 
 def _minute_key(prefix: str, key_id: int) -> tuple[str, int]:
@@ -170,17 +179,21 @@ def check_rate_limit(identity: KeyIdentity) -> None:
         count = 1 if cache.add(key, 1, timeout=70) else cache.incr(key)
         if count > rpm:
             raise RelayError(
-                429, f"Rate limit reached for this key: {rpm} requests per minute. Retry in {retry} s.",
-                "rate_limit_exceeded", {"retry-after": str(retry)},
-            )  # fmt: skip
+                429,
+                f"Rate limit reached for this key: {rpm} requests per minute. Retry in {retry} s.",
+                "rate_limit_exceeded",
+                {"retry-after": str(retry)},
+            )
     if tpm:
         key, retry = _minute_key("tpm", identity.key_id)
         used = cache.get(key) or 0
         if used >= tpm:
             raise RelayError(
-                429, f"Token rate limit reached for this key: {tpm} tokens per minute. Retry in {retry} s.",
-                "rate_limit_exceeded", {"retry-after": str(retry)},
-            )  # fmt: skip
+                429,
+                f"Token rate limit reached for this key: {tpm} tokens per minute. Retry in {retry} s.",
+                "rate_limit_exceeded",
+                {"retry-after": str(retry)},
+            )
 
 
 def count_tokens_used(key_id: int, usage: Usage) -> None:
@@ -211,9 +224,11 @@ async def plan_routes(
     if not routes:
         formats = ", ".join(sorted({r.api_format for r in plan.routes}))
         raise RelayError(
-            503, f'"{model_name}" is served only by {formats}-format channels, which cannot take a '
-            f"{operation} call from this endpoint.", "no_compatible_channel",
-        )  # fmt: skip
+            503,
+            f'"{model_name}" is served only by {formats}-format channels, which cannot take a '
+            f"{operation} call from this endpoint.",
+            "no_compatible_channel",
+        )
     return plan, routes
 
 
@@ -230,6 +245,14 @@ def prepare(operation: str, body: dict, model: translate.ModelDefaults, routes, 
             upstream_body = found.request(body) if found else body
         except translate.TranslationError as exc:
             raise RelayError(400, str(exc), "invalid_request") from None
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError):
+            # validation.check covers the fields translators read; this catches a shape it missed.
+            raise RelayError(
+                400,
+                "The request has a field of an unexpected type or shape, so it cannot be translated for "
+                "this model's channels.",
+                "invalid_request",
+            ) from None
         prepared[key] = Prepared(found.upstream_operation if found else operation, upstream_body, found)
     return prepared
 
@@ -238,20 +261,35 @@ async def admit(request, operation: str, caller_format: str, request_id: str) ->
     body, body_bytes = read_json(request)
     identity = await authenticate(request)
     validate(operation, body)
+    forward = forwarded_headers(request)
     check_rate_limit(identity)
     plan, routes = await plan_routes(operation, identity, body["model"])
     model = translate.ModelDefaults(body["model"], plan.model.default_output_tokens, plan.model.max_output_tokens)
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    await keys.atouch(identity.key_id)  # before the hold: nothing after it may fail outside the call's guard
     prepared = prepare(operation, body, model, routes, wants_usage)
     prices = Prices(**plan.model.prices)
     estimate = estimate_max_cost(body_bytes, output_budget(operation, body, plan.model), prices)
     try:
         hold = await batched.hold(
-            user_id=identity.user_id, amount=estimate, request_id=request_id, api_key_id=identity.key_id,
-            model=plan.model.name, prices=prices, check_spend_cap=identity.spend_cap_usd is not None,
-        )  # fmt: skip
+            user_id=identity.user_id,
+            amount=estimate,
+            request_id=request_id,
+            api_key_id=identity.key_id,
+            model=plan.model.name,
+            prices=prices,
+            check_spend_cap=identity.spend_cap_usd is not None,
+        )
     except (ledger.InsufficientBalance, ledger.SpendCapReached) as exc:
         raise RelayError(402, f"{str(exc)[0].upper()}{str(exc)[1:]}.", "insufficient_quota") from None
+    except DatabaseError:
+        logger.exception("the hold for %s could not be written", request_id)
+        raise RelayError(
+            503,
+            "TokenHub's ledger is unavailable; this call was not started and nothing was charged.",
+            "ledger_unavailable",
+            {"Retry-After": "5"},
+        ) from None
     except batched.LedgerBehind as exc:
         raise RelayError(
             503,
@@ -259,46 +297,110 @@ async def admit(request, operation: str, caller_format: str, request_id: str) ->
             "ledger_busy",
             {"Retry-After": "5"},
         ) from None
-    await keys.atouch(identity.key_id)
-    forward = {h: request.headers[h] for h in ("anthropic-version", "anthropic-beta") if h in request.headers}
     return Call(
-        request_id=request_id, operation=operation, caller_format=caller_format, identity=identity, body=body,
-        body_bytes=body_bytes, stream=bool(body.get("stream")), plan=plan, routes=routes, prices=prices,
-        forward_headers=forward, caller_wants_usage=wants_usage, model=model, prepared=prepared, hold=hold,
-    )  # fmt: skip
+        request_id=request_id,
+        operation=operation,
+        caller_format=caller_format,
+        identity=identity,
+        body=body,
+        body_bytes=body_bytes,
+        stream=bool(body.get("stream")),
+        plan=plan,
+        routes=routes,
+        prices=prices,
+        forward_headers=forward,
+        caller_wants_usage=wants_usage,
+        model=model,
+        prepared=prepared,
+        hold=hold,
+    )
 
 
 # --- The call ----------------------------------------------------------------------------------
+# Once a hold exists it ends in exactly one settlement or one release, whatever happens: the call's
+# outcome arranges it (and sets `call.owned`), or the stream's pump does, and on every other exit —
+# an exception, a cancelled request when the client leaves — `_end_unowned` releases it from a task
+# of its own, so no await stands between the way out and the release that cancellation could cut.
 
 
 async def handle(request, operation: str, caller_format: str):
     request_id = "req_" + uuid.uuid4().hex
+    call: Call | None = None
     try:
         call = await admit(request, operation, caller_format, request_id)
+        return await _serve(call)
     except RelayError as exc:
         return _error(caller_format, exc.status, exc.message, exc.code, request_id, exc.headers)
+    except Exception as exc:
+        # Type and frames only: an exception's message may quote the data that caused it.
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        logger.error("relay call %s failed: %s\n%s", request_id, type(exc).__name__, frames)
+        message = "TokenHub failed while handling this call; anything held for it is refunded. Retry, and report "
+        return _error(caller_format, 500, message + "the x-request-id if it persists.", "internal_error", request_id)
+    finally:
+        if call is not None and not call.owned:
+            _end_unowned(call)
+
+
+async def _serve(call: Call):
     outcome = await upstream.open_stream(call.plan, call.routes, call.prepared_for, call.forward_headers)
     if isinstance(outcome, upstream.UpstreamFailure):
-        await batched.release(call.hold, error=outcome.message[:300], latency_ms=call.latency_ms())
-        if outcome.caller_fault_body is not None:
-            if outcome.channel_format == OPERATIONS[operation][0]:
-                response = HttpResponse(
-                    outcome.caller_fault_body, status=outcome.status, content_type=outcome.content_type
-                )
-                response["x-request-id"] = request_id
-                return response
-            message = upstream_error_message(outcome.caller_fault_body)
-            return _error(
-                caller_format,
-                outcome.status,
-                f"The model's provider rejected the request: {message}",
-                "invalid_request",
-                request_id,
-            )
-        return _error(caller_format, outcome.status, outcome.message, "upstream_error", request_id)
+        await _release_now(call, outcome.message)
+        return _upstream_refusal(call, outcome)
+    call.attempt = outcome
     if call.stream:
-        return RelayStream(_stream(call, outcome), request_id)
+        pump = Pump(call, outcome)
+        pump.start()  # the pump owns the hold from here
+        return RelayStream(pump, call.request_id)
     return await _complete(call, outcome)
+
+
+def _end_unowned(call: Call) -> None:
+    """The call is leaving without having arranged its hold's end: release it in the background."""
+    call.owned = True
+
+    async def release() -> None:
+        if call.attempt is not None:
+            await call.attempt.response.aclose()
+        await _release(call, "the call ended before its answer was complete (the client left or TokenHub failed)")
+
+    in_background(release())
+
+
+async def _release(call: Call, error: str) -> None:
+    try:
+        await batched.release(call.hold, error=error[:300], latency_ms=call.latency_ms())
+    finally:
+        if call.attempt is not None:
+            _finish_limits(call.attempt)
+
+
+async def _release_now(call: Call, error: str) -> None:
+    """Release the hold before the caller's error answer goes out (so the refund is visible with it).
+
+    The release runs as a task of its own: a client leaving cancels only the wait for it.
+    """
+    call.owned = True
+    await asyncio.shield(in_background(_release(call, error)))
+
+
+def _upstream_refusal(call: Call, outcome: upstream.UpstreamFailure) -> HttpResponse:
+    if outcome.caller_fault_body is None:
+        return _error(call.caller_format, outcome.status, outcome.message, "upstream_error", call.request_id)
+    message = upstream_error_message(outcome.caller_fault_body)
+    if outcome.channel_format == OPERATIONS[call.operation][0] and message is not None:
+        # The caller's own format: the channel's error body as it sent it, but always as JSON.
+        response = HttpResponse(outcome.caller_fault_body, status=outcome.status, content_type="application/json")
+        response["x-request-id"] = call.request_id
+        return response
+    reason = message or "(no readable error message)"
+    return _error(
+        call.caller_format,
+        outcome.status,
+        f"The model's provider rejected the request: {reason}",
+        "invalid_request",
+        call.request_id,
+    )
 
 
 def _finish_limits(attempt: upstream.Attempt) -> None:
@@ -313,18 +415,25 @@ def _error(api_format: str, status: int, message: str, code: str, request_id: st
     return response
 
 
-def upstream_error_message(body: bytes) -> str:
-    """The message inside an OpenAI- or Anthropic-shaped error body."""
+def upstream_error_message(body: bytes) -> str | None:
+    """The message inside an OpenAI- or Anthropic-shaped error body; None when the body is not one.
+
+    A channel's body is never shown as it came unless it is a JSON error: an owner must not be able
+    to serve a page of their own from TokenHub's origin.
+    """
     try:
-        error = json.loads(body).get("error")
-    except (ValueError, AttributeError):
-        return body[:300].decode("utf-8", "replace")
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
         return str(error.get("message", ""))[:500]
-    return str(error)[:500]
+    return str(error)[:500] if isinstance(error, str) else None
 
 
-def _usage_from_body(upstream_operation: str, data: dict) -> Usage | None:
+def _usage_from_body(upstream_operation: str, data) -> Usage | None:
+    if not isinstance(data, dict):
+        raise ValueError("the answer is not a JSON object")
     if upstream_operation == "messages":
         return usage_of.from_anthropic(data.get("usage"))
     return usage_of.from_openai(data.get("usage"))
@@ -339,19 +448,21 @@ async def _settle(
 ):
     estimated = usage is None
     usage = usage or _estimated_usage(call, estimated_output)
-    record = await batched.settle(
-        call.hold,
-        usage=usage,
-        owner_id=attempt.route.owner_id,
-        owner_cut=attempt.route.owner_cut,
-        model=call.plan.model.name,
-        channel=attempt.route.public_id,
-        latency_ms=call.latency_ms(),
-        status=status,
-        estimated=estimated,
-        error=error,
-    )
-    _finish_limits(attempt)
+    try:
+        record = await batched.settle(
+            call.hold,
+            usage=usage,
+            owner_id=attempt.route.owner_id,
+            owner_cut=attempt.route.owner_cut,
+            model=call.plan.model.name,
+            channel=attempt.route.public_id,
+            latency_ms=call.latency_ms(),
+            status=status,
+            estimated=estimated,
+            error=error,
+        )
+    finally:
+        _finish_limits(attempt)
     count_tokens_used(call.identity.key_id, usage)
     return record
 
@@ -360,8 +471,7 @@ async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
     try:
         content = await attempt.response.aread()
     except httpx.HTTPError as exc:
-        await batched.release(call.hold, error=f"upstream read failed: {type(exc).__name__}")
-        _finish_limits(attempt)
+        await _release_now(call, f"upstream read failed: {type(exc).__name__}")
         return _error(
             call.caller_format,
             502,
@@ -373,17 +483,26 @@ async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
         await attempt.response.aclose()
     try:
         data = json.loads(content)
-    except ValueError:
-        data = {}
-    usage = _usage_from_body(attempt.operation, data) if isinstance(data, dict) else None
+        usage = _usage_from_body(attempt.operation, data)
+        found = call.prepared_for(attempt.route).translation
+        if found is not None:
+            content = json.dumps(found.response(data), separators=(",", ":")).encode()
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError) as exc:
+        # Not an answer in the channel's format (an HTML page, a truncated body…): nothing to bill.
+        await _release_now(call, f"the upstream's answer could not be read: {type(exc).__name__}")
+        return _error(
+            call.caller_format,
+            502,
+            "The upstream sent an answer TokenHub could not read; nothing was charged.",
+            "upstream_error",
+            call.request_id,
+        )
     output_guess = usage_of.estimate_tokens_from_bytes(len(content))
     # The answer goes out now and the settlement follows it in the background, as for streams:
     # the caller does not wait for the second transaction. The cost is the ledger's own formula.
     cost = cost_of(usage or _estimated_usage(call, output_guess), call.prices)
+    call.owned = True
     in_background(_settle(call, attempt, usage, UsageStatus.OK, estimated_output=output_guess))
-    found = call.prepared_for(attempt.route).translation
-    if found is not None and isinstance(data, dict):
-        content = json.dumps(found.response(data), separators=(",", ":")).encode()
     response = HttpResponse(content, status=attempt.response.status_code, content_type="application/json")
     response["x-request-id"] = call.request_id
     response["x-tokenhub-cost"] = str(cost)
@@ -394,17 +513,22 @@ async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
 
 
 class RelayStream(StreamingHttpResponse):
-    """Hands Django our own generator, so a disconnect's aclose() reaches it directly."""
+    """Forwards what the pump queues; a disconnect's aclose() (or `abandon`) reaches the pump directly."""
 
-    def __init__(self, generator, request_id: str):
-        super().__init__(generator, content_type="text/event-stream")
-        self._generator = generator
+    def __init__(self, pump: Pump, request_id: str):
+        self._pump = pump
+        self._generator = pump.forwarded()
+        super().__init__(self._generator, content_type="text/event-stream")
         self["cache-control"] = "no-cache"
         self["x-accel-buffering"] = "no"
         self["x-request-id"] = request_id
 
     def __aiter__(self):
         return self._generator
+
+    def abandon(self) -> None:
+        """The response will not be sent (or not to its end): the client is gone."""
+        self._pump.client_left()
 
 
 @dataclass
@@ -481,8 +605,9 @@ async def finish_background(seconds: float) -> int:
         waiting = [*_background, *batched.busy()]
         _done, pending = await asyncio.wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
         if pending and time.monotonic() >= deadline:
-            logger.warning("stopping with %d settlement(s) unfinished; the stale-hold sweeper will release them",
-                           len(pending))  # fmt: skip
+            logger.warning(
+                "stopping with %d settlement(s) unfinished; the stale-hold sweeper will release them", len(pending)
+            )
             return len(pending)
     return 0
 
@@ -511,8 +636,13 @@ class Pump:
         self.error = ""
         self.detached = False  # the client is gone; keep reading but queue nothing
         self.client_gone = False
+        self.task: asyncio.Task | None = None
         found = call.prepared_for(attempt.route).translation
         self.translator = found.stream() if found else None
+
+    def start(self) -> None:
+        self.call.owned = True
+        self.task = in_background(self.run())
 
     def forward(self, events) -> bytes:
         """Inspect upstream events; pass them through, or translate them into the caller's format."""
@@ -557,38 +687,47 @@ class Pump:
                     call, "The upstream connection failed mid-stream; you are billed only for what was delivered."
                 )
             )
+        except Exception as exc:  # an event TokenHub cannot read (bad JSON, wrong types): the stream ends here
+            self.error = f"unreadable upstream event: {type(exc).__name__}"
+            await self.emit(
+                _stream_error_event(
+                    call, "The upstream sent an event TokenHub could not read; you are billed for what was delivered."
+                )
+            )
         finally:
-            if not self.client_gone:
-                await self.queue.put(None)  # end of the answer for the response generator
-            await self.attempt.response.aclose()
+            # The settlement is arranged first, with no await before it: a cancellation arriving in
+            # what follows (the client leaving while the queue is full) cannot skip it.
             complete = state.finished and not self.error
             status = UsageStatus.OK if complete and not self.client_gone else UsageStatus.PARTIAL
             error = self.error
             if self.client_gone:
                 error = "client disconnected; upstream drained" if complete else "client disconnected"
-            await _settle(call, self.attempt, state.usage, status, state.content_events, error)
+            in_background(_settle(call, self.attempt, state.usage, status, state.content_events, error))
+            await self.attempt.response.aclose()
+            if not self.client_gone:
+                await self.queue.put(None)  # end of the answer for the response generator
 
-    def client_left(self, task: asyncio.Task) -> None:
+    def client_left(self) -> None:
+        if self.client_gone or self.task is None or self.task.done():
+            return
         self.client_gone = True
         if settings.TOKENHUB_DISCONNECT_POLICY == "drain":
             self.detached = True
             while not self.queue.empty():  # unblock a pending put
                 self.queue.get_nowait()
         else:
-            task.cancel()
+            self.task.cancel()
 
-
-async def _stream(call: Call, attempt: upstream.Attempt):
-    pump = Pump(call, attempt)
-    task = in_background(pump.run())
-    finished = False
-    try:
-        while True:
-            data = await pump.queue.get()
-            if data is None:
-                finished = True
-                return
-            yield data
-    finally:
-        if not finished and not task.done():
-            pump.client_left(task)
+    async def forwarded(self):
+        """What the caller is sent: the pump's queue until its end marker."""
+        finished = False
+        try:
+            while True:
+                data = await self.queue.get()
+                if data is None:
+                    finished = True
+                    return
+                yield data
+        finally:
+            if not finished:
+                self.client_left()

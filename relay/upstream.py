@@ -40,7 +40,6 @@ class UpstreamFailure:
     status: int
     message: str
     caller_fault_body: bytes | None = None  # a caller-caused 4xx from the upstream
-    content_type: str = "application/json"
     channel_format: str = ""  # the format that caller-caused error is in
 
 
@@ -65,11 +64,6 @@ async def _channel_failed(route: routing.Route, key_position: int, kind: str, de
     health.record_failure(route.channel_id, kind, detail, retry_after)
 
 
-def _not_serving(route: routing.Route) -> None:
-    if route.limited:
-        health.call_finished(route.channel_id)
-
-
 def build_body(body: dict, route: routing.Route, *, openai_stream_usage: bool) -> bytes:
     outgoing = dict(body)
     outgoing["model"] = route.upstream_model
@@ -88,58 +82,78 @@ async def open_stream(
     """Try the routes in order until one answers 2xx; returns the open (unread) response."""
     failures: list[str] = []
     for route in routes[: settings.TOKENHUB_MAX_ATTEMPTS]:
-        keys = plan.upstream_keys(route.channel_id)
-        if not keys:
-            failures.append("a channel has no usable key")
+        outcome = await _attempt(plan, route, prepared_for, forward_headers)
+        if isinstance(outcome, str):
+            failures.append(outcome)
             continue
+        return outcome
+    return _summarise(failures)
+
+
+async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) -> Attempt | UpstreamFailure | str:
+    """One channel: its answer, a caller-caused refusal, or why it failed (a health event recorded).
+
+    Whatever goes wrong here is this attempt's failure, so the walk goes on to the next channel; and
+    whatever way this attempt ends without an answer (cancellation included), the channel's
+    in-flight count is given back and its response closed.
+    """
+    keys = plan.upstream_keys(route.channel_id)
+    if not keys:
+        return "a channel has no usable key"
+    counted = False
+    response: httpx.Response | None = None
+    try:
         position = health.pick_key(route.channel_id, len(keys)) if len(keys) > 1 else 0
         prepared = prepared_for(route)
-        operation, body = prepared.operation, prepared.body
-        url = providers.endpoint(route.provider, route.base_url, operation)
+        url = providers.endpoint(route.provider, route.base_url, prepared.operation)
         headers = providers.auth_headers(route.provider, keys[position])
         if route.api_format == "anthropic":
             headers.update(forward_headers)  # anthropic-version / anthropic-beta from the caller
         headers["content-type"] = "application/json"
-        content = build_body(body, route, openai_stream_usage=operation == "chat")
+        content = build_body(prepared.body, route, openai_stream_usage=prepared.operation == "chat")
         if route.limited:  # only the channel actually called counts against its limits
             health.call_started(route.channel_id)
+            counted = True
         try:
             response = await providers.post_streaming(url, headers, content)
         except UnsafeUpstream as exc:
-            _not_serving(route)
-            failures.append("a channel's upstream address is not allowed")
             logger.warning("channel %s refused at connect: %s", route.public_id, exc)
             health.record_failure(route.channel_id, health.CONNECT, "address not allowed")
-            continue
+            return "a channel's upstream address is not allowed"
         except httpx.TimeoutException:
-            _not_serving(route)
-            failures.append("an upstream timed out")
             await _channel_failed(route, position, health.TIMEOUT, "timeout")
-            continue
+            return "an upstream timed out"
         except httpx.TransportError as exc:
-            _not_serving(route)
-            failures.append("an upstream could not be reached")
             await _channel_failed(route, position, health.CONNECT, f"connect error {type(exc).__name__}")
-            continue
+            return "an upstream could not be reached"
+        except Exception as exc:  # the channel's own data (key, URL) could not make a request
+            logger.warning("channel %s: request not sent: %s", route.public_id, type(exc).__name__)
+            health.record_failure(route.channel_id, health.CONNECT, f"request not sent: {type(exc).__name__}")
+            return "a channel could not be called"
         if response.is_success:
             if route.channel_id in plan.probing:
                 health.record_success(route.channel_id)
-            return Attempt(route, position, response, operation)
-        error_body = await response.aread()
-        await response.aclose()
-        _not_serving(route)
-        if response.status_code in CALLER_FAULT_STATUSES:
-            return UpstreamFailure(
-                response.status_code, "the upstream rejected the request", error_body,
-                response.headers.get("content-type", "application/json"), route.api_format,
-            )  # fmt: skip
-        kind = providers.classify(response.status_code, error_body[:2000].decode("utf-8", "replace"))
-        if kind is None:  # e.g. 404: this channel cannot serve it; not a health problem
-            failures.append(f"an upstream answered {response.status_code}")
-            continue
-        failures.append(f"an upstream answered {response.status_code}")
+            attempt, response, counted = Attempt(route, position, response, prepared.operation), None, False
+            return attempt  # its response and its in-flight count now belong to the caller
+        return await _refused(route, position, response)
+    except Exception as exc:
+        logger.warning("channel %s: attempt failed: %s", route.public_id, type(exc).__name__)
+        return "a channel failed unexpectedly"
+    finally:
+        if response is not None:
+            await response.aclose()
+        if counted:
+            health.call_finished(route.channel_id)
+
+
+async def _refused(route: routing.Route, position: int, response: httpx.Response) -> UpstreamFailure | str:
+    error_body = await response.aread()
+    if response.status_code in CALLER_FAULT_STATUSES:
+        return UpstreamFailure(response.status_code, "the upstream rejected the request", error_body, route.api_format)
+    kind = providers.classify(response.status_code, error_body[:2000].decode("utf-8", "replace"))
+    if kind is not None:  # None, e.g. 404: this channel cannot serve it; not a health problem
         await _channel_failed(route, position, kind, f"HTTP {response.status_code}", providers.retry_after(response))
-    return _summarise(failures)
+    return f"an upstream answered {response.status_code}"
 
 
 def _summarise(failures: list[str]) -> UpstreamFailure:

@@ -12,8 +12,10 @@ view alone.
 from __future__ import annotations
 
 import asyncio
+import json
 from contextlib import closing
 
+from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
@@ -68,8 +70,10 @@ class RelayASGIHandler(ASGIHandler):
                 handling.cancel()
 
         watcher = asyncio.ensure_future(watch())
+        response = None
         try:
             response = await self.run_get_response(request)
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
             await self.send_response(response, send)
             state["finished"] = True
         except asyncio.CancelledError:
@@ -79,6 +83,11 @@ class RelayASGIHandler(ASGIHandler):
         finally:
             state["finished"] = True
             watcher.cancel()
+            # A stream that was not sent to its end (or not started: an unstarted generator has no
+            # `finally` to run) tells its pump the client is gone; after a full send this does nothing.
+            abandon = getattr(response, "abandon", None)
+            if abandon is not None:
+                abandon()
 
     def resolve_request(self, request):
         """The relay's few paths resolve once per process (Django's resolver walks every pattern)."""
@@ -107,19 +116,93 @@ def is_relay_path(path: str) -> bool:
     return path == RELAY_PREFIX or path.startswith(RELAY_PREFIX + "/")
 
 
+class BodyTooLarge:
+    """An ASGI `receive` that stops a request body at `limit` bytes, before it is buffered whole.
+
+    Past the limit the application is told the client left (Django then drops the request without
+    answering) and `exceeded` is set, so the caller of the application answers 413 itself.
+    """
+
+    def __init__(self, receive, limit: int):
+        self.receive, self.limit = receive, limit
+        self.received = 0
+        self.exceeded = False
+
+    async def __call__(self):
+        if self.exceeded:
+            return {"type": "http.disconnect"}
+        message = await self.receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.limit:
+                self.exceeded = True
+                return {"type": "http.disconnect"}
+        return message
+
+
+def declared_length(scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def body_limit(path: str) -> int:
+    return settings.TOKENHUB_MAX_BODY_BYTES if is_relay_path(path) else settings.TOKENHUB_SITE_MAX_BODY_BYTES
+
+
+async def send_too_large(scope, send, limit: int) -> None:
+    """413 in the shape the path's callers read: the relay's caller format, the JSON API's, or text."""
+    from relay.errors import caller_format_of, error_body
+
+    path = scope["path"]
+    message = f"The request body is larger than the limit of {limit / 1_000_000:g} MB."
+    content_type = b"application/json"
+    if is_relay_path(path):
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", ())}
+        body = json.dumps(error_body(caller_format_of(path, headers), 413, message, "request_too_large"))
+    elif path.startswith("/api/"):
+        body = json.dumps({"error": {"code": "request_too_large", "message": message}})
+    else:
+        body, content_type = message, b"text/plain; charset=utf-8"
+    payload = body.encode()
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(payload)).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
 class TokenHubASGI:
-    """Routes /v1 to the relay handler and everything else to the full site stack."""
+    """Routes /v1 to the relay handler and everything else to the full site stack.
+
+    Both get request bodies only up to their limit: a declared Content-Length over it is refused
+    before a byte is read, and a body that grows past it while it arrives is cut there.
+    """
 
     def __init__(self, site: ASGIHandler, relay: ASGIHandler):
         self.site = site
         self.relay = relay
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and is_relay_path(scope["path"]):
-            return await self.relay(scope, receive, send)
         if scope["type"] == "lifespan":
             return await self.lifespan(receive, send)
-        return await self.site(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.site(scope, receive, send)
+        limit = body_limit(scope["path"])
+        if declared_length(scope) > limit:
+            return await send_too_large(scope, send, limit)
+        limited = BodyTooLarge(receive, limit)
+        app = self.relay if is_relay_path(scope["path"]) else self.site
+        await app(scope, limited, send)
+        if limited.exceeded:
+            await send_too_large(scope, send, limit)
 
     async def lifespan(self, receive, send):
         """On shutdown (after the server stopped taking requests), settlements still running finish."""

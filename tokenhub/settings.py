@@ -66,6 +66,7 @@ INSTALLED_APPS = [
 # Django hop threads on every /v1 request (tests/foundation/test_middleware.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "tokenhub.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -170,12 +171,34 @@ MAILERS = {"default": {"BACKEND": os.environ.get("EMAIL_BACKEND", "django.core.m
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tokenhub@localhost")
 
 # --- Security -------------------------------------------------------------------
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_CONTENT_TYPE_NOSNIFF = True
-X_FRAME_OPTIONS = "DENY"
-if env_bool("BEHIND_TLS_PROXY", False):
+# Behind a TLS-terminating proxy (which must set X-Forwarded-Proto): secure cookies and HSTS follow.
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", BEHIND_TLS_PROXY)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Sent on https responses only (SecurityMiddleware); a year by default once the site is behind TLS.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if BEHIND_TLS_PROXY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Scripts only from the site's own static files (htmx and app.js are vendored); inline styles stay
+# allowed for the API docs' Swagger UI. Every page gets it (ContentSecurityPolicyMiddleware).
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "font-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
 
 # --- Internationalisation -------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -227,6 +250,8 @@ TOKENHUB_UPSTREAM_MAX_CONNECTIONS = env_int("TOKENHUB_UPSTREAM_MAX_CONNECTIONS",
 # and what a client disconnect mid-stream does: "cancel" the upstream and bill what was delivered,
 # or "drain" the upstream in the background and bill its reported usage.
 TOKENHUB_MAX_BODY_BYTES = env_int("TOKENHUB_MAX_BODY_BYTES", 20_000_000)
+# Every other path (pages, forms, /api): bodies past this are refused while they arrive (tokenhub/handlers.py).
+TOKENHUB_SITE_MAX_BODY_BYTES = env_int("TOKENHUB_SITE_MAX_BODY_BYTES", 2_500_000)
 TOKENHUB_MAX_ATTEMPTS = env_int("TOKENHUB_MAX_ATTEMPTS", 3)
 # PostgreSQL: the relay's holds and settlements share statements and commits under load (billing/batched.py).
 TOKENHUB_LEDGER_BATCHING = env_bool("TOKENHUB_LEDGER_BATCHING", True)

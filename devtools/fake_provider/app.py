@@ -11,6 +11,9 @@ play a healthy channel and a broken one side by side:
   slow-<ms>       wait that long before the first byte
   drip-<ms>       wait that long between stream chunks
   nousage         never report usage
+  html-<status>   answer with an HTML page (text/html) and that status, e.g. html-200, html-400
+  slowbody-<ms>   send a non-streamed answer's headers, then wait that long before its body
+  badevent        streams send one content chunk, then an event whose data is not JSON
 Tools: when a request offers tools and its last turn is the user's (not a tool result), the
 answer is a call of the first tool with arguments {"city": "Paris"} (9 output tokens).
 Any other key succeeds. Paths are matched by suffix, so base URLs with or
@@ -138,10 +141,12 @@ class FakeProvider:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         await self.route(scope["method"], scope["path"], headers, body, send)
 
-    async def respond_json(self, send, status: int, payload, extra_headers=()):
+    async def respond_json(self, send, status: int, payload, extra_headers=(), body_wait_ms: int | None = None):
         data = json.dumps(payload).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers + list(extra_headers)})
+        if body_wait_ms:
+            await asyncio.sleep(body_wait_ms / 1000)
         await send({"type": "http.response.body", "body": data})
 
     async def start_stream(self, send):
@@ -207,6 +212,12 @@ class FakeProvider:
         if key.startswith("fail-"):
             status = int(key.split("-")[1])
             await self.error(send, status, f"simulated upstream status {status}", anthropic)
+            return True
+        if key.startswith("html-"):
+            page = b"<html><body><script>document.title='owned'</script>not an API answer</body></html>"
+            headers = [(b"content-type", b"text/html"), (b"content-length", str(len(page)).encode())]
+            await send({"type": "http.response.start", "status": int(key.split("-")[1]), "headers": headers})
+            await send({"type": "http.response.body", "body": page})
             return True
         return False
 
@@ -305,7 +316,7 @@ class FakeProvider:
             }
             if "nousage" not in key:
                 payload["usage"] = usage
-            return await self.respond_json(send, 200, payload)
+            return await self.respond_json(send, 200, payload, body_wait_ms=self.key_number(key, "slowbody-"))
         await self.start_stream(send)
         cut_after = self.key_number(key, "cut-")
 
@@ -335,6 +346,8 @@ class FakeProvider:
                 raise ConnectionAbortedError("simulated upstream drop")
             await self.chunk_wait(key)
             await send({"type": "http.response.body", "body": chunk({"content": word}), "more_body": True})
+            if "badevent" in key:
+                await send({"type": "http.response.body", "body": b"data: {not json\n\n", "more_body": True})
         await send({"type": "http.response.body", "body": chunk({}, finish), "more_body": True})
         include_usage = (body.get("stream_options") or {}).get("include_usage")
         if include_usage and "nousage" not in key:

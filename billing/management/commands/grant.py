@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
 from billing import ledger
+from billing.pricing import usd
 
 
 class Command(BaseCommand):
@@ -29,4 +30,4 @@ class Command(BaseCommand):
             ledger.grant(user_id=user.pk, amount=value, memo=memo, actor=f"cli:{getpass.getuser()}")
         except (ledger.LedgerError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"{username}: balance ${ledger.balance_of(user.pk)}")
+        self.stdout.write(f"{username}: balance {usd(ledger.balance_of(user.pk))}")

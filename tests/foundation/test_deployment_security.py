@@ -1,0 +1,87 @@
+"""What a deployment sends and ships: security headers behind TLS, the compose file's settings, the image's contents."""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+import subprocess
+
+import httpx
+import pytest
+import yaml
+
+from tests.servers import ROOT, asgi_server
+
+
+@pytest.mark.services
+def test_behind_a_tls_proxy_pages_carry_hsts_csp_and_secure_cookies(transactional_db):
+    with asgi_server(BEHIND_TLS_PROXY="1") as url:
+        page = httpx.get(f"{url}/accounts/login/", headers={"x-forwarded-proto": "https"})
+        plain = httpx.get(f"{url}/accounts/login/")
+        relay = httpx.post(f"{url}/v1/chat/completions", json={})
+    assert page.status_code == 200
+    assert page.headers["strict-transport-security"].startswith("max-age=31536000")
+    assert "strict-transport-security" not in plain.headers  # never over plain http
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy and "object-src 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert "secure" in page.headers["set-cookie"].lower()  # the CSRF cookie
+    assert relay.headers["x-content-type-options"] == "nosniff"
+    assert relay.headers["content-type"] == "application/json"
+
+
+@pytest.mark.services
+def test_the_compose_file_passes_the_tls_and_cookie_settings():
+    validator = shutil.which("docker-compose")
+    assert validator, "Debian's docker-compose is needed (scripts/ensure-services installs it)"
+    config = subprocess.run(
+        [validator, "config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "BEHIND_TLS_PROXY": "1", "SECURE_HSTS_SECONDS": "600"},
+    )
+    assert config.returncode == 0, config.stderr
+    environment = yaml.safe_load(config.stdout)["services"]["web"]["environment"]
+    assert environment["BEHIND_TLS_PROXY"] == "1" and environment["SECURE_HSTS_SECONDS"] == "600"
+    for name in ("SECURE_COOKIES", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_SSL_REDIRECT"):
+        assert name in environment
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last matching pattern wins; `!` re-includes; a directory pattern covers what is in it."""
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.removeprefix("!").rstrip("/").removeprefix("**/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatch(p, pattern) or fnmatch.fnmatch(p.rsplit("/", 1)[-1], pattern) for p in prefixes):
+            ignored = not negate
+    return ignored
+
+
+def test_the_image_never_bakes_in_secrets_environments_or_databases():
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    for secret in [
+        ".env",
+        ".env.production",
+        ".demo/secrets.env",
+        ".venv/bin/python",
+        "db.sqlite3",
+        "db.sqlite3-wal",
+        ".git/config",
+        "accounts/__pycache__/keys.cpython-313.pyc",
+    ]:
+        assert _ignored(secret, patterns), secret
+    for needed in [
+        "manage.py",
+        "requirements.txt",
+        "tokenhub/settings.py",
+        "static/vendor/htmx.min.js",
+        ".env.example",
+        "templates/base.html",
+    ]:
+        assert not _ignored(needed, patterns), needed
