@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from . import throttle
 from .keys import normalise_model_list
-from .models import User
+from .models import KeyScope, User
 
 
 class SignupForm(UserCreationForm):
@@ -45,6 +45,15 @@ class ThrottledAuthenticationForm(AuthenticationForm):
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, initial="default")
+    scope = forms.TypedChoiceField(
+        choices=KeyScope.choices,
+        initial=KeyScope.RELAY,
+        required=False,
+        empty_value=KeyScope.RELAY,
+        widget=forms.RadioSelect,
+        help_text="A relay key is enough for apps and scripts that call models; "
+        "give a manage key only to tools that run your account.",
+    )
     expires_at = forms.DateTimeField(
         required=False,
         help_text="Optional, UTC. Leave empty for a key that does not expire.",

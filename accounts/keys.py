@@ -21,7 +21,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import ApiKey, User
+from .models import ApiKey, KeyScope, User
 
 KEY_PREFIX = "sk-hub-"
 # 36 random bytes -> 48 URL-safe characters after the prefix.
@@ -53,6 +53,7 @@ class KeyIdentity:
     expires_at: datetime | None
     revoked: bool
     spend_cap_usd: Decimal | None
+    scope: str = KeyScope.RELAY
 
     def refusal(self, now: datetime | None = None) -> str | None:
         """Why this key may not be used now, or None."""
@@ -77,11 +78,13 @@ def _identity(key: ApiKey) -> KeyIdentity:
         expires_at=key.expires_at,
         revoked=key.revoked_at is not None,
         spend_cap_usd=key.spend_cap_usd,
+        scope=key.scope,
     )
 
 
 def _cache_key(key_hash: str) -> str:
-    return f"apikey:{key_hash}"
+    # v2: identities gained a scope; never read a pickle of the old shape.
+    return f"apikey:v2:{key_hash}"
 
 
 def normalise_model_list(names) -> list[str]:
@@ -101,6 +104,7 @@ def create_key(
     expires_at: datetime | None = None,
     allowed_models=(),
     spend_cap_usd: Decimal | None = None,
+    scope: str = KeyScope.RELAY,
 ) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the full key, which is never retrievable again."""
     raw_key = generate_raw_key()
@@ -112,6 +116,7 @@ def create_key(
         expires_at=expires_at,
         allowed_models=normalise_model_list(allowed_models),
         spend_cap_usd=spend_cap_usd,
+        scope=scope,
     )
     return key, raw_key
 

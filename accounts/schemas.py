@@ -5,6 +5,8 @@ from decimal import Decimal
 
 from ninja import Field, Schema
 
+from accounts.models import KeyScope
+
 
 class MeOut(Schema):
     username: str
@@ -16,6 +18,7 @@ class ApiKeyOut(Schema):
     public_id: str
     name: str
     prefix: str
+    scope: str
     status: str
     created_at: datetime
     expires_at: datetime | None
@@ -29,6 +32,7 @@ class ApiKeyIn(Schema):
     name: str = Field(min_length=1, max_length=100)
     expires_at: datetime | None = None
     allowed_models: list[str] = []
+    scope: KeyScope = Field(KeyScope.RELAY, description="relay: /v1 and usage reads; manage: the whole API.")
     spend_cap_usd: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=8)
 
 
