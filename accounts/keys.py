@@ -54,9 +54,12 @@ class KeyIdentity:
     revoked: bool
     spend_cap_usd: Decimal | None
     scope: str = KeyScope.RELAY
+    user_active: bool = True
 
     def refusal(self, now: datetime | None = None) -> str | None:
         """Why this key may not be used now, or None."""
+        if not self.user_active:
+            return "This API key's account has been deactivated; its keys no longer work."
         if self.revoked:
             return "This API key has been revoked."
         if self.expires_at is not None and self.expires_at <= (now or timezone.now()):
@@ -79,11 +82,12 @@ def _identity(key: ApiKey) -> KeyIdentity:
         revoked=key.revoked_at is not None,
         spend_cap_usd=key.spend_cap_usd,
         scope=key.scope,
+        user_active=key.user.is_active,
     )
 
 
 def _cache_key(key_hash: str) -> str:
-    # v2: identities gained a scope; never read a pickle of the old shape.
+    # v2: identities gained scope and user_active; never read a pickle of the old shape.
     return f"apikey:v2:{key_hash}"
 
 
@@ -122,7 +126,7 @@ def create_key(
 
 
 def _load_identity(key_hash: str) -> KeyIdentity | None:
-    key = ApiKey.objects.filter(key_hash=key_hash).first()
+    key = ApiKey.objects.filter(key_hash=key_hash).select_related("user").first()
     if key is None:
         return None
     identity = _identity(key)
@@ -147,8 +151,8 @@ def _load_in_thread(key_hash: str) -> KeyIdentity | None:
 
 
 # key hash -> (identity, monotonic expiry): the relay's per-process copy, so a busy key costs no
-# round trip at all. A revocation reaches this process at once and the others within
-# TOKENHUB_KEY_LOCAL_SECONDS.
+# round trip at all. A revocation or deactivation reaches this process at once and the others
+# within TOKENHUB_KEY_LOCAL_SECONDS.
 _local: dict[str, tuple[KeyIdentity, float]] = {}
 LOCAL_LIMIT = 10_000
 
@@ -176,6 +180,14 @@ def forget(key: ApiKey) -> None:
     """Drop the cached identity so the next request reads the row again."""
     _local.pop(key.key_hash, None)
     cache.delete(_cache_key(key.key_hash))
+
+
+def forget_user(user_id: int) -> None:
+    """Drop the cached identities of every key of a user (after a change to the user itself)."""
+    hashes = list(ApiKey.objects.filter(user_id=user_id).values_list("key_hash", flat=True))
+    for key_hash in hashes:
+        _local.pop(key_hash, None)
+    cache.delete_many([_cache_key(key_hash) for key_hash in hashes])
 
 
 def revoke_key(key: ApiKey) -> bool:
