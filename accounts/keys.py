@@ -3,7 +3,9 @@
 The full key exists only in the creator's response; the database holds its
 SHA-256 hash (unique, indexed) and a short display prefix. Look-ups are cached
 by hash, so a request with a known key costs no query; revocation and edits
-delete the cache entry.
+delete the cache entry. An unknown hash is cached too, briefly, as a "no such
+key" marker, so a stream of bad keys costs one query per distinct key; creating
+a key deletes the marker for its hash.
 """
 
 from __future__ import annotations
@@ -91,6 +93,12 @@ def _cache_key(key_hash: str) -> str:
     return f"apikey:v2:{key_hash}"
 
 
+# The cached value for "no key has this hash". Short-lived: it only has to absorb a burst of
+# retries with the same bad key, and every node drops it within the local window after a create.
+MISSING = "missing"
+MISSING_SECONDS = 60
+
+
 def normalise_model_list(names) -> list[str]:
     """Trim and de-duplicate, keeping case and order: invisible whitespace must not hide a model."""
     seen: dict[str, None] = {}
@@ -128,10 +136,17 @@ def create_key(
 def _load_identity(key_hash: str) -> KeyIdentity | None:
     key = ApiKey.objects.filter(key_hash=key_hash).select_related("user").first()
     if key is None:
+        cache.set(_cache_key(key_hash), MISSING, timeout=MISSING_SECONDS)
         return None
     identity = _identity(key)
     cache.set(_cache_key(key_hash), identity, timeout=settings.TOKENHUB_KEY_CACHE_SECONDS)
     return identity
+
+
+def _cached(key_hash: str) -> KeyIdentity | str | None:
+    """The shared cache's answer: an identity, MISSING, or None when it knows nothing."""
+    found = cache.get(_cache_key(key_hash))
+    return found if isinstance(found, KeyIdentity) or found == MISSING else None
 
 
 def lookup(raw_key: str) -> KeyIdentity | None:
@@ -139,8 +154,10 @@ def lookup(raw_key: str) -> KeyIdentity | None:
     if not looks_like_key(raw_key):
         return None
     key_hash = hash_key(raw_key)
-    identity = cache.get(_cache_key(key_hash))
-    return identity if identity is not None else _load_identity(key_hash)
+    found = _cached(key_hash)
+    if found is None:
+        return _load_identity(key_hash)
+    return None if found == MISSING else found
 
 
 def _load_in_thread(key_hash: str) -> KeyIdentity | None:
@@ -152,9 +169,24 @@ def _load_in_thread(key_hash: str) -> KeyIdentity | None:
 
 # key hash -> (identity, monotonic expiry): the relay's per-process copy, so a busy key costs no
 # round trip at all. A revocation or deactivation reaches this process at once and the others
-# within TOKENHUB_KEY_LOCAL_SECONDS.
+# within TOKENHUB_KEY_LOCAL_SECONDS. Unknown hashes have their own table, so a flood of made-up
+# keys can fill only that one and never evicts the copies of real keys.
 _local: dict[str, tuple[KeyIdentity, float]] = {}
+_local_missing: dict[str, float] = {}
 LOCAL_LIMIT = 10_000
+
+
+def _remember_locally(key_hash: str, identity: KeyIdentity | None, now: float) -> None:
+    window = settings.TOKENHUB_KEY_LOCAL_SECONDS
+    if window <= 0:
+        return
+    table = _local if identity is not None else _local_missing
+    if len(table) >= LOCAL_LIMIT:
+        table.clear()
+    if identity is not None:
+        _local[key_hash] = (identity, now + window)
+    else:
+        _local_missing[key_hash] = now + min(window, MISSING_SECONDS)
 
 
 async def alookup(raw_key: str) -> KeyIdentity | None:
@@ -166,19 +198,21 @@ async def alookup(raw_key: str) -> KeyIdentity | None:
     found = _local.get(key_hash)
     if found is not None and found[1] > now:
         return found[0]
-    identity = cache.get(_cache_key(key_hash))
-    if identity is None:
+    if _local_missing.get(key_hash, 0) > now:
+        return None
+    cached = _cached(key_hash)
+    if cached is None:
         identity = await sync_to_async(_load_in_thread, thread_sensitive=False)(key_hash)
-    if identity is not None and settings.TOKENHUB_KEY_LOCAL_SECONDS > 0:
-        if len(_local) >= LOCAL_LIMIT:
-            _local.clear()
-        _local[key_hash] = (identity, now + settings.TOKENHUB_KEY_LOCAL_SECONDS)
+    else:
+        identity = None if cached == MISSING else cached
+    _remember_locally(key_hash, identity, now)
     return identity
 
 
 def forget(key: ApiKey) -> None:
-    """Drop the cached identity so the next request reads the row again."""
+    """Drop the cached identity (or "no such key" marker) so the next request reads the row again."""
     _local.pop(key.key_hash, None)
+    _local_missing.pop(key.key_hash, None)
     cache.delete(_cache_key(key.key_hash))
 
 

@@ -10,6 +10,7 @@ from .models import ApiKey, User
 @receiver(post_save, sender=ApiKey)
 @receiver(post_delete, sender=ApiKey)
 def forget_cached_key(sender, instance: ApiKey, **kwargs) -> None:
+    # On create this also drops a "no such key" marker left for the new key's hash.
     from .keys import forget
 
     forget(instance)
