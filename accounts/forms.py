@@ -8,6 +8,8 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
 from django.utils import timezone
 
+from tokenhub.lib.text import validate_printable
+
 from . import throttle
 from .keys import normalise_model_list
 from .models import KeyScope, User
@@ -93,7 +95,7 @@ class ThrottledAdminAuthenticationForm(LockoutMessageMixin, AdminAuthenticationF
 
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(max_length=100, initial="default")
+    name = forms.CharField(max_length=100, initial="default", validators=[validate_printable])
     scope = forms.TypedChoiceField(
         choices=KeyScope.choices,
         initial=KeyScope.RELAY,
@@ -130,4 +132,7 @@ class ApiKeyForm(forms.Form):
 
     def clean_allowed_models(self):
         raw = self.cleaned_data.get("allowed_models") or ""
-        return normalise_model_list(raw.replace(",", "\n").splitlines())
+        names = normalise_model_list(raw.replace(",", "\n").splitlines())
+        for name in names:
+            validate_printable(name)
+        return names
