@@ -4,7 +4,11 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from . import keys
+from .forms import ThrottledAdminAuthenticationForm
 from .models import ApiKey, User
+
+# The admin's log-in shows the same lock-out as the site's (the backend enforces it for both).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 @admin.register(User)

@@ -5,6 +5,8 @@ from django.utils import timezone
 from ninja import Router, Status
 from ninja.errors import HttpError
 
+from tokenhub.lib.api_auth import RELAY_READABLE
+
 from . import keys
 from .models import ApiKey
 from .schemas import ApiKeyIn, ApiKeyOut, MeOut, NewApiKeyOut
@@ -12,7 +14,7 @@ from .schemas import ApiKeyIn, ApiKeyOut, MeOut, NewApiKeyOut
 router = Router(tags=["account"])
 
 
-@router.get("/me", response=MeOut)
+@router.get("/me", response=MeOut, auth=RELAY_READABLE)
 def me(request):
     return request.auth
 

@@ -3,7 +3,9 @@
 The full key exists only in the creator's response; the database holds its
 SHA-256 hash (unique, indexed) and a short display prefix. Look-ups are cached
 by hash, so a request with a known key costs no query; revocation and edits
-delete the cache entry.
+delete the cache entry. An unknown hash is cached too, briefly, as a "no such
+key" marker, so a stream of bad keys costs one query per distinct key; creating
+a key deletes the marker for its hash.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import ApiKey, User
+from .models import ApiKey, KeyScope, User
 
 KEY_PREFIX = "sk-hub-"
 # 36 random bytes -> 48 URL-safe characters after the prefix.
@@ -53,9 +55,13 @@ class KeyIdentity:
     expires_at: datetime | None
     revoked: bool
     spend_cap_usd: Decimal | None
+    scope: str = KeyScope.RELAY
+    user_active: bool = True
 
     def refusal(self, now: datetime | None = None) -> str | None:
         """Why this key may not be used now, or None."""
+        if not self.user_active:
+            return "This API key's account has been deactivated; its keys no longer work."
         if self.revoked:
             return "This API key has been revoked."
         if self.expires_at is not None and self.expires_at <= (now or timezone.now()):
@@ -77,11 +83,20 @@ def _identity(key: ApiKey) -> KeyIdentity:
         expires_at=key.expires_at,
         revoked=key.revoked_at is not None,
         spend_cap_usd=key.spend_cap_usd,
+        scope=key.scope,
+        user_active=key.user.is_active,
     )
 
 
 def _cache_key(key_hash: str) -> str:
-    return f"apikey:{key_hash}"
+    # v2: identities gained scope and user_active; never read a pickle of the old shape.
+    return f"apikey:v2:{key_hash}"
+
+
+# The cached value for "no key has this hash". Short-lived: it only has to absorb a burst of
+# retries with the same bad key, and every node drops it within the local window after a create.
+MISSING = "missing"
+MISSING_SECONDS = 60
 
 
 def normalise_model_list(names) -> list[str]:
@@ -101,6 +116,7 @@ def create_key(
     expires_at: datetime | None = None,
     allowed_models=(),
     spend_cap_usd: Decimal | None = None,
+    scope: str = KeyScope.RELAY,
 ) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the full key, which is never retrievable again."""
     raw_key = generate_raw_key()
@@ -112,17 +128,25 @@ def create_key(
         expires_at=expires_at,
         allowed_models=normalise_model_list(allowed_models),
         spend_cap_usd=spend_cap_usd,
+        scope=scope,
     )
     return key, raw_key
 
 
 def _load_identity(key_hash: str) -> KeyIdentity | None:
-    key = ApiKey.objects.filter(key_hash=key_hash).first()
+    key = ApiKey.objects.filter(key_hash=key_hash).select_related("user").first()
     if key is None:
+        cache.set(_cache_key(key_hash), MISSING, timeout=MISSING_SECONDS)
         return None
     identity = _identity(key)
     cache.set(_cache_key(key_hash), identity, timeout=settings.TOKENHUB_KEY_CACHE_SECONDS)
     return identity
+
+
+def _cached(key_hash: str) -> KeyIdentity | str | None:
+    """The shared cache's answer: an identity, MISSING, or None when it knows nothing."""
+    found = cache.get(_cache_key(key_hash))
+    return found if isinstance(found, KeyIdentity) or found == MISSING else None
 
 
 def lookup(raw_key: str) -> KeyIdentity | None:
@@ -130,8 +154,10 @@ def lookup(raw_key: str) -> KeyIdentity | None:
     if not looks_like_key(raw_key):
         return None
     key_hash = hash_key(raw_key)
-    identity = cache.get(_cache_key(key_hash))
-    return identity if identity is not None else _load_identity(key_hash)
+    found = _cached(key_hash)
+    if found is None:
+        return _load_identity(key_hash)
+    return None if found == MISSING else found
 
 
 def _load_in_thread(key_hash: str) -> KeyIdentity | None:
@@ -142,10 +168,25 @@ def _load_in_thread(key_hash: str) -> KeyIdentity | None:
 
 
 # key hash -> (identity, monotonic expiry): the relay's per-process copy, so a busy key costs no
-# round trip at all. A revocation reaches this process at once and the others within
-# TOKENHUB_KEY_LOCAL_SECONDS.
+# round trip at all. A revocation or deactivation reaches this process at once and the others
+# within TOKENHUB_KEY_LOCAL_SECONDS. Unknown hashes have their own table, so a flood of made-up
+# keys can fill only that one and never evicts the copies of real keys.
 _local: dict[str, tuple[KeyIdentity, float]] = {}
+_local_missing: dict[str, float] = {}
 LOCAL_LIMIT = 10_000
+
+
+def _remember_locally(key_hash: str, identity: KeyIdentity | None, now: float) -> None:
+    window = settings.TOKENHUB_KEY_LOCAL_SECONDS
+    if window <= 0:
+        return
+    table = _local if identity is not None else _local_missing
+    if len(table) >= LOCAL_LIMIT:
+        table.clear()
+    if identity is not None:
+        _local[key_hash] = (identity, now + window)
+    else:
+        _local_missing[key_hash] = now + min(window, MISSING_SECONDS)
 
 
 async def alookup(raw_key: str) -> KeyIdentity | None:
@@ -157,20 +198,30 @@ async def alookup(raw_key: str) -> KeyIdentity | None:
     found = _local.get(key_hash)
     if found is not None and found[1] > now:
         return found[0]
-    identity = cache.get(_cache_key(key_hash))
-    if identity is None:
+    if _local_missing.get(key_hash, 0) > now:
+        return None
+    cached = _cached(key_hash)
+    if cached is None:
         identity = await sync_to_async(_load_in_thread, thread_sensitive=False)(key_hash)
-    if identity is not None and settings.TOKENHUB_KEY_LOCAL_SECONDS > 0:
-        if len(_local) >= LOCAL_LIMIT:
-            _local.clear()
-        _local[key_hash] = (identity, now + settings.TOKENHUB_KEY_LOCAL_SECONDS)
+    else:
+        identity = None if cached == MISSING else cached
+    _remember_locally(key_hash, identity, now)
     return identity
 
 
 def forget(key: ApiKey) -> None:
-    """Drop the cached identity so the next request reads the row again."""
+    """Drop the cached identity (or "no such key" marker) so the next request reads the row again."""
     _local.pop(key.key_hash, None)
+    _local_missing.pop(key.key_hash, None)
     cache.delete(_cache_key(key.key_hash))
+
+
+def forget_user(user_id: int) -> None:
+    """Drop the cached identities of every key of a user (after a change to the user itself)."""
+    hashes = list(ApiKey.objects.filter(user_id=user_id).values_list("key_hash", flat=True))
+    for key_hash in hashes:
+        _local.pop(key_hash, None)
+    cache.delete_many([_cache_key(key_hash) for key_hash in hashes])
 
 
 def revoke_key(key: ApiKey) -> bool:

@@ -17,6 +17,12 @@ class User(AbstractUser):
         db_table = "accounts_user"
 
 
+class KeyScope(models.TextChoices):
+    # relay: /v1 and reading the account's usage and balance; manage: the whole /api, like a session.
+    RELAY = "relay", "Relay: call models, read usage and balance"
+    MANAGE = "manage", "Manage: the whole account (keys, channels, payouts)"
+
+
 def new_public_id() -> str:
     return secrets.token_urlsafe(9)
 
@@ -38,6 +44,7 @@ class ApiKey(models.Model):
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=20, help_text="The first characters of the key, for recognising it.")
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scope = models.CharField(max_length=10, choices=KeyScope.choices, default=KeyScope.RELAY)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -58,6 +65,7 @@ class ApiKey(models.Model):
                 condition=Q(spend_cap_usd__isnull=True) | Q(spend_cap_usd__gte=0), name="apikey_spend_cap_not_negative"
             ),
             models.CheckConstraint(condition=Q(spent_usd__gte=0), name="apikey_spent_not_negative"),
+            models.CheckConstraint(condition=Q(scope__in=KeyScope.values), name="apikey_scope_known"),
         ]
 
     def __str__(self) -> str:

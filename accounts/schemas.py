@@ -5,6 +5,9 @@ from decimal import Decimal
 
 from ninja import Field, Schema
 
+from accounts.models import KeyScope
+from tokenhub.lib.text import AwareDatetime, PrintableText
+
 
 class MeOut(Schema):
     username: str
@@ -16,6 +19,7 @@ class ApiKeyOut(Schema):
     public_id: str
     name: str
     prefix: str
+    scope: str
     status: str
     created_at: datetime
     expires_at: datetime | None
@@ -26,9 +30,10 @@ class ApiKeyOut(Schema):
 
 
 class ApiKeyIn(Schema):
-    name: str = Field(min_length=1, max_length=100)
-    expires_at: datetime | None = None
-    allowed_models: list[str] = []
+    name: PrintableText(1, 100)
+    expires_at: AwareDatetime | None = Field(None, description="With a timezone, e.g. 2027-01-31T12:00:00Z.")
+    allowed_models: list[PrintableText(0, 200)] = []
+    scope: KeyScope = Field(KeyScope.RELAY, description="relay: /v1 and usage reads; manage: the whole API.")
     spend_cap_usd: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=8)
 
 

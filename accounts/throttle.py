@@ -1,11 +1,15 @@
-"""Log-in throttling: failed attempts per (username, client address) in the cache."""
+"""Brute-force limits in the cache: failed log-ins per (username, client address), and hourly
+rate limits for sign-ups and password resets per client address (and per reset e-mail)."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 
 from django.conf import settings
 from django.core.cache import cache
+
+RATE_WINDOW_SECONDS = 3600  # the *_RATE_LIMIT settings count per hour
 
 
 def _key(username: str, address: str) -> str:
@@ -33,3 +37,26 @@ def record_failure(username: str, address: str) -> None:
 
 def clear_failures(username: str, address: str) -> None:
     cache.delete(_key(username, address))
+
+
+def retry_after(action: str, subject: str, limit: int, window: int = RATE_WINDOW_SECONDS) -> int | None:
+    """Count one `action` by `subject` (an address, an e-mail); past `limit` in the current fixed
+    window, the seconds until that window ends. A limit of 0 turns the check off."""
+    if limit <= 0:
+        return None
+    now = time.time()
+    digest = hashlib.sha256(f"{action}|{subject.lower()}".encode()).hexdigest()[:32]
+    key = f"rate:{action}:{digest}:{int(now // window)}"
+    cache.add(key, 0, timeout=window + 60)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add() and incr()
+        cache.add(key, 1, timeout=window + 60)
+        count = 1
+    if count <= limit:
+        return None
+    return max(1, int(window - now % window))
+
+
+def minutes(seconds: int) -> int:
+    return max(1, -(-seconds // 60))

@@ -3,14 +3,14 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import LoginView
+from django.contrib.auth.views import LoginView, PasswordResetView
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from tokenhub.views import site_origin
 
 from . import keys
-from .forms import ApiKeyForm, SignupForm, ThrottledAuthenticationForm
+from .forms import ApiKeyForm, SignupForm, ThrottledAuthenticationForm, ThrottledPasswordResetForm
 from .models import ApiKey
 
 
@@ -22,10 +22,10 @@ def get_key_for_user(request, public_id: str) -> ApiKey:
 def signup(request):
     if request.user.is_authenticated:
         return redirect("billing:dashboard")
-    form = SignupForm(request.POST or None)
+    form = SignupForm(request.POST or None, request=request)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend="accounts.backends.ThrottledModelBackend")
         messages.success(request, "Welcome to TokenHub. Create an API key to make your first call.")
         return redirect("accounts:keys")
     return render(request, "accounts/signup.html", {"form": form})
@@ -35,6 +35,13 @@ class ThrottledLoginView(LoginView):
     form_class = ThrottledAuthenticationForm
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
+
+
+class ThrottledPasswordResetView(PasswordResetView):
+    form_class = ThrottledPasswordResetForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
 
 
 @login_required

@@ -6,6 +6,8 @@ from django.utils import timezone
 from ninja import Query, Router, Status
 from ninja.errors import HttpError
 
+from tokenhub.lib.api_auth import RELAY_READABLE
+
 from . import ledger, reports
 from .models import Payout
 from .schemas import (
@@ -27,12 +29,12 @@ from .views import checkin_state
 router = Router(tags=["money"])
 
 
-@router.get("/balance", response=BalanceOut)
+@router.get("/balance", auth=RELAY_READABLE, response=BalanceOut)
 def balance(request):
     return {"balance_usd": ledger.balance_of(request.auth.pk), "earnings_usd": ledger.earnings_of(request.auth.pk)}
 
 
-@router.get("/usage", response=UsagePage)
+@router.get("/usage", auth=RELAY_READABLE, response=UsagePage)
 def usage(request, query: Query[UsageQuery]):
     filters = reports.UsageFilters(
         key=query.key, model=query.model, status=query.status, start=query.start, end=query.end
@@ -46,7 +48,7 @@ def usage(request, query: Query[UsageQuery]):
     }
 
 
-@router.get("/statement", response=StatementPage)
+@router.get("/statement", auth=RELAY_READABLE, response=StatementPage)
 def statement(request, page: int = 1, per_page: int = 100):
     found = Paginator(reports.statement(request.auth.pk), min(max(per_page, 1), 500)).get_page(page)
     lines = [

@@ -4,6 +4,8 @@ from decimal import Decimal
 
 from django import forms
 
+from tokenhub.lib.text import validate_printable
+
 
 class RedeemForm(forms.Form):
     code = forms.CharField(
@@ -35,7 +37,11 @@ class UsageFilterForm(forms.Form):
 
 class PayoutForm(forms.Form):
     amount = forms.DecimalField(min_value=Decimal("0.00000001"), max_digits=20, decimal_places=8, label="Amount (USD)")
-    destination = forms.CharField(max_length=200, help_text="Where to send it (e.g. an IBAN or a PayPal address).")
+    destination = forms.CharField(
+        max_length=200,
+        validators=[validate_printable],
+        help_text="Where to send it (e.g. an IBAN or a PayPal address).",
+    )
 
 
 class MoveEarningsForm(forms.Form):

@@ -81,7 +81,7 @@ def usage_rows(user_id: int, filters: UsageFilters):
         rows = rows.filter(status=filters.status)
     if filters.start:
         rows = rows.filter(created_at__gte=_day_start(filters.start))
-    if filters.end:
+    if filters.end and filters.end < date.max:  # the last day has no "next day"; nothing is later
         rows = rows.filter(created_at__lt=_day_start(filters.end + timedelta(days=1)))
     return rows.order_by("-created_at", "-id")
 

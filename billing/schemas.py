@@ -5,6 +5,8 @@ from decimal import Decimal
 
 from ninja import Field, Schema
 
+from tokenhub.lib.text import PrintableText
+
 
 class BalanceOut(Schema):
     balance_usd: Decimal
@@ -34,9 +36,9 @@ class UsagePage(Schema):
 
 
 class UsageQuery(Schema):
-    key: str = ""
-    model: str = ""
-    status: str = ""
+    key: PrintableText(0, 64) = ""
+    model: PrintableText(0, 200) = ""
+    status: PrintableText(0, 32) = ""
     start: date | None = None
     end: date | None = None
     page: int = Field(1, ge=1)
@@ -64,7 +66,7 @@ class CheckInOut(Schema):
 
 
 class RedeemIn(Schema):
-    code: str = Field(min_length=1, max_length=40)
+    code: PrintableText(1, 40)
 
 
 class RedeemOut(Schema):
@@ -93,7 +95,7 @@ class AmountIn(Schema):
 
 class PayoutIn(Schema):
     amount_usd: Decimal = Field(gt=0, max_digits=20, decimal_places=8)
-    destination: str = Field(min_length=1, max_length=200)
+    destination: PrintableText(1, 200)
 
 
 class PayoutOut(Schema):

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -116,14 +116,19 @@ class _Echo:
 
 @login_required
 def usage_csv(request):
-    _form, filters = _usage_filters(request)
+    form, filters = _usage_filters(request)
+    if form.is_bound and not form.is_valid():
+        # Refuse before the first byte: an export must not quietly ignore the caller's filters.
+        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        return HttpResponseBadRequest(f"Invalid filters: {problems}", content_type="text/plain")
+    usage = reports.usage_rows(request.user.pk, filters)
     writer = csv.writer(_Echo())
     header = ["time", "request_id", "model", "key", "input_tokens", "output_tokens", "cache_read_tokens",
               "cache_write_tokens", "cost_usd", "latency_ms", "status", "estimated"]  # fmt: skip
 
     def rows():
         yield writer.writerow(header)
-        for r in reports.usage_rows(request.user.pk, filters).iterator():
+        for r in usage.iterator():
             key_name = r.api_key.name if r.api_key else ""
             tokens = [r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens]
             yield writer.writerow(

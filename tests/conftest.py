@@ -13,6 +13,7 @@ def _forget_process_copies() -> None:
     from channels_app import health, routing
 
     keys._local.clear()
+    keys._local_missing.clear()
     health._forget_recent()
     routing.invalidate()
 

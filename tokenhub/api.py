@@ -5,32 +5,22 @@ from __future__ import annotations
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.security import HttpBearer, SessionAuth
 
-from accounts import keys
-from accounts.models import User
+from .lib.api_auth import MANAGE, KeyScopeError
 
+DESCRIPTION = """Your account, keys, usage, statement and channels.
 
-class HubKeyAuth(HttpBearer):
-    """`Authorization: Bearer sk-hub-…` for scripts; the session (with CSRF) serves the browser."""
+Authenticate with your session (browser, with CSRF) or an sk-hub key as `Authorization: Bearer sk-hub-…`.
+A key has a scope:
 
-    def authenticate(self, request, token: str):
-        identity = keys.lookup(token)
-        if identity is None or identity.refusal() is not None:
-            return None
-        return User.objects.filter(pk=identity.user_id, is_active=True).first()
+- **relay** (the default): calls `/v1` and reads `GET /api/me`, `GET /api/usage`, `GET /api/balance` and
+  `GET /api/statement`. Every other operation answers 403 with the error code `key_scope`.
+- **manage**: everything a logged-in session may do (keys, channels, earnings, payouts, check-in, redeem).
 
+Only a session or a manage key creates keys, and so a manage key. Keys of a deactivated user stop working.
+"""
 
-class SessionUser(SessionAuth):
-    def authenticate(self, request, key):
-        user = super().authenticate(request, key)
-        return user if user and user.is_authenticated else None
-
-
-api = NinjaAPI(
-    title="TokenHub API", version="1", urls_namespace="api", auth=[HubKeyAuth(), SessionUser()],
-    description="Your account, keys, usage, statement and channels. Authenticate with your session or an sk-hub key.",
-)  # fmt: skip
+api = NinjaAPI(title="TokenHub API", version="1", urls_namespace="api", auth=MANAGE, description=DESCRIPTION)
 
 
 def error(request, status: int, code: str, message: str, fields: dict | None = None):
@@ -52,6 +42,11 @@ def on_validation_error(request, exc: ValidationError):
 @api.exception_handler(AuthenticationError)
 def on_authentication_error(request, exc):
     return error(request, 401, "unauthenticated", "Log in, or send an sk-hub key as 'Authorization: Bearer …'.")
+
+
+@api.exception_handler(KeyScopeError)
+def on_key_scope(request, exc: KeyScopeError):
+    return error(request, 403, "key_scope", exc.message)
 
 
 @api.exception_handler(Http404)

@@ -165,3 +165,56 @@ def test_admin_key_changelist_never_shows_the_hash(admin_user, alice):
     assert key.key_hash not in page and raw not in page
     detail = client.get(reverse("admin:accounts_apikey_change", args=[key.pk])).content.decode()
     assert key.key_hash not in detail
+
+
+def test_admin_login_is_throttled_like_the_site_login(admin_user, settings):
+    settings.LOGIN_FAILURE_LIMIT = 3
+    client = Client()
+    url = reverse("admin:login")
+    for _ in range(3):
+        response = client.post(url, {"username": "root", "password": "wrong"})
+        assert "Please enter the correct username and password" in response.content.decode()
+    response = client.post(url, {"username": "root", "password": PASSWORD})
+    assert response.status_code == 200 and "Too many failed log-in attempts" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_failures_at_the_admin_count_towards_the_site_lockout(alice, settings):
+    settings.LOGIN_FAILURE_LIMIT = 2
+    client = Client()
+    for _ in range(2):
+        client.post(reverse("admin:login"), {"username": "alice", "password": "wrong"})
+    response = client.post(reverse("accounts:login"), {"username": "alice", "password": PASSWORD})
+    assert "Too many failed log-in attempts" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_signup_is_rate_limited_per_address(settings):
+    settings.SIGNUP_RATE_LIMIT = 2
+    client = Client()
+    for name in ("ann", "ben"):
+        form = {"username": name, "email": "", "password1": PASSWORD, "password2": PASSWORD}
+        assert client.post(reverse("accounts:signup"), form).status_code == 302
+        client.logout()
+    form = {"username": "cat", "email": "", "password1": PASSWORD, "password2": PASSWORD}
+    response = client.post(reverse("accounts:signup"), form)
+    page = response.content.decode()
+    assert response.status_code == 200 and "Too many sign-ups from your address. Try again in" in page
+    assert not User.objects.filter(username="cat").exists()
+    other = Client(REMOTE_ADDR="192.0.2.7").post(reverse("accounts:signup"), form)
+    assert other.status_code == 302  # another address is not held back
+
+
+def test_password_reset_is_rate_limited_per_address_and_per_email(alice, bob, settings):
+    settings.PASSWORD_RESET_RATE_LIMIT = 3
+    settings.PASSWORD_RESET_EMAIL_RATE_LIMIT = 2
+    url = reverse("accounts:password_reset")
+    for address in ("192.0.2.1", "192.0.2.2"):
+        assert Client(REMOTE_ADDR=address).post(url, {"email": alice.email}).status_code == 302
+    refused = Client(REMOTE_ADDR="192.0.2.3").post(url, {"email": alice.email})
+    assert refused.status_code == 200 and "Too many password reset requests. Try again in" in refused.content.decode()
+    assert len(mail.outbox) == 2
+    one_address = Client(REMOTE_ADDR="192.0.2.9")
+    for email in (bob.email, "nobody@example.test", "someone@example.test"):
+        assert one_address.post(url, {"email": email}).status_code == 302
+    assert "Too many password reset requests" in one_address.post(url, {"email": "x@example.test"}).content.decode()

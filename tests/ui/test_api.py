@@ -19,8 +19,9 @@ from tests.channels.conftest import make_channel
 pytestmark = pytest.mark.django_db
 
 
-def key_client(user) -> tuple[Client, str]:
-    _key, raw = keys.create_key(user, "api")
+def key_client(user, scope: str = "manage") -> tuple[Client, str]:
+    """A client with a key; manage by default, since most of these calls manage the account."""
+    _key, raw = keys.create_key(user, "api", scope=scope)
     return Client(headers={"authorization": f"Bearer {raw}"}), raw
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts import keys
-from accounts.models import User
+from accounts.models import KeyScope, User
 
 
 class Command(BaseCommand):
@@ -12,10 +12,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--name", default="default")
+        parser.add_argument(
+            "--scope", choices=KeyScope.values, default=KeyScope.RELAY, help="relay (default) or manage."
+        )
 
-    def handle(self, *args, username, name, **options):
+    def handle(self, *args, username, name, scope, **options):
         user = User.objects.filter(username=username).first()
         if user is None:
             raise CommandError(f'No user "{username}".')
-        _key, raw_key = keys.create_key(user, name)
+        _key, raw_key = keys.create_key(user, name, scope=scope)
         self.stdout.write(raw_key)

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts import users
+
+
+class Command(BaseCommand):
+    help = "Deactivate a user (or --reactivate): their log-in, sessions and sk-hub keys stop working at once."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--reactivate", action="store_true", help="Make the user active again.")
+
+    def handle(self, *args, username, reactivate, **options):
+        try:
+            changed = users.set_active(username, active=reactivate)
+        except users.UnknownUser as exc:
+            raise CommandError(str(exc)) from None
+        state = "active" if reactivate else "deactivated"
+        self.stderr.write(f'User "{username}" {"is now" if changed else "was already"} {state}.')
