@@ -14,6 +14,7 @@ import logging
 import time
 import traceback
 import uuid
+import weakref
 from dataclasses import dataclass, field
 
 import httpx
@@ -619,6 +620,23 @@ def _finished_in_background(task: asyncio.Task) -> None:
         logger.error("a background settlement failed: %r", task.exception())
 
 
+# Streams being pumped in this process, for a stopping worker to cut (tokenhub/worker.py).
+_live_pumps: weakref.WeakSet = weakref.WeakSet()
+
+
+def cut_streams_after(seconds: float) -> None:
+    """The worker is stopping: streams still open after `seconds` are ended with an error event and settled."""
+
+    def cut() -> None:
+        pumps = list(_live_pumps)
+        if pumps:
+            logger.warning("stopping: cutting %d open stream(s) after a %g s grace", len(pumps), seconds)
+        for pump in pumps:
+            pump.cut()
+
+    asyncio.get_running_loop().call_later(seconds, cut)
+
+
 class Pump:
     """Reads the upstream in a task of its own and owns the settlement.
 
@@ -637,12 +655,21 @@ class Pump:
         self.detached = False  # the client is gone; keep reading but queue nothing
         self.client_gone = False
         self.task: asyncio.Task | None = None
+        self.cutting = False  # the worker is stopping: end the stream with an error event
         found = call.prepared_for(attempt.route).translation
         self.translator = found.stream() if found else None
 
     def start(self) -> None:
         self.call.owned = True
         self.task = in_background(self.run())
+        _live_pumps.add(self)
+        self.task.add_done_callback(lambda _task: _live_pumps.discard(self))
+
+    def cut(self) -> None:
+        """The worker is stopping: end this stream now, with an error event, billed for what was delivered."""
+        if self.task is not None and not self.task.done() and not self.client_gone:
+            self.cutting = True
+            self.task.cancel()
 
     def forward(self, events) -> bytes:
         """Inspect upstream events; pass them through, or translate them into the caller's format."""
@@ -685,6 +712,15 @@ class Pump:
             await self.emit(
                 _stream_error_event(
                     call, "The upstream connection failed mid-stream; you are billed only for what was delivered."
+                )
+            )
+        except asyncio.CancelledError:
+            if not self.cutting:
+                raise
+            self.error = "cut: the worker was stopping"
+            await self.emit(
+                _stream_error_event(
+                    call, "TokenHub is restarting and cut this answer here; you are billed for what was delivered."
                 )
             )
         except Exception as exc:  # an event TokenHub cannot read (bad JSON, wrong types): the stream ends here

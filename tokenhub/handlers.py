@@ -21,7 +21,6 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
 RELAY_PREFIX = "/v1"
-SHUTDOWN_SETTLE_SECONDS = 20.0  # within gunicorn's graceful_timeout (30 s)
 _resolved: dict = {}
 
 
@@ -213,6 +212,6 @@ class TokenHubASGI:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await finish_background(SHUTDOWN_SETTLE_SECONDS)
+                await finish_background(settings.TOKENHUB_SHUTDOWN_SETTLE_SECONDS)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -273,6 +273,10 @@ TOKENHUB_KEY_TPM = env_int("TOKENHUB_KEY_TPM", 0)
 TOKENHUB_DISCONNECT_POLICY = os.environ.get("TOKENHUB_DISCONNECT_POLICY", "cancel").strip() or "cancel"
 # Django's own cap must not answer first with a bare 400; the relay enforces TOKENHUB_MAX_BODY_BYTES.
 DATA_UPLOAD_MAX_MEMORY_SIZE = TOKENHUB_MAX_BODY_BYTES + 1
+# On SIGTERM: how long open streams may go on before they are cut (an error event, settled for what was
+# delivered), and how long the worker then waits for settlements; both within gunicorn's graceful_timeout.
+TOKENHUB_SHUTDOWN_STREAM_GRACE_SECONDS = float(os.environ.get("TOKENHUB_SHUTDOWN_STREAM_GRACE_SECONDS", "15"))
+TOKENHUB_SHUTDOWN_SETTLE_SECONDS = float(os.environ.get("TOKENHUB_SHUTDOWN_SETTLE_SECONDS", "8"))
 # An open hold older than this belongs to a crashed worker and is released.
 TOKENHUB_HOLD_TIMEOUT_SECONDS = env_int("TOKENHUB_HOLD_TIMEOUT_SECONDS", 1800)
 
