@@ -55,7 +55,9 @@ def test_channel(channel: Channel) -> providers.ProbeResult:
         result = providers.ProbeResult(False, 0, "the channel has no upstream key", health.AUTH)
     else:
         key = keys[health.pick_key(channel.pk, len(keys))]
-        result = asyncio.run(providers.test_call(channel.provider, channel.base_url, key, probe_model(channel)))
+        result = asyncio.run(
+            providers.test_call(channel.provider, channel.base_url, key, probe_model(channel), channel.pk)
+        )
     record_outcome(channel, result)
     return result
 
@@ -69,7 +71,7 @@ def probe_balance(channel: Channel) -> providers.BalanceResult:
     keys = channels.upstream_keys(channel)
     if not keys:
         return providers.BalanceResult(False, message="no upstream key")
-    result = asyncio.run(providers.fetch_balance(channel.provider, channel.base_url, keys[0]))
+    result = asyncio.run(providers.fetch_balance(channel.provider, channel.base_url, keys[0], channel.pk))
     channel.balance_checked_at = timezone.now()
     if not result.supported:
         channel.balance_status = "unsupported"

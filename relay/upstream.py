@@ -104,7 +104,7 @@ async def open_stream(
         if route.limited:  # only the channel actually called counts against its limits
             health.call_started(route.channel_id)
         try:
-            response = await providers.post_streaming(url, headers, content)
+            response = await providers.post_streaming(url, headers, content, route.channel_id)
         except UnsafeUpstream as exc:
             _not_serving(route)
             failures.append("a channel's upstream address is not allowed")

@@ -86,15 +86,30 @@ def client() -> httpx.AsyncClient:
     return _pool().client
 
 
-async def post_streaming(url: str, headers: dict[str, str], content: bytes) -> httpx.Response:
+def build_request(method: str, url: str, pool_key: object = None, **options) -> httpx.Request:
+    """A request with this loop's timeouts, on connections kept for `pool_key` (a channel) alone.
+
+    An owner's URL or key that httpx cannot even encode (a control character in the URL, a
+    non-ASCII header) is that attempt's failure, raised as the transport's own refusal.
+    """
+    extensions = {"timeout": _pool().timeouts, "pool_key": pool_key}
+    try:
+        return httpx.Request(method, url, extensions=extensions, **options)
+    except (httpx.InvalidURL, UnicodeEncodeError) as exc:
+        # The type only: a UnicodeEncodeError's text would quote a character of the key.
+        raise httpx.LocalProtocolError(f"refused: the URL or a header cannot be sent ({type(exc).__name__})") from None
+
+
+async def post_streaming(url: str, headers: dict[str, str], content: bytes, pool_key: object = None) -> httpx.Response:
     """The relay's call: straight to this loop's transport, the response body still unread.
 
     The client's own layers (cookies, auth flows, redirects, URL merging) do nothing for these
     calls but cost about a tenth of the worker's time under load, so the relay skips them.
+    `pool_key` (the channel id) keeps each channel's keep-alive connections its own.
     """
     pool = _pool()
     headers = {"user-agent": USER_AGENT, **headers}
-    request = httpx.Request("POST", url, headers=headers, content=content, extensions={"timeout": pool.timeouts})
+    request = build_request("POST", url, pool_key, headers=headers, content=content)
     response = await pool.transport.handle_async_request(request)
     response.request = request
     return response
@@ -183,13 +198,14 @@ def _probe_body(provider: str, model: str) -> tuple[str, dict]:
     return "chat", {"model": model, "max_tokens": 1, "messages": messages}
 
 
-async def test_call(provider: str, base_url: str, api_key: str, model: str) -> ProbeResult:
+async def test_call(provider: str, base_url: str, api_key: str, model: str, pool_key: object = None) -> ProbeResult:
     """One minimal real call (1 output token) through the relay's own client code."""
     operation, body = _probe_body(provider, model)
     url = endpoint(provider, base_url, operation)
     started = time.perf_counter()
     try:
-        response = await client().post(url, json=body, headers=auth_headers(provider, api_key))
+        request = build_request("POST", url, pool_key, json=body, headers=auth_headers(provider, api_key))
+        response = await client().send(request)
     except UnsafeUpstream as exc:
         return ProbeResult(False, 0, f"refused: {exc}", health.CONNECT)
     except httpx.TimeoutException:
@@ -213,7 +229,7 @@ class BalanceResult:
     message: str = ""
 
 
-async def fetch_balance(provider: str, base_url: str, api_key: str) -> BalanceResult:
+async def fetch_balance(provider: str, base_url: str, api_key: str, pool_key: object = None) -> BalanceResult:
     """The upstream account's remaining credit where the provider has an API for it."""
     base = base_url.rstrip("/")
     if provider == Provider.DEEPSEEK:
@@ -223,7 +239,7 @@ async def fetch_balance(provider: str, base_url: str, api_key: str) -> BalanceRe
     else:
         return BalanceResult(False, message=f"{provider} has no balance API")
     try:
-        response = await client().get(url, headers=auth_headers(provider, api_key))
+        response = await client().send(build_request("GET", url, pool_key, headers=auth_headers(provider, api_key)))
     except (UnsafeUpstream, httpx.HTTPError) as exc:
         return BalanceResult(True, message=f"balance query failed: {type(exc).__name__}")
     if response.status_code == 404 and provider == Provider.OPENAI_COMPATIBLE:
