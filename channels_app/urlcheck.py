@@ -66,6 +66,9 @@ def check_addresses(host: str, addresses, scheme: str) -> None:
 
 def validate_base_url(url: str) -> UrlVerdict:
     """At save time. A host that does not resolve is accepted with a warning (checked again at connect)."""
+    if not url.isprintable() or " " in url:
+        # urlsplit would quietly drop tabs and line breaks; the stored URL would still hold them.
+        raise UnsafeUpstream("The base URL must not contain spaces, line breaks or control characters.")
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise UnsafeUpstream("The base URL must be an http(s) URL with a host name.")
