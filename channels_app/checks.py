@@ -40,6 +40,7 @@ def record_outcome(channel: Channel, result: providers.ProbeResult) -> None:
     )
     if result.ok:
         health.record_success(channel.pk)
+        channels.end_probation_if_proven(channel)
         if channel.status == ChannelStatus.AUTO_DISABLED:
             channels.set_status(channel, ChannelStatus.ACTIVE, "")
         return
