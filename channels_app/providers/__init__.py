@@ -18,7 +18,7 @@ from django.conf import settings
 
 from .. import health
 from ..models import Provider
-from ..urlcheck import UnsafeUpstream, check_addresses, resolve
+from ..urlcheck import UnsafeUpstream, check_addresses, default_port, resolve
 from .transport import LeanTransport
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -117,28 +117,31 @@ async def post_streaming(url: str, headers: dict[str, str], content: bytes, pool
 
 # --- SSRF check at connect time, pinned against DNS rebinding -----------------------------
 
-_pins: dict[tuple[str, str], tuple[str, float]] = {}
+_pins: dict[tuple[str, str, int], tuple[str, float]] = {}
 PIN_SECONDS = 30.0
 
 
-def pinned_address(scheme: str, host: str) -> str:
-    """The checked address to connect to for `host` (re-resolved and re-checked every 30 s)."""
-    found = _pins.get((scheme, host))
+def pinned_address(scheme: str, host: str, port: int) -> str:
+    """The checked address to connect to for `host` (re-resolved and re-checked every 30 s).
+
+    The port is part of the check: an operator may allow one port of a private host only.
+    """
+    found = _pins.get((scheme, host, port))
     if found is not None and time.monotonic() - found[1] < PIN_SECONDS:
         return found[0]
     try:
         addresses = resolve(host)
     except OSError as exc:
         raise UnsafeUpstream(f"{host} does not resolve") from exc
-    check_addresses(host, addresses, scheme)
+    check_addresses(host, addresses, scheme, port)
     address = str(addresses[0])
-    _pins[(scheme, host)] = (address, time.monotonic())
+    _pins[(scheme, host, port)] = (address, time.monotonic())
     return address
 
 
 def check_at_connect(url: str) -> None:
     parts = urlsplit(url)
-    pinned_address(parts.scheme, parts.hostname or "")
+    pinned_address(parts.scheme, parts.hostname or "", default_port(parts.scheme, parts.port))
 
 
 class PinnedTransport(LeanTransport):
@@ -149,8 +152,9 @@ class PinnedTransport(LeanTransport):
     """
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        address = pinned_address(request.url.scheme, host)
+        url = request.url
+        host = url.host
+        address = pinned_address(url.scheme, host, default_port(url.scheme, url.port))
         if address != host:
             request.url = request.url.copy_with(host=address)
             request.extensions = {**request.extensions, "sni_hostname": host}
