@@ -33,7 +33,7 @@ HIGH_WATER = 256 * 1024  # unread body bytes before the socket stops being read
 
 # RFC 9110: a method or header name is a token; a field value is VCHAR, obs-text, SP and HTAB (no
 # CR, LF or NUL); a request target has no whitespace or control bytes. Compiled once: this is the
-# hot path (the checks add about 3 µs to a request with six headers, timeit on the dev box).
+# hot path (the checks add about 2 µs to a request with six headers: timeit, 1.5 -> 3.5 µs).
 _not_token = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]").search
 _not_field_value = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
 _not_target = re.compile(rb"[^\x21-\x7e]").search
