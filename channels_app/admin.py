@@ -42,15 +42,15 @@ class ChannelKeyInline(admin.TabularInline):
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     list_display = (
-        "public_id", "name", "owner", "provider", "status", "priority", "weight", "owner_cut",
+        "public_id", "name", "owner", "provider", "status", "priority", "weight", "approved_at", "owner_cut",
         "last_test_ok", "last_test_latency_ms", "balance_usd",
     )  # fmt: skip
-    list_filter = ("status", "provider")
+    list_filter = ("status", "provider", ("approved_at", admin.EmptyFieldListFilter))
     search_fields = ("public_id", "name", "owner__username", "base_url")
     readonly_fields = ("public_id", "last_test_at", "last_test_ok", "last_test_latency_ms", "last_test_message",
                        "balance_usd", "balance_status", "balance_checked_at", "status_changed_at")  # fmt: skip
     inlines = [ChannelKeyInline]
-    actions = ["test", "disable", "enable", "reencrypt"]
+    actions = ["test", "approve", "disable", "enable", "reencrypt"]
 
     @admin.action(description="Test selected channels (one minimal real call each)")
     def test(self, request, queryset):
@@ -58,6 +58,12 @@ class ChannelAdmin(admin.ModelAdmin):
             result = checks.test_channel(channel)
             level = messages.SUCCESS if result.ok else messages.ERROR
             self.message_user(request, f"{channel.public_id} {channel.name}: {result.message}", level)
+
+    @admin.action(description="Approve selected channels (end their probation)")
+    def approve(self, request, queryset):
+        for channel in queryset:
+            channels.approve(channel)
+        self.message_user(request, f"Approved {queryset.count()} channel(s).", messages.SUCCESS)
 
     @admin.action(description="Disable selected channels")
     def disable(self, request, queryset):

@@ -1,25 +1,22 @@
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from ninja import Router, Status
-from ninja.errors import HttpError
-
-from accounts.keys import normalise_model_list
 
 from . import channels, checks
 from .models import Channel
 from .schemas import ChannelIn, ChannelOut, ChannelPatch, TestOut
 
 router = Router(tags=["channels"])
+# A django ValidationError from the domain is answered 422 with its fields by tokenhub/api.py.
 
 
 def _own(request, public_id: str) -> Channel:
     return get_object_or_404(Channel, public_id=public_id, owner=request.auth)
 
 
-def _refuse(exc: ValidationError):
-    raise HttpError(422, "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()))
+def _stripped(keys: list[str] | None) -> list[str] | None:
+    return None if keys is None else [key.strip() for key in keys if key.strip()]
 
 
 @router.get("", response=list[ChannelOut])
@@ -29,16 +26,13 @@ def list_channels(request):
 
 @router.post("", response={201: ChannelOut})
 def create_channel(request, payload: ChannelIn):
+    channels.refuse_priority_unless_staff(request.auth, payload.priority)
     draft = channels.ChannelDraft(
         owner_id=request.auth.pk, provider=payload.provider, base_url=payload.base_url, model_names=payload.model_names,
-        upstream_keys=[k.strip() for k in payload.upstream_keys if k.strip()], name=payload.name,
-        owner_cut=payload.owner_cut_percent / 100, priority=payload.priority, weight=payload.weight,
-        model_mapping=payload.model_mapping,
+        upstream_keys=_stripped(payload.upstream_keys), name=payload.name, owner_cut=payload.owner_cut_percent / 100,
+        priority=payload.priority or 0, weight=payload.weight, model_mapping=payload.model_mapping,
     )  # fmt: skip
-    try:
-        channel, _warnings = channels.create_channel(draft)
-    except ValidationError as exc:
-        _refuse(exc)
+    channel, _warnings = channels.create_channel(draft)
     return Status(201, channel)
 
 
@@ -46,21 +40,13 @@ def create_channel(request, payload: ChannelIn):
 def edit_channel(request, public_id: str, payload: ChannelPatch):
     channel = _own(request, public_id)
     changes = payload.dict(exclude_unset=True)
-    if "upstream_keys" in changes:
-        try:
-            channels.replace_keys(channel, [k.strip() for k in changes.pop("upstream_keys") or [] if k.strip()])
-        except ValidationError as exc:
-            _refuse(exc)
+    channels.refuse_priority_unless_staff(request.auth, changes.get("priority"))
     if "owner_cut_percent" in changes:
-        channel.owner_cut = changes.pop("owner_cut_percent") / 100
-    if "model_names" in changes:
-        channel.model_names = normalise_model_list(changes.pop("model_names"))
-        if not channel.model_names:
-            raise HttpError(422, "model_names: list at least one model.")
-    for field, value in changes.items():
-        setattr(channel, field, value)
-    channel.save()
-    return channel
+        percent = changes.pop("owner_cut_percent")
+        changes["owner_cut"] = None if percent is None else percent / 100
+    if "upstream_keys" in changes:
+        changes["upstream_keys"] = _stripped(changes["upstream_keys"])
+    return channels.edit_channel(channel, changes)
 
 
 @router.post("/{public_id}/test", response=TestOut)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.keys import normalise_model_list
 
-from . import crypto
+from . import crypto, owner_input
 from .models import DEFAULT_BASE_URL, Channel, ChannelKey, ChannelStatus, Provider
 from .urlcheck import UnsafeUpstream, validate_base_url
 
@@ -37,19 +38,51 @@ def parse_upstream_keys(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def _first_error(check, value) -> str | None:
+    try:
+        check(value)
+    except ValidationError as exc:
+        return " ".join(exc.messages)
+    return None
+
+
+def _key_errors(upstream_keys: list[str]) -> str | None:
+    if not upstream_keys:
+        return "Give at least one upstream key."
+    bad = [n for n, key in enumerate(upstream_keys, start=1) if _first_error(owner_input.validate_upstream_key, key)]
+    if bad:
+        return f"Key {bad[0]}: an upstream key is visible ASCII only (no spaces, line breaks or control characters)."
+    return None
+
+
+def _field_errors(values: dict) -> dict[str, str]:
+    """Field -> message for the owner-editable fields present in `values`."""
+    checks = {
+        "name": owner_input.validate_name,
+        "model_names": owner_input.validate_model_names,
+        "model_mapping": owner_input.validate_model_mapping,
+        "weight": lambda v: owner_input.validate_in_range(v, owner_input.WEIGHT_RANGE, "weight"),
+        "priority": lambda v: owner_input.validate_in_range(v, owner_input.PRIORITY_RANGE, "priority"),
+    }
+    errors = {field: _first_error(check, values[field]) for field, check in checks.items() if field in values}
+    if errors.get("name"):
+        errors["name"] = "The name " + errors["name"]
+    if "model_names" in values and not errors.get("model_names") and not normalise_model_list(values["model_names"]):
+        errors["model_names"] = "List at least one model this channel serves."
+    if "upstream_keys" in values:
+        errors["upstream_keys"] = _key_errors(values["upstream_keys"])
+    cut = values.get("owner_cut", Decimal("0"))
+    if not isinstance(cut, Decimal) or not Decimal("0") <= cut <= MAX_OWNER_CUT:
+        errors["owner_cut"] = "The owner's cut must be between 0 % and 50 %."
+    return {field: message for field, message in errors.items() if message}
+
+
 def validate(draft: ChannelDraft) -> list[str]:
     """Raises ValidationError naming the field; returns warnings (e.g. a host that does not resolve yet)."""
-    errors: dict[str, str] = {}
+    fields = ("name", "model_names", "weight", "priority", "upstream_keys", "owner_cut")
+    errors = _field_errors({"model_mapping": draft.model_mapping or {}, **{f: getattr(draft, f) for f in fields}})
     if draft.provider not in Provider.values:
         errors["provider"] = f"Unknown provider {draft.provider!r}; one of {', '.join(Provider.values)}."
-    if not draft.upstream_keys:
-        errors["upstream_keys"] = "Give at least one upstream key."
-    if not normalise_model_list(draft.model_names):
-        errors["model_names"] = "List at least one model this channel serves."
-    if not Decimal("0") <= draft.owner_cut <= MAX_OWNER_CUT:
-        errors["owner_cut"] = "The owner's cut must be between 0 % and 50 %."
-    if draft.weight < 1:
-        errors["weight"] = "The weight must be 1 or more."
     warnings: list[str] = []
     try:
         verdict = validate_base_url(draft.base_url)
@@ -98,11 +131,43 @@ def create_channel(draft: ChannelDraft) -> tuple[Channel, list[str]]:
 
 
 def replace_keys(channel: Channel, upstream_keys: list[str]) -> None:
-    if not upstream_keys:
-        raise ValidationError({"upstream_keys": "Give at least one upstream key."})
+    message = _key_errors(upstream_keys)
+    if message:
+        raise ValidationError({"upstream_keys": message})
     with transaction.atomic():
         _seal_keys(channel, upstream_keys)
         channel.save(update_fields=["updated_at"])
+
+
+def refuse_priority_unless_staff(user, priority: int | None) -> None:
+    """Priority is the platform's ordering (routing.py): owners choose only their weight."""
+    if priority is not None and not user.is_staff:
+        raise ValidationError({"priority": "The priority is set by TokenHub's staff; owners choose a weight (1-100)."})
+
+
+EDITABLE = ("name", "model_names", "model_mapping", "owner_cut", "priority", "weight")
+
+
+def edit_channel(channel: Channel, changes: dict) -> Channel:
+    """Apply an owner's changes (fields of EDITABLE, and `upstream_keys`): all valid, or nothing saved."""
+    unknown = set(changes) - {*EDITABLE, "upstream_keys"}
+    if unknown:
+        raise ValidationError({field: "This field cannot be changed here." for field in sorted(unknown)})
+    errors = _field_errors(changes)
+    if errors:
+        raise ValidationError(errors)
+    upstream_keys = changes.pop("upstream_keys", None)
+    if "model_names" in changes:
+        changes["model_names"] = normalise_model_list(changes["model_names"])
+    if "model_mapping" in changes:
+        changes["model_mapping"] = {k.strip(): v.strip() for k, v in changes["model_mapping"].items()}
+    with transaction.atomic():
+        for field, value in changes.items():
+            setattr(channel, field, value)
+        channel.save()
+        if upstream_keys is not None:
+            _seal_keys(channel, upstream_keys)
+    return channel
 
 
 def upstream_keys(channel: Channel) -> list[str]:
@@ -137,6 +202,27 @@ def rotate_encryption() -> int:
             key_id=box.key_id, ciphertext=box.ciphertext
         )
     return rotated
+
+
+def approve(channel: Channel) -> None:
+    """End the channel's probation (routing.py): its weight counts in full from now on."""
+    if channel.approved_at is None:
+        channel.approved_at = timezone.now()
+        channel.save(update_fields=["approved_at", "updated_at"])
+
+
+def end_probation_if_proven(channel: Channel) -> bool:
+    """After a passing test: TOKENHUB_PROBATION_CALLS completed relayed calls end the probation."""
+    from billing.models import UsageRecord, UsageStatus
+
+    needed = settings.TOKENHUB_PROBATION_CALLS
+    if channel.approved_at is not None or needed <= 0:
+        return False
+    served = UsageRecord.objects.filter(channel=channel.public_id, status=UsageStatus.OK)[:needed].count()
+    if served < needed:
+        return False
+    approve(channel)
+    return True
 
 
 def auto_disable(channel_id: int, reason: str) -> bool:

@@ -40,6 +40,7 @@ def record_outcome(channel: Channel, result: providers.ProbeResult) -> None:
     )
     if result.ok:
         health.record_success(channel.pk)
+        channels.end_probation_if_proven(channel)
         if channel.status == ChannelStatus.AUTO_DISABLED:
             channels.set_status(channel, ChannelStatus.ACTIVE, "")
         return
@@ -55,7 +56,9 @@ def test_channel(channel: Channel) -> providers.ProbeResult:
         result = providers.ProbeResult(False, 0, "the channel has no upstream key", health.AUTH)
     else:
         key = keys[health.pick_key(channel.pk, len(keys))]
-        result = asyncio.run(providers.test_call(channel.provider, channel.base_url, key, probe_model(channel)))
+        result = asyncio.run(
+            providers.test_call(channel.provider, channel.base_url, key, probe_model(channel), channel.pk)
+        )
     record_outcome(channel, result)
     return result
 
@@ -69,7 +72,7 @@ def probe_balance(channel: Channel) -> providers.BalanceResult:
     keys = channels.upstream_keys(channel)
     if not keys:
         return providers.BalanceResult(False, message="no upstream key")
-    result = asyncio.run(providers.fetch_balance(channel.provider, channel.base_url, keys[0]))
+    result = asyncio.run(providers.fetch_balance(channel.provider, channel.base_url, keys[0], channel.pk))
     channel.balance_checked_at = timezone.now()
     if not result.supported:
         channel.balance_status = "unsupported"

@@ -6,6 +6,7 @@ from django import forms
 
 from .channels import parse_upstream_keys
 from .models import Provider
+from .owner_input import WEIGHT_RANGE
 
 
 def _lines(text: str) -> list[str]:
@@ -36,8 +37,11 @@ class ChannelForm(forms.Form):
         min_value=Decimal("0"), max_value=Decimal("50"), decimal_places=2, initial=Decimal("20"),
         label="Your cut (%)", help_text="Your share of each call's price, 0 to 50 %.",
     )  # fmt: skip
-    priority = forms.IntegerField(initial=0, help_text="Higher is tried first.")
-    weight = forms.IntegerField(initial=1, min_value=1, help_text="Relative share within a priority.")
+    # No priority here: it is the platform's ordering, set by staff (routing.py).
+    weight = forms.IntegerField(
+        initial=1, min_value=WEIGHT_RANGE[0], max_value=WEIGHT_RANGE[1],
+        help_text="Your channel's relative share among channels serving the same model, 1 to 100.",
+    )  # fmt: skip
 
     def clean_upstream_keys(self):
         keys = parse_upstream_keys(self.cleaned_data["upstream_keys"])

@@ -10,6 +10,15 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .owner_input import (
+    PRIORITY_RANGE,
+    WEIGHT_RANGE,
+    validate_model_mapping,
+    validate_model_names,
+    validate_text,
+)
+from .urlcheck import UnsafeUpstream, validate_base_url
+
 PRICE = {"max_digits": 20, "decimal_places": 8}
 
 
@@ -103,6 +112,14 @@ class ModelAlias(models.Model):
             raise ValidationError({"alias": f'"{self.alias}" already points to "{other.model.name}".'})
 
 
+def validate_upstream_url(url: str) -> None:
+    """The SSRF guard as a field validator, for the admin's form."""
+    try:
+        validate_base_url(url)
+    except UnsafeUpstream as exc:
+        raise ValidationError(str(exc), code="unsafe_upstream") from None
+
+
 def new_channel_id() -> str:
     return "ch_" + secrets.token_urlsafe(8)
 
@@ -123,20 +140,35 @@ class Channel(models.Model):
 
     public_id = models.CharField(max_length=20, unique=True, default=new_channel_id, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="channels")
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_text])
     provider = models.CharField(max_length=24, choices=Provider.choices)
-    base_url = models.URLField(max_length=300)
-    model_names = models.JSONField(default=list, help_text="Model names (canonical or alias) this channel serves.")
-    model_mapping = models.JSONField(
-        default=dict, blank=True, help_text='Optional {"name callers use": "name the upstream expects"}.'
+    base_url = models.URLField(max_length=300, validators=[validate_upstream_url])
+    model_names = models.JSONField(
+        default=list,
+        validators=[validate_model_names],
+        help_text="Model names (canonical or alias) this channel serves.",
     )
+    model_mapping = models.JSONField(
+        default=dict, blank=True, validators=[validate_model_mapping],
+        help_text='Optional {"name callers use": "name the upstream expects"}.',
+    )  # fmt: skip
     owner_cut = models.DecimalField(
         max_digits=5, decimal_places=4, default=Decimal("0"),
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.5"))],
         help_text="The owner's share of each call, 0 to 0.5 (50 %).",
     )  # fmt: skip
-    priority = models.IntegerField(default=0, help_text="Higher is tried first.")
-    weight = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    priority = models.IntegerField(
+        default=0, validators=[MinValueValidator(PRIORITY_RANGE[0]), MaxValueValidator(PRIORITY_RANGE[1])],
+        help_text="Higher is tried first. Set by staff only, -100 to 100.",
+    )  # fmt: skip
+    weight = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(WEIGHT_RANGE[0]), MaxValueValidator(WEIGHT_RANGE[1])],
+        help_text="Relative share within a priority, 1 to 100 (counted as 1 while on probation).",
+    )  # fmt: skip
+    approved_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the channel left probation (staff approval or a proven record); empty: on probation.",
+    )  # fmt: skip
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=ChannelStatus.choices, default=ChannelStatus.ACTIVE)
@@ -164,7 +196,13 @@ class Channel(models.Model):
             models.CheckConstraint(
                 condition=Q(owner_cut__gte=0) & Q(owner_cut__lte=Decimal("0.5")), name="owner_cut_0_to_50"
             ),
-            models.CheckConstraint(condition=Q(weight__gte=1), name="weight_at_least_1"),
+            models.CheckConstraint(
+                condition=Q(weight__gte=WEIGHT_RANGE[0]) & Q(weight__lte=WEIGHT_RANGE[1]), name="weight_1_to_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=PRIORITY_RANGE[0]) & Q(priority__lte=PRIORITY_RANGE[1]),
+                name="priority_within_bounds",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -173,6 +211,10 @@ class Channel(models.Model):
     @property
     def api_format(self) -> str:
         return API_FORMAT[self.provider]
+
+    @property
+    def on_probation(self) -> bool:
+        return self.approved_at is None
 
 
 class ChannelKey(models.Model):

@@ -1,5 +1,14 @@
 """Which channels may serve a call, in which order, and why not when none can.
 
+Routing policy (owners are strangers; see docs/security.md). Channels are tried by priority,
+highest first, and within a priority in weighted random order. The priority is the platform's:
+only staff set it (admin, `add_channel`), within -100..100; owners choose a weight of 1..100, so
+no owner can take a model's traffic by outbidding everyone with a huge number. A new channel is on
+probation until staff approve it or it passes a channel test after TOKENHUB_PROBATION_CALLS
+completed calls: within its priority it is tried after every established channel, its weight
+counted as 1. That only orders candidates: a channel on probation serves normally when it is the
+only usable one (the others excluded, paused, cooling down, or absent).
+
 The routing data (catalog, aliases, channels) is a snapshot held in process
 memory. Any change bumps a version number in the cache; each process checks it
 at most once a second, so a change made on one node is seen by all within
@@ -67,6 +76,7 @@ class Route:
     rpm_limit: int | None = None
     concurrency_limit: int | None = None
     auto_disable: bool = True
+    on_probation: bool = False
 
     @property
     def limited(self) -> bool:
@@ -161,6 +171,7 @@ def build_snapshot() -> Snapshot:
                     rpm_limit=channel.rpm_limit,
                     concurrency_limit=channel.concurrency_limit,
                     auto_disable=channel.auto_disable,
+                    on_probation=channel.on_probation,
                 )
             )
     return snap
@@ -248,11 +259,18 @@ def _weighted_order(routes: list[Route]) -> list[Route]:
     return sorted(routes, key=lambda r: random.random() ** (1.0 / r.weight), reverse=True)
 
 
+def _tier_order(routes: list[Route]) -> list[Route]:
+    """Established channels by weight, then those on probation in a uniform shuffle (weight 1 each)."""
+    established = [r for r in routes if not r.on_probation]
+    probation = [r for r in routes if r.on_probation]
+    return _weighted_order(established) + random.sample(probation, len(probation))
+
+
 def order_by_priority(routes: list[Route]) -> list[Route]:
     tiers: dict[int, list[Route]] = defaultdict(list)
     for route in routes:
         tiers[route.priority].append(route)
-    return [route for priority in sorted(tiers, reverse=True) for route in _weighted_order(tiers[priority])]
+    return [route for priority in sorted(tiers, reverse=True) for route in _tier_order(tiers[priority])]
 
 
 def _exclusion(route: Route, state: health.BreakerState | None, usage: tuple[int, int]) -> str | None:

@@ -5,6 +5,8 @@ from decimal import Decimal
 
 from ninja import Field, Schema
 
+from .owner_input import PRIORITY_RANGE, WEIGHT_RANGE
+
 
 class ChannelOut(Schema):
     public_id: str
@@ -16,6 +18,7 @@ class ChannelOut(Schema):
     owner_cut_percent: Decimal
     priority: int
     weight: int
+    on_probation: bool
     status: str
     status_reason: str
     masked_keys: list[str]
@@ -43,8 +46,8 @@ class ChannelIn(Schema):
     model_names: list[str] = Field(min_length=1)
     model_mapping: dict[str, str] = {}
     owner_cut_percent: Decimal = Field(Decimal("0"), ge=0, le=50)
-    priority: int = 0
-    weight: int = Field(1, ge=1)
+    priority: int | None = Field(None, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1])  # staff only
+    weight: int = Field(1, ge=WEIGHT_RANGE[0], le=WEIGHT_RANGE[1])
 
 
 class ChannelPatch(Schema):
@@ -53,8 +56,8 @@ class ChannelPatch(Schema):
     model_names: list[str] | None = None
     model_mapping: dict[str, str] | None = None
     owner_cut_percent: Decimal | None = Field(None, ge=0, le=50)
-    priority: int | None = None
-    weight: int | None = Field(None, ge=1)
+    priority: int | None = Field(None, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1])  # staff only
+    weight: int | None = Field(None, ge=WEIGHT_RANGE[0], le=WEIGHT_RANGE[1])
 
 
 class TestOut(Schema):

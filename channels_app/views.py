@@ -40,7 +40,7 @@ def channel_list(request):
         draft = channels.ChannelDraft(
             owner_id=request.user.pk, provider=data["provider"], base_url=data["base_url"],
             model_names=data["model_names"], upstream_keys=data["upstream_keys"], name=data["name"],
-            owner_cut=data["cut_percent"] / 100, priority=data["priority"], weight=data["weight"],
+            owner_cut=data["cut_percent"] / 100, weight=data["weight"],
             model_mapping=data["model_mapping"],
         )  # fmt: skip
         try:

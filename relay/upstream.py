@@ -115,7 +115,7 @@ async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) ->
             health.call_started(route.channel_id)
             counted = True
         try:
-            response = await providers.post_streaming(url, headers, content)
+            response = await providers.post_streaming(url, headers, content, route.channel_id)
         except UnsafeUpstream as exc:
             logger.warning("channel %s refused at connect: %s", route.public_id, exc)
             health.record_failure(route.channel_id, health.CONNECT, "address not allowed")

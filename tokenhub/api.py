@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DomainValidationError
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -37,6 +38,18 @@ def on_validation_error(request, exc: ValidationError):
         location = [str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path", "payload")]
         fields[".".join(location) or "body"] = item.get("msg", "invalid")
     return error(request, 422, "invalid_input", "The request has invalid fields.", fields)
+
+
+@api.exception_handler(DomainValidationError)
+def on_domain_validation_error(request, exc: DomainValidationError):
+    """A domain function refused the input (e.g. channels.validate): 422 naming each field, nothing saved."""
+    fields = (
+        {field: " ".join(messages) for field, messages in exc.message_dict.items()}
+        if hasattr(exc, "error_dict")
+        else {}
+    )
+    message = "; ".join(f"{field}: {text}" for field, text in fields.items()) or " ".join(exc.messages)
+    return error(request, 422, "invalid_input", message, fields)
 
 
 @api.exception_handler(AuthenticationError)

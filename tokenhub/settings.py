@@ -229,7 +229,13 @@ WHITENOISE_USE_FINDERS = True
 # Versioned AES-GCM keys for upstream credentials: "id:base64key,id:base64key";
 # the first one encrypts, every listed one decrypts.
 TOKENHUB_ENCRYPTION_KEYS = os.environ.get("TOKENHUB_ENCRYPTION_KEYS", "").strip()
+# Private/loopback upstreams the operator allows (the SSRF guard refuses them otherwise), comma-separated:
+# a host name, an IP or a CIDR allows every port of it; "host:port", "127.0.0.1:8100" or "[::1]:8100"
+# allows only that port.
 TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS = env_list("TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS")
+# A new channel is on probation (weight counted as 1, tried after established channels of its
+# priority) until staff approve it or it passes a channel test after this many completed calls.
+TOKENHUB_PROBATION_CALLS = env_int("TOKENHUB_PROBATION_CALLS", 20)
 TOKENHUB_SITE_NAME = os.environ.get("TOKENHUB_SITE_NAME", "TokenHub")
 # Public origin used in SDK snippets; falls back to the request's own host.
 TOKENHUB_PUBLIC_URL = os.environ.get("TOKENHUB_PUBLIC_URL", "").strip().rstrip("/")

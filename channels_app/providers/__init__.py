@@ -18,7 +18,7 @@ from django.conf import settings
 
 from .. import health
 from ..models import Provider
-from ..urlcheck import UnsafeUpstream, check_addresses, resolve
+from ..urlcheck import UnsafeUpstream, check_addresses, default_port, resolve
 from .transport import LeanTransport
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -86,15 +86,30 @@ def client() -> httpx.AsyncClient:
     return _pool().client
 
 
-async def post_streaming(url: str, headers: dict[str, str], content: bytes) -> httpx.Response:
+def build_request(method: str, url: str, pool_key: object = None, **options) -> httpx.Request:
+    """A request with this loop's timeouts, on connections kept for `pool_key` (a channel) alone.
+
+    An owner's URL or key that httpx cannot even encode (a control character in the URL, a
+    non-ASCII header) is that attempt's failure, raised as the transport's own refusal.
+    """
+    extensions = {"timeout": _pool().timeouts, "pool_key": pool_key}
+    try:
+        return httpx.Request(method, url, extensions=extensions, **options)
+    except (httpx.InvalidURL, UnicodeEncodeError) as exc:
+        # The type only: a UnicodeEncodeError's text would quote a character of the key.
+        raise httpx.LocalProtocolError(f"refused: the URL or a header cannot be sent ({type(exc).__name__})") from None
+
+
+async def post_streaming(url: str, headers: dict[str, str], content: bytes, pool_key: object = None) -> httpx.Response:
     """The relay's call: straight to this loop's transport, the response body still unread.
 
     The client's own layers (cookies, auth flows, redirects, URL merging) do nothing for these
     calls but cost about a tenth of the worker's time under load, so the relay skips them.
+    `pool_key` (the channel id) keeps each channel's keep-alive connections its own.
     """
     pool = _pool()
     headers = {"user-agent": USER_AGENT, **headers}
-    request = httpx.Request("POST", url, headers=headers, content=content, extensions={"timeout": pool.timeouts})
+    request = build_request("POST", url, pool_key, headers=headers, content=content)
     response = await pool.transport.handle_async_request(request)
     response.request = request
     return response
@@ -102,28 +117,31 @@ async def post_streaming(url: str, headers: dict[str, str], content: bytes) -> h
 
 # --- SSRF check at connect time, pinned against DNS rebinding -----------------------------
 
-_pins: dict[tuple[str, str], tuple[str, float]] = {}
+_pins: dict[tuple[str, str, int], tuple[str, float]] = {}
 PIN_SECONDS = 30.0
 
 
-def pinned_address(scheme: str, host: str) -> str:
-    """The checked address to connect to for `host` (re-resolved and re-checked every 30 s)."""
-    found = _pins.get((scheme, host))
+def pinned_address(scheme: str, host: str, port: int) -> str:
+    """The checked address to connect to for `host` (re-resolved and re-checked every 30 s).
+
+    The port is part of the check: an operator may allow one port of a private host only.
+    """
+    found = _pins.get((scheme, host, port))
     if found is not None and time.monotonic() - found[1] < PIN_SECONDS:
         return found[0]
     try:
         addresses = resolve(host)
     except OSError as exc:
         raise UnsafeUpstream(f"{host} does not resolve") from exc
-    check_addresses(host, addresses, scheme)
+    check_addresses(host, addresses, scheme, port)
     address = str(addresses[0])
-    _pins[(scheme, host)] = (address, time.monotonic())
+    _pins[(scheme, host, port)] = (address, time.monotonic())
     return address
 
 
 def check_at_connect(url: str) -> None:
     parts = urlsplit(url)
-    pinned_address(parts.scheme, parts.hostname or "")
+    pinned_address(parts.scheme, parts.hostname or "", default_port(parts.scheme, parts.port))
 
 
 class PinnedTransport(LeanTransport):
@@ -134,8 +152,9 @@ class PinnedTransport(LeanTransport):
     """
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        address = pinned_address(request.url.scheme, host)
+        url = request.url
+        host = url.host
+        address = pinned_address(url.scheme, host, default_port(url.scheme, url.port))
         if address != host:
             request.url = request.url.copy_with(host=address)
             request.extensions = {**request.extensions, "sni_hostname": host}
@@ -183,13 +202,14 @@ def _probe_body(provider: str, model: str) -> tuple[str, dict]:
     return "chat", {"model": model, "max_tokens": 1, "messages": messages}
 
 
-async def test_call(provider: str, base_url: str, api_key: str, model: str) -> ProbeResult:
+async def test_call(provider: str, base_url: str, api_key: str, model: str, pool_key: object = None) -> ProbeResult:
     """One minimal real call (1 output token) through the relay's own client code."""
     operation, body = _probe_body(provider, model)
     url = endpoint(provider, base_url, operation)
     started = time.perf_counter()
     try:
-        response = await client().post(url, json=body, headers=auth_headers(provider, api_key))
+        request = build_request("POST", url, pool_key, json=body, headers=auth_headers(provider, api_key))
+        response = await client().send(request)
     except UnsafeUpstream as exc:
         return ProbeResult(False, 0, f"refused: {exc}", health.CONNECT)
     except httpx.TimeoutException:
@@ -213,7 +233,7 @@ class BalanceResult:
     message: str = ""
 
 
-async def fetch_balance(provider: str, base_url: str, api_key: str) -> BalanceResult:
+async def fetch_balance(provider: str, base_url: str, api_key: str, pool_key: object = None) -> BalanceResult:
     """The upstream account's remaining credit where the provider has an API for it."""
     base = base_url.rstrip("/")
     if provider == Provider.DEEPSEEK:
@@ -223,7 +243,7 @@ async def fetch_balance(provider: str, base_url: str, api_key: str) -> BalanceRe
     else:
         return BalanceResult(False, message=f"{provider} has no balance API")
     try:
-        response = await client().get(url, headers=auth_headers(provider, api_key))
+        response = await client().send(build_request("GET", url, pool_key, headers=auth_headers(provider, api_key)))
     except (UnsafeUpstream, httpx.HTTPError) as exc:
         return BalanceResult(True, message=f"balance query failed: {type(exc).__name__}")
     if response.status_code == 404 and provider == Provider.OPENAI_COMPATIBLE:

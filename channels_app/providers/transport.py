@@ -11,11 +11,17 @@ Scope: HTTP/1.1 with keep-alive, Content-Length, chunked or close-delimited bodi
 configured host name for SNI and the certificate check while the socket goes to the pinned address,
 httpx's timeouts (connect, read between bytes, write, pool) raised as httpx's own exceptions. No
 HTTP/2, proxies, 1xx or upgrades: providers' APIs need none of them.
+
+Channel owners are strangers, and their keys and URLs become bytes here: a request whose method,
+target or headers hold bytes RFC 9110 does not allow (CR/LF/NUL, say) is refused before any byte is
+written, and connections are pooled per `pool_key` (the relay passes the channel) so one owner's
+socket never carries another owner's request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections import deque
@@ -24,6 +30,13 @@ import httptools
 import httpx
 
 HIGH_WATER = 256 * 1024  # unread body bytes before the socket stops being read
+
+# RFC 9110: a method or header name is a token; a field value is VCHAR, obs-text, SP and HTAB (no
+# CR, LF or NUL); a request target has no whitespace or control bytes. Compiled once: this is the
+# hot path (the checks add about 2 µs to a request with six headers: timeit, 1.5 -> 3.5 µs).
+_not_token = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]").search
+_not_field_value = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+_not_target = re.compile(rb"[^\x21-\x7e]").search
 
 
 class _Connection(asyncio.Protocol):
@@ -182,8 +195,26 @@ class _Body(httpx.AsyncByteStream):
             self.pool._release(self.connection, reuse)
 
 
+def request_head(request: httpx.Request) -> bytes:
+    """The request line and headers, or LocalProtocolError (an attempt's failure) for a forbidden byte."""
+    method, target = request.method.encode("ascii", "replace"), request.url.raw_path
+    if not method or not target or _not_token(method) or _not_target(target):
+        raise httpx.LocalProtocolError("refused: the request line holds bytes HTTP does not allow")
+    head = [method + b" " + target + b" HTTP/1.1\r\n"]
+    for name, value in request.headers.raw:
+        if not name or _not_token(name) or _not_field_value(value):
+            raise httpx.LocalProtocolError(f"refused: header {name[:40]!r} holds bytes HTTP does not allow")
+        head.append(name + b": " + value + b"\r\n")
+    head.append(b"\r\n")
+    return b"".join(head)
+
+
 class LeanTransport(httpx.AsyncBaseTransport):
-    """Keep-alive connections per (scheme, address, port, server name); one instance per event loop."""
+    """Keep-alive connections per (scheme, address, port, server name, pool key); one per event loop.
+
+    The pool key (`request.extensions["pool_key"]`, e.g. a channel id) keeps apart connections
+    that must never carry each other's requests, even to the same origin.
+    """
 
     def __init__(self, *, max_connections: int, keepalive_expiry: float, ssl_context: ssl.SSLContext | None = None):
         self.max_connections, self.keepalive_expiry = max_connections, keepalive_expiry
@@ -245,7 +276,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self.open -= 1
 
     async def _connect(self, key: tuple, timeouts: dict) -> _Connection:
-        scheme, address, port, server_name = key
+        scheme, address, port, server_name, _pool_key = key
         await self._slot(timeouts.get("pool"))
         loop = asyncio.get_running_loop()
         tls = scheme == "https"
@@ -283,14 +314,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
         scheme = url.scheme
         port = url.port or (443 if scheme == "https" else 80)
         server_name = request.extensions.get("sni_hostname") or url.host
-        key = (scheme, url.host, port, server_name)
+        key = (scheme, url.host, port, server_name, request.extensions.get("pool_key"))
         timeouts = request.extensions.get("timeout", {})
+        head = request_head(request)  # before any connection is taken: a refused request writes nothing
         body = request.content if isinstance(request.stream, httpx.ByteStream) else await request.aread()
-        head = [f"{request.method} {url.raw_path.decode('ascii')} HTTP/1.1\r\n".encode("ascii")]
-        for name, value in request.headers.raw:
-            head.append(name + b": " + value + b"\r\n")
-        head.append(b"\r\n")
-        message = b"".join(head) + body
+        message = head + body
 
         connection = self._take_idle(key) or await self._connect(key, timeouts)
         try:

@@ -36,9 +36,9 @@ def test_model_mapping_renames_the_upstream_model(catalog, bob):
 
 
 def test_higher_priority_first_then_weighted_random(catalog, bob):
-    low = make_channel(bob, name="low", priority=0)
-    heavy = make_channel(bob, name="heavy", priority=5, weight=3)
-    light = make_channel(bob, name="light", priority=5, weight=1)
+    low = make_channel(bob, name="low", priority=0, approved=True)
+    heavy = make_channel(bob, name="heavy", priority=5, weight=3, approved=True)
+    light = make_channel(bob, name="light", priority=5, weight=1, approved=True)
     firsts = Counter()
     for _ in range(2000):
         order = [r.public_id for r in routing.plan("gpt-4o-mini").routes]

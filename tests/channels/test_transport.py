@@ -27,6 +27,7 @@ class Server:
         self.respond, self.ssl_context = respond, ssl_context
         self.connections = 0
         self.requests = 0
+        self.received: list[bytes] = []  # each request's bytes as they arrived on the socket
 
     async def __aenter__(self):
         self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=self.ssl_context)
@@ -43,7 +44,8 @@ class Server:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.lower().split(b"\r\n")
                 length = next((int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length")), 0)
-                await reader.readexactly(length)
+                body = await reader.readexactly(length)
+                self.received.append(head + body)
                 self.requests += 1
                 if not await self.respond(self.requests, writer):
                     break
@@ -257,3 +259,94 @@ def test_tls_checks_the_configured_name_while_the_socket_goes_to_the_pinned_addr
     assert run(call("upstream.example")) == {"ok": True}
     with pytest.raises(httpx.ConnectError):
         run(call("someone-else.example"))  # the certificate does not name it
+
+
+SMUGGLING_KEY = "k\r\nContent-Length: 0\r\n\r\nPOST /capture HTTP/1.1\r\nHost: evil\r\nContent-Length: 300\r\n\r\n"
+
+
+def test_a_header_that_smuggles_a_request_is_refused_before_any_byte_is_written():
+    """One owner's key must not turn the next caller's request on a shared socket into its own body."""
+
+    async def scenario():
+        async with Server(ok) as server, client() as http:
+            url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
+            with pytest.raises(httpx.LocalProtocolError):
+                await http.post(url, content=b"{}", headers={"authorization": f"Bearer {SMUGGLING_KEY}"})
+            refused_connections = server.connections
+            victim = await http.post(url, content=b'{"prompt":"secret"}', headers={"authorization": "Bearer victim"})
+            return refused_connections, victim.json(), server.received
+
+    refused_connections, answer_, received = run(scenario())
+    assert refused_connections == 0  # refused before a connection was even taken
+    assert answer_ == {"ok": True} and len(received) == 1
+    assert b"/capture" not in received[0] and received[0].endswith(b'{"prompt":"secret"}')
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-api-key": "k\x00"},
+        {"x-api-key": "k\rX-Injected: 1"},
+        {"x-api-key": "k\n"},
+        {"bad name": "v"},
+        {"x-bad:name": "v"},
+        {"": "v"},
+    ],
+)
+def test_header_names_must_be_tokens_and_values_must_hold_no_control_bytes(headers):
+    async def scenario():
+        async with Server(ok) as server, client() as http:
+            with pytest.raises(httpx.LocalProtocolError):
+                await http.get(f"http://127.0.0.1:{server.port}/", headers=headers)
+            return server.connections
+
+    assert run(scenario()) == 0
+
+
+def test_a_method_that_is_not_a_token_is_refused():
+    async def scenario():
+        async with Server(ok) as server, client() as http:
+            with pytest.raises(httpx.LocalProtocolError):
+                await http.request("GET / HTTP/1.1\r\nX:", f"http://127.0.0.1:{server.port}/")
+            return server.connections
+
+    assert run(scenario()) == 0
+
+
+def test_tabs_spaces_and_obs_text_in_values_still_pass():
+    async def scenario():
+        async with Server(ok) as server, client() as http:
+            headers = {"x-note": "a b\tc", "x-obs": b"caf\xe9"}
+            return (await http.get(f"http://127.0.0.1:{server.port}/", headers=headers)).json(), server.received
+
+    answer_, received = run(scenario())
+    assert answer_ == {"ok": True} and b"x-note: a b\tc\r\n" in received[0] and b"x-obs: caf\xe9" in received[0]
+
+
+def test_connections_are_never_shared_between_pool_keys():
+    """The relay pools per channel: one owner's socket never carries another owner's request."""
+
+    async def scenario():
+        async with Server(ok) as server, client() as http:
+            url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
+            for pool_key in ("channel-1", "channel-2", "channel-1", "channel-2"):
+                request = http.build_request("POST", url, content=b"{}", extensions={"pool_key": pool_key})
+                await http.send(request)
+            return server.connections, server.requests
+
+    assert run(scenario()) == (2, 4)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "key"),
+    [
+        ("http://127.0.0.1:9/v1\x00", "good-key"),
+        ("http://127.0.0.1:9/v1", "k\u00e9y"),
+        ("http://127.0.0.1:9/v1", "k\r\nx: y"),
+    ],
+)
+def test_an_unsendable_url_or_key_is_that_attempts_failure_not_a_crash(base_url, key):
+    from channels_app import providers
+
+    result = run(providers.test_call("openai", base_url, key, "gpt-4o-mini"))
+    assert not result.ok and result.message == "cannot connect: LocalProtocolError"

@@ -141,10 +141,10 @@ def test_owner_channels_create_edit_test_pause_and_earnings(bob, carol, catalog,
     public_id = channel["public_id"]
     edited = client.patch(
         f"/api/channels/{public_id}",
-        {"priority": 5, "model_names": ["gpt-4o-mini", "deepseek-chat"]},
+        {"weight": 5, "model_names": ["gpt-4o-mini", "deepseek-chat"]},
         content_type="application/json",
     )
-    assert edited.json()["priority"] == 5 and edited.json()["model_names"] == ["gpt-4o-mini", "deepseek-chat"]
+    assert edited.json()["weight"] == 5 and edited.json()["model_names"] == ["gpt-4o-mini", "deepseek-chat"]
     tested = client.post(f"/api/channels/{public_id}/test").json()
     assert tested["ok"] is True and tested["latency_ms"] >= 0
     assert client.post(f"/api/channels/{public_id}/pause").json()["status"] == ChannelStatus.PAUSED
@@ -154,7 +154,7 @@ def test_owner_channels_create_edit_test_pause_and_earnings(bob, carol, catalog,
         response = getattr(stranger, method)(f"/api/channels/{public_id}{path}", {}, content_type="application/json")
         assert response.status_code == 404, path
     assert stranger.get("/api/channels").json() == []
-    assert Channel.objects.get(public_id=public_id).priority == 5
+    assert Channel.objects.get(public_id=public_id).weight == 5
     earnings = client.get("/api/earnings").json()
     assert (earnings["calls"] == 0 and earnings["available_usd"] == "0E-8") or Decimal(earnings["available_usd"]) == 0
 

@@ -20,8 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--base-url", default="", help="Default: the provider's public API.")
         parser.add_argument("--models", required=True, help="Comma-separated model names.")
         parser.add_argument("--cut", default="0", help="The owner's cut in percent, 0-50 (20 = 20 %%).")
-        parser.add_argument("--priority", type=int, default=0)
-        parser.add_argument("--weight", type=int, default=1)
+        parser.add_argument("--priority", type=int, default=0, help="-100 to 100; higher is tried first.")
+        parser.add_argument("--weight", type=int, default=1, help="1 to 100: the share within a priority.")
         parser.add_argument("--name", default="")
         parser.add_argument("--map", action="append", default=[], help="caller=upstream model name mapping.")
 

@@ -1,0 +1,68 @@
+"""What a channel owner may type, checked where it enters (form, API, `add_channel`, admin).
+
+Owners are strangers and their values end up in headers, URLs, JSON bodies and PostgreSQL text
+(which refuses NUL with a 500). The transport checks the bytes again before they reach a wire;
+these checks give the owner a field error instead.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from django.core.exceptions import ValidationError
+
+PRIORITY_RANGE = (-100, 100)  # set by staff only: see routing.py
+WEIGHT_RANGE = (1, 100)
+NAME_MAX_LENGTH = 100
+
+# Controls (NUL, CR, LF…), format characters (bidi overrides, zero-width), lone surrogates and
+# line/paragraph separators: none belongs in a name, and each can hide or break something.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def has_control_characters(text: str) -> bool:
+    return any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in text)
+
+
+def validate_text(value: str) -> None:
+    if not isinstance(value, str) or has_control_characters(value):
+        raise ValidationError("must not contain control characters or line breaks.", code="control_characters")
+
+
+def validate_name(value: str) -> None:
+    validate_text(value)
+    if len(value) > NAME_MAX_LENGTH:
+        raise ValidationError(f"must be at most {NAME_MAX_LENGTH} characters.", code="max_length")
+
+
+def validate_upstream_key(key: str) -> None:
+    # Keys become header values: visible ASCII only. The message never quotes the key.
+    if not key or not all("\x21" <= char <= "\x7e" for char in key):
+        raise ValidationError(
+            "An upstream key is visible ASCII only: no spaces, line breaks, control or non-ASCII characters.",
+            code="key_characters",
+        )
+
+
+def validate_model_names(names) -> None:
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValidationError("The model list must be a list of names.", code="model_names")
+    for name in names:
+        if has_control_characters(name):
+            raise ValidationError(f"Model name {name!r} holds control characters.", code="control_characters")
+
+
+def validate_model_mapping(mapping) -> None:
+    if not isinstance(mapping, dict):
+        raise ValidationError('The mapping must be {"caller name": "upstream name"}.', code="model_mapping")
+    for caller, upstream in mapping.items():
+        if not isinstance(upstream, str) or not caller.strip() or not upstream.strip():
+            raise ValidationError(f"Mapping {caller!r} needs an upstream model name.", code="model_mapping")
+        if has_control_characters(caller) or has_control_characters(upstream):
+            raise ValidationError(f"Mapping {caller!r} holds control characters.", code="control_characters")
+
+
+def validate_in_range(value: int, bounds: tuple[int, int], what: str) -> None:
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(f"The {what} must be a whole number from {low} to {high}.", code="range")
