@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from django.utils import timezone
 
 from . import channels, health, providers, routing
-from .models import Channel, ChannelStatus
+from .models import LOW_BALANCE_REASON, Channel, ChannelStatus
 
 
 def _auto_disable_reason(result: providers.ProbeResult) -> str:
@@ -84,6 +84,8 @@ def probe_balance(channel: Channel) -> providers.BalanceResult:
     low = channel.min_balance_usd is not None and result.balance_usd is not None
     if low and result.balance_usd < channel.min_balance_usd and channel.status == ChannelStatus.ACTIVE:
         channels.set_status(
-            channel, ChannelStatus.PAUSED, f"upstream balance ${result.balance_usd} below ${channel.min_balance_usd}"
+            channel,
+            ChannelStatus.PAUSED,
+            f"{LOW_BALANCE_REASON} ${result.balance_usd} below ${channel.min_balance_usd}",
         )
     return result

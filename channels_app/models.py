@@ -124,6 +124,10 @@ def new_channel_id() -> str:
     return "ch_" + secrets.token_urlsafe(8)
 
 
+# The start of the status reason a low upstream balance pauses a channel with (channels_app.checks).
+LOW_BALANCE_REASON = "upstream balance"
+
+
 class ChannelStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     PAUSED = "paused", "Paused by owner"

@@ -33,7 +33,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 
 from . import crypto, health
-from .models import API_FORMAT, CatalogModel, Channel, ChannelStatus, ModelAlias
+from .models import API_FORMAT, LOW_BALANCE_REASON, CatalogModel, Channel, ChannelStatus, ModelAlias
 
 logger = logging.getLogger(__name__)
 
@@ -273,24 +273,31 @@ def order_by_priority(routes: list[Route]) -> list[Route]:
     return [route for priority in sorted(tiers, reverse=True) for route in _tier_order(tiers[priority])]
 
 
-def _exclusion(route: Route, state: health.BreakerState | None, usage: tuple[int, int]) -> str | None:
+def _exclusion(route: Route, state: health.BreakerState | None, usage: tuple[int, int]) -> tuple[str, str] | None:
+    """Why this channel cannot serve now, as (what a caller may read, the full story for the owner and staff).
+
+    Callers never see a status reason as written: it can name the staff member who paused a channel
+    or its owner's upstream balance.
+    """
     if route.status == ChannelStatus.PAUSED:
-        return (
-            f"paused: {route.status_reason}"
-            if route.status_reason not in ("", "paused by owner")
-            else "disabled by owner"
-        )
+        if route.status_reason in ("", "paused by owner"):
+            return "disabled by owner", "disabled by owner"
+        if route.status_reason.startswith(LOW_BALANCE_REASON):
+            return "paused: its upstream balance is low", f"paused: {route.status_reason}"
+        return "paused", f"paused: {route.status_reason}"
     if route.status == ChannelStatus.AUTO_DISABLED:
-        return f"auto-disabled: {route.status_reason}"
+        return "auto-disabled after its upstream refused it", f"auto-disabled: {route.status_reason}"
     if route.key_count == 0:
-        return "has no upstream key"
+        return "has no upstream key", "has no upstream key"
     requests_this_minute, in_flight = usage
     if route.rpm_limit and requests_this_minute >= route.rpm_limit:
-        return f"at its limit of {route.rpm_limit} requests per minute"
+        reason = f"at its limit of {route.rpm_limit} requests per minute"
+        return reason, reason
     if route.concurrency_limit and in_flight >= route.concurrency_limit:
-        return f"at its limit of {route.concurrency_limit} concurrent calls"
+        reason = f"at its limit of {route.concurrency_limit} concurrent calls"
+        return reason, reason
     if not health.is_usable(route.channel_id, state):
-        return state.describe()
+        return state.describe(), state.describe()
     return None
 
 
@@ -339,8 +346,8 @@ def _explained_refusal(name: str, candidates: list[Route], reasons) -> Refusal:
     count = len(candidates)
     listing = f"{count} channel{'s' if count != 1 else ''} list{'s' if count == 1 else ''} it"
     # Callers see numbered channels and reasons; admins see public ids and names.
-    public = "; ".join(f"#{i} {reason}" for i, (_route, reason) in enumerate(reasons, start=1))
-    full = "; ".join(f"{route.public_id} ({route.name}) {reason}" for route, reason in reasons)
+    public = "; ".join(f"#{i} {reason[0]}" for i, (_route, reason) in enumerate(reasons, start=1))
+    full = "; ".join(f"{route.public_id} ({route.name}) {reason[1]}" for route, reason in reasons)
     return Refusal(
         503,
         f'no channel can serve "{name}": {listing} — {public}',

@@ -123,6 +123,10 @@ async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) ->
         except httpx.TimeoutException:
             await _channel_failed(route, position, health.TIMEOUT, "timeout")
             return "an upstream timed out"
+        except httpx.LocalProtocolError:  # the channel's own key or URL cannot be put on a wire
+            logger.warning("channel %s: request not sent: its key or URL holds bytes HTTP forbids", route.public_id)
+            health.record_failure(route.channel_id, health.CONNECT, "request not sent: invalid key or URL")
+            return "a channel could not be called"
         except httpx.TransportError as exc:
             await _channel_failed(route, position, health.CONNECT, f"connect error {type(exc).__name__}")
             return "an upstream could not be reached"

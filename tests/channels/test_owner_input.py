@@ -21,7 +21,7 @@ SMUGGLING_KEY = "k\r\nContent-Length: 0\r\n\r\nPOST /capture HTTP/1.1"
 
 
 def key_client(user) -> Client:
-    _key, raw = keys.create_key(user, "api")
+    _key, raw = keys.create_key(user, "api", scope="manage")
     return Client(headers={"authorization": f"Bearer {raw}"})
 
 

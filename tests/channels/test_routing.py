@@ -61,11 +61,25 @@ def test_each_exclusion_reason_is_explained(catalog, bob):
     assert error.status == 503
     assert error.message.startswith('no channel can serve "gpt-4o-mini": 3 channels list it — ')
     assert "disabled by owner" in error.message
-    assert "auto-disabled: 401 at 14:02" in error.message
+    assert "auto-disabled after its upstream refused it" in error.message
     assert "cooling down after 429 at" in error.message
-    # Callers see numbers; admins see which channel is which.
-    assert paused.public_id not in error.message
+    # Callers see numbers and categories; admins see which channel is which, and the reasons as written.
+    assert paused.public_id not in error.message and "401 at 14:02" not in error.message
     assert paused.public_id in error.detail and "(paused)" in error.detail
+    assert "auto-disabled: 401 at 14:02" in error.detail
+
+
+def test_callers_never_read_a_status_reason_as_written(catalog, bob, admin_user):
+    by_staff = make_channel(bob, name="by-staff")
+    channels.set_status(by_staff, ChannelStatus.PAUSED, f"disabled by admin {admin_user.username}")
+    low = make_channel(bob, name="low-balance")
+    channels.set_status(low, ChannelStatus.PAUSED, "upstream balance $1.23 below $5")
+    routing.invalidate()
+    error = refusal("gpt-4o-mini")
+    for secret in (admin_user.username, "$1.23", "by-staff", "low-balance", by_staff.public_id, low.public_id):
+        assert secret not in error.message, secret
+    assert error.message.count("#") == 2 and "paused" in error.message
+    assert admin_user.username in error.detail and "$1.23" in error.detail
 
 
 def test_unknown_model_suggests_the_closest_name(catalog):
@@ -201,7 +215,9 @@ def test_a_channel_paused_for_low_upstream_balance_says_so(catalog, bob):
     channel = make_channel(bob)
     channels.set_status(channel, ChannelStatus.PAUSED, "upstream balance $1.00 below $5")
     routing.invalidate()
-    assert "#1 paused: upstream balance $1.00 below $5" in refusal("gpt-4o-mini").message
+    error = refusal("gpt-4o-mini")
+    assert "#1 paused: its upstream balance is low" in error.message and "$1.00" not in error.message
+    assert "paused: upstream balance $1.00 below $5" in error.detail
 
 
 def test_explain_route_shows_admins_the_full_story(catalog, bob):

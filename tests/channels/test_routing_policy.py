@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 
 def key_client(user) -> Client:
-    _key, raw = keys.create_key(user, "api")
+    _key, raw = keys.create_key(user, "api", scope="manage")
     return Client(headers={"authorization": f"Bearer {raw}"})
 
 
