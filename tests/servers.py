@@ -91,14 +91,21 @@ def running(command: list[str], probe_url: str, env: dict[str, str]):
 @contextlib.contextmanager
 def asgi_server(workers: int = 1, **env_overrides: str):
     """TokenHub through gunicorn + uvicorn workers, the production stack; yields its base URL."""
+    with asgi_server_process(workers, **env_overrides) as (base_url, _process):
+        yield base_url
+
+
+@contextlib.contextmanager
+def asgi_server_process(workers: int = 1, **env_overrides: str):
+    """The same, yielding (base URL, the gunicorn master's process) for tests that signal it."""
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
         "--workers", str(workers), "tokenhub.asgi:application",
     ]  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
-    with running(command, f"{base_url}/healthz", server_env(**env_overrides)):
-        yield base_url
+    with running(command, f"{base_url}/healthz", server_env(**env_overrides)) as process:
+        yield base_url, process
 
 
 @contextlib.contextmanager
