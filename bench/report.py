@@ -65,6 +65,7 @@ def write(report: dict, docs: Path) -> None:
             f"{_fmt(row.get('peak_rss_mb'))} | {_fmt(row.get('cpu_s_per_1000'), 2)} | {_fmt(vs_lite, 2)} | {_fmt(vs_direct, 3)} |"
         )
     lines += targets(report)
+    lines += before_and_after(report)
     realistic = report.get("realistic", {}).get("tokenhub")
     if realistic:
         lines += [
@@ -200,3 +201,34 @@ if __name__ == "__main__":
 
     root = Path(__file__).resolve().parent.parent
     write(json.loads((root / "bench" / "results" / "latest.json").read_text()), root / "docs")
+
+
+def before_and_after(report: dict) -> list[str]:
+    """With BENCH_BASELINE: this tree's TokenHub against that revision's, row by row, measured in turns."""
+    rows = report["rows"]
+    pairs = [
+        (r, b)
+        for r in rows
+        if r["target"] == "tokenhub"
+        for b in rows
+        if b["target"] == "baseline" and _key(b) == _key(r) and b["kind"] == r["kind"]
+    ]
+    if not pairs:
+        return []
+    lines = [
+        "",
+        f"## Before and after (this run): `{report.get('baseline', 'baseline')}` → `{report['environment']['commit']}`",
+        "",
+        "| caller | model | format | stream | conc. | req/s before | req/s after | after ÷ before | p50 ms before | "
+        "p50 ms after | p99 ms before | p99 ms after |",
+        "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for after, before in pairs:
+        ratio = after["rps"] / before["rps"] if before["rps"] else None
+        lines.append(
+            f"| {after['api']} | {after['model']} | {after['kind']} | {'yes' if after['stream'] else 'no'} | "
+            f"{after['concurrency']} | {_fmt(before['rps'])} | {_fmt(after['rps'])} | {_fmt(ratio, 3)} | "
+            f"{_fmt(before['p50_ms'], 2)} | {_fmt(after['p50_ms'], 2)} | {_fmt(before['p99_ms'], 2)} | "
+            f"{_fmt(after['p99_ms'], 2)} |"
+        )
+    return lines

@@ -10,9 +10,11 @@
   streams for memory and CPU per stream.
 - Writes bench/results/latest.json, docs/benchmarks.md and docs/benchmarks.png.
 
-Knobs: PEERS=litellm, BENCH_DURATION (s per row, default 5), BENCH_CONCURRENCY (default 1,10,50,200),
-BENCH_STREAMS (open streams in the realistic run, default 500), BENCH_SOAK (seconds of steady load
-watching memory, default 0), BENCH_ONLY=soak (run only the soak and add it to the last report).
+Knobs: PEERS=litellm; BENCH_BASELINE=<git revision> (that revision's TokenHub beside this tree's, row by
+row in the same run: the before/after of a hot-path change); BENCH_DURATION (s per row, default 5);
+BENCH_CONCURRENCY (default 1,10,50,200); BENCH_STREAMS (open streams in the realistic run, default 500);
+BENCH_SOAK (seconds of steady load watching memory, default 0); BENCH_ONLY=soak (run only the soak and
+add it to the last report).
 """
 
 from __future__ import annotations
@@ -67,12 +69,12 @@ def wait_up(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
 
 
 @contextmanager
-def process(command: list[str], health: str, env: dict, log: str, core: int | None):
+def process(command: list[str], health: str, env: dict, log: str, core: int | None, cwd: Path = ROOT):
     if core is not None:
         command = ["taskset", "-c", str(core), *command]
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / log, "wb") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_up(health, proc)
             yield proc
@@ -133,16 +135,46 @@ def start_fake_and_tokenhub(stack: ExitStack, env: dict, fake_options: list[str]
 
     Returns (fake provider URL, TokenHub URL, sk-hub key, the worker's pids).
     """
-    fake_port, hub_port = free_port(), free_port()
-    fake, hub = f"http://127.0.0.1:{fake_port}", f"http://127.0.0.1:{hub_port}"
+    fake_port = free_port()
+    fake = f"http://127.0.0.1:{fake_port}"
     fake_command = [PY, "-m", "devtools.fake_provider", "--port", str(fake_port), "--tokens", "20", *fake_options]
     stack.enter_context(process(fake_command, f"{fake}/health", env, f"fake{tag}.log", core=0))
-    key = setup_database(env, f"{fake}/v1")
+    hub, key, pids = start_tokenhub(stack, env, fake, tag, ROOT)
+    return fake, hub, key, pids
+
+
+def start_tokenhub(stack: ExitStack, env: dict, fake: str, tag: str, root: Path) -> tuple[str, str, list[int]]:
+    """TokenHub from the tree at `root` (one worker, core 1) on a fresh database: (URL, sk-hub key, worker pids)."""
+    hub_port = free_port()
+    hub = f"http://127.0.0.1:{hub_port}"
+    key = setup_database(env, f"{fake}/v1", root)
     hub_command = [PY, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{hub_port}",
                    "--workers", "1", "tokenhub.asgi:application"]  # fmt: skip
-    master = stack.enter_context(process(hub_command, f"{hub}/healthz", env, f"tokenhub{tag}.log", core=1))
+    master = stack.enter_context(process(hub_command, f"{hub}/healthz", env, f"tokenhub{tag}.log", core=1, cwd=root))
     time.sleep(1)  # let the worker boot before reading its pids and idle memory
-    return fake, hub, key, children(master.pid)
+    return hub, key, children(master.pid)
+
+
+def baseline_tree(revision: str) -> Path:
+    """`revision` exported beside the results (git archive), to run as the same run's "before"."""
+    tree = RESULTS / "baseline-tree"
+    subprocess.run(["rm", "-rf", str(tree)], check=True)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    (tree / ".venv").symlink_to(ROOT / ".venv")
+    return tree
+
+
+def start_baseline(stack: ExitStack, env: dict, fake: str, revision: str) -> tuple[str, str, list[int]]:
+    tree = baseline_tree(revision)
+    base_env = {
+        **env,
+        "PYTHONPATH": str(tree),
+        "DATABASE_URL": env["DATABASE_URL"] + "_base",
+        "REDIS_URL": env["REDIS_URL"].rsplit("/", 1)[0] + "/6",
+    }
+    return start_tokenhub(stack, base_env, fake, "-baseline", tree)
 
 
 def tokenhub_env(database_url: str, redis_url: str) -> dict:
@@ -176,10 +208,10 @@ def services() -> tuple[str, str]:
     return database, redis
 
 
-def setup_database(env: dict, upstream: str) -> str:
+def setup_database(env: dict, upstream: str, root: Path = ROOT) -> str:
     subprocess.run(["redis-cli", "-u", env["REDIS_URL"], "flushdb"], check=True, capture_output=True)
     result = subprocess.run(
-        [str(ROOT / "bench" / "setup_bench_db.sh")],
+        [str(root / "bench" / "setup_bench_db.sh")],
         env={**env, "UPSTREAM": upstream},
         capture_output=True,
         text=True,
@@ -198,13 +230,15 @@ ROWS = [
 
 
 async def table(targets: dict, duration: float, concurrencies: list[int]) -> list[dict]:
+    """Every row for every target; the targets take turns row by row, so a drift in the machine's speed
+    during the run falls on all of them alike."""
     rows = []
-    for name, (url, key, pids) in targets.items():
-        for api, model, kind in ROWS:
-            if name == "direct" and kind == "cross":
-                continue
-            for stream in (False, True):
-                for concurrency in concurrencies:
+    for api, model, kind in ROWS:
+        for stream in (False, True):
+            for concurrency in concurrencies:
+                for name, (url, key, pids) in targets.items():
+                    if name == "direct" and kind == "cross":
+                        continue
                     scenario = loadgen.Scenario(
                         api=api, model=model, stream=stream, concurrency=concurrency, duration=duration
                     )
@@ -236,6 +270,9 @@ def main() -> None:
         fake, hub, key, hub_pids = start_fake_and_tokenhub(stack, env, [], "")
         report["idle_rss_mb"] = round(rss_mb(hub_pids), 1)
         targets = {"direct": (fake, "any", []), "tokenhub": (hub, key, hub_pids)}
+        if os.environ.get("BENCH_BASELINE"):
+            targets["baseline"] = start_baseline(stack, env, fake, os.environ["BENCH_BASELINE"])
+            report["baseline"] = os.environ["BENCH_BASELINE"]
         if with_litellm:
             command = peers.ensure_litellm()
             lite_port = free_port()

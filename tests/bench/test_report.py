@@ -51,3 +51,15 @@ def test_every_single_caller_row_is_judged_not_only_the_headline():
     assert "Every one-caller row (3: " in text
     assert "added p50 1.90–2.60 ms, p99 5.50–11.70 ms; 2 of 3 within both targets" in text
     assert "(highest p99: openai caller, cross-format, stream)" in text
+
+
+def test_a_baseline_run_is_compared_row_by_row():
+    from bench.report import before_and_after
+
+    run = report(hub_rps=720, hub_p50=2.8)
+    run["rows"].append(row("baseline", False, 50, 600, 80, 160))
+    run.update(baseline="3cf8415", environment={"commit": "abc1234"})
+    text = "\n".join(before_and_after(run))
+    assert "`3cf8415` → `abc1234`" in text
+    assert "| openai | gpt-4o-mini | same | no | 50 | 600.0 | 720.0 | 1.200 | 80.00 | 70.00 | 160.00 | 150.00 |" in text
+    assert before_and_after(report(hub_rps=720, hub_p50=2.8)) == []  # no baseline, no section
