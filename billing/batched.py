@@ -13,8 +13,8 @@ zero; the debit of a balance is a conditional UPDATE; balance rows are locked in
 balances, then their holds, by code), as `billing.ledger` does; and `tokenhub_ledger_check` aborts the
 whole statement (so the batch's one database transaction) if any transaction would be short of a leg.
 
-Whatever a batch cannot do — a short balance, accounts not created yet, a hold already closed, a cost
-above the hold, a spend cap to check, a failed statement — comes back as None and that call takes
+Whatever a batch cannot do — a short balance, accounts not created yet, a hold already closed, a spend
+cap to check, a failed statement — comes back as None and that call takes
 `billing.ledger`'s path, which explains the refusal or repairs the state. So this module only ever
 makes the common case cheaper; the ledger stays the authority.
 """
@@ -92,7 +92,7 @@ SETTLES_SQL = """
 WITH req AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
         hold_id bigint, request_id text, user_id bigint, api_key_id bigint, owner_id bigint, held numeric,
-        refund numeric, cost_usd numeric, owner_cut_usd numeric, platform_usd numeric, uncollected_usd numeric,
+        refund numeric, cost_usd numeric, owner_cut_usd numeric, platform_usd numeric, excess_usd numeric,
         kind text, hold_status text, model text, channel text, input_tokens int, output_tokens int,
         cache_read_tokens int, cache_write_tokens int, reasoning_tokens int, latency_ms int, status text,
         estimated bool, error text, n bigint)
@@ -149,10 +149,10 @@ WITH req AS (
     INSERT INTO billing_usagerecord (
         request_id, user_id, api_key_id, model, channel, owner_id, input_tokens, output_tokens,
         cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, owner_cut_usd, platform_usd,
-        uncollected_usd, latency_ms, status, estimated, error, transaction_id, created_at)
+        excess_usd, latency_ms, status, estimated, error, transaction_id, created_at)
     SELECT request_id, user_id, api_key_id, model, channel, owner_id, input_tokens, output_tokens,
         cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, owner_cut_usd, platform_usd,
-        uncollected_usd, latency_ms, status, estimated, error, txn_id, now()
+        excess_usd, latency_ms, status, estimated, error, txn_id, now()
     FROM joined ORDER BY n
     RETURNING request_id, id
 )
@@ -446,7 +446,8 @@ async def settle(
     }  # fmt: skip
     if cost is None and hold.prices is not None:
         cost = cost_of(usage, Prices.from_dict(hold.prices))
-    if enabled() and cost is not None and (cost := ledger.money(cost)) <= hold.amount:
+    if enabled() and cost is not None:
+        cost = ledger.money(cost)
         figures = ledger.settlement_figures(hold.amount, cost, owner_id, owner_cut)
         record = ledger.usage_record_values(
             request_id=hold.request_id, user_id=hold.user_id, api_key_id=hold.api_key_id, model=model or hold.model,

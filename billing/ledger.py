@@ -313,11 +313,7 @@ def _settle(
         cost = money(cost)
         if cost < 0:
             raise ValueError("a cost cannot be negative")
-        available = ZERO
-        if cost > held:
-            # The estimate was short: take the rest from the balance, never below zero.
-            available = Account.objects.select_for_update().get(code=f"user:{user_id}").balance
-        figures = settlement_figures(held, cost, owner_id, owner_cut, available=available)
+        figures = settlement_figures(held, cost, owner_id, owner_cut)
         charged, refund = figures.charged, figures.refund
         owner_share, platform_share = figures.owner_share, figures.platform_share
         legs: list[tuple[int, Decimal]] = []
@@ -327,7 +323,7 @@ def _settle(
             status=status, estimated=estimated, error=error,
         )  # fmt: skip
         kind, closed_status = figures.kind, figures.hold_status
-        if one_statement and refund >= 0:
+        if one_statement:
             usage_id = sql.settle_in_one({
                 **record, "hold_id": hold_id, "held": held, "refund": refund, "owner_share": owner_share,
                 "platform_share": platform_share, "charged": charged, "kind": kind, "hold_status": closed_status,
@@ -338,7 +334,7 @@ def _settle(
             return UsageRecord(id=usage_id, **record)
         # Rows in the same order as hold() takes them (user, then hold): no deadlock between the two.
         if refund:
-            legs.append((_cached_account(_user_spec(user_id), refund, require_funds=refund < 0), refund))
+            legs.append((_cached_account(_user_spec(user_id), refund), refund))
         if held:
             legs.append((sql.move(f"hold:{user_id}", -held), -held))
         payees = {"platform:revenue": ("platform:revenue", AccountKind.REVENUE, None)}
@@ -359,8 +355,8 @@ def _settle(
 
 @dataclass(frozen=True)
 class SettlementFigures:
-    charged: Decimal  # taken from the hold (and, when it was short, from the balance)
-    refund: Decimal  # back to the balance; negative when the balance paid the excess
+    charged: Decimal  # taken from the hold: never more than it
+    refund: Decimal  # the rest of the hold, back to the balance
     owner_share: Decimal
     platform_share: Decimal
 
@@ -385,20 +381,20 @@ def usage_record_values(
         "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
         "cache_write_tokens": usage.cache_write_tokens, "reasoning_tokens": usage.reasoning_tokens,
         "cost_usd": figures.charged, "owner_cut_usd": figures.owner_share, "platform_usd": figures.platform_share,
-        "uncollected_usd": cost - figures.charged, "latency_ms": latency_ms, "status": status,
+        "excess_usd": cost - figures.charged, "latency_ms": latency_ms, "status": status,
         "estimated": estimated, "error": error[:300],
     }  # fmt: skip
 
 
-def settlement_figures(
-    held: Decimal, cost: Decimal, owner_id: int | None, owner_cut: Decimal, *, available: Decimal = ZERO
-) -> SettlementFigures:
-    """Who gets what when a hold of `held` settles at `cost` (`available`: the balance, if cost > held)."""
+def settlement_figures(held: Decimal, cost: Decimal, owner_id: int | None, owner_cut: Decimal) -> SettlementFigures:
+    """Who gets what when a hold of `held` settles at `cost`.
+
+    The hold is the most a call can cost: it was computed from the call's own bounds (its bytes,
+    its output budget, which the upstream is told), so a cost above it is the upstream reporting
+    more than it could have done. That excess is recorded on the usage record, never billed.
+    """
     charged = min(cost, held)
     refund = held - charged
-    if cost > held:
-        extra = min(cost - held, available)
-        charged, refund = held + extra, -extra
     owner_share, platform_share = split(charged, owner_cut if owner_id else ZERO)
     return SettlementFigures(charged, refund, owner_share, platform_share)
 

@@ -116,7 +116,7 @@ def add_key_spend(api_key_id: int, amount: Decimal) -> None:
 USAGE_COLUMNS = (
     "request_id", "user_id", "api_key_id", "model", "channel", "owner_id", "input_tokens", "output_tokens",
     "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd", "owner_cut_usd", "platform_usd",
-    "uncollected_usd", "latency_ms", "status", "estimated", "error", "transaction_id", "created_at",
+    "excess_usd", "latency_ms", "status", "estimated", "error", "transaction_id", "created_at",
 )  # fmt: skip
 
 

@@ -128,6 +128,26 @@ def test_missing_accounts_take_the_ledgers_path_once(alice, carol, assert_ledger
     assert_ledger_whole()
 
 
+def test_a_cost_above_the_hold_is_batched_at_the_hold_and_the_excess_recorded(alice, bob, assert_ledger_whole):
+    fund_with_accounts(alice, "10.00")
+    ledger.owner_account(bob.pk)
+    absurd = Usage(input_tokens=10**9, output_tokens=2 * 10**9)  # $5,000 at PRICES
+
+    async def call():
+        made = await hold(alice, "absurd", amount="0.01")
+        before = batched.stats.statements
+        record = await batched.settle(made, usage=absurd, owner_id=bob.pk, owner_cut=Decimal("0.5"))
+        return record, batched.stats.statements - before
+
+    record, statements = in_one_loop(call)
+    assert statements == 1  # the batch wrote it: no balance to touch, no fallback
+    assert record.cost_usd == Decimal("0.01") and record.excess_usd == Decimal("4999.99")
+    assert UsageRecord.objects.get(request_id="absurd").excess_usd == Decimal("4999.99")
+    assert balance(f"user:{alice.pk}") == Decimal("9.99")
+    assert ledger.earnings_of(bob.pk) == Decimal("0.005")
+    assert_ledger_whole()
+
+
 def test_settling_twice_returns_the_first_record_and_changes_nothing(alice, assert_ledger_whole):
     fund_with_accounts(alice, "1.00")
 
@@ -256,7 +276,7 @@ def test_an_unbalanced_batch_is_refused_whole_by_the_database(alice, bob, assert
     good = {
         "hold_id": made.id, "request_id": "bad", "user_id": alice.pk, "api_key_id": None, "owner_id": bob.pk,
         "held": Decimal("0.01"), "refund": Decimal("0.008"), "cost_usd": Decimal("0.002"),
-        "owner_cut_usd": Decimal("0.0004"), "platform_usd": Decimal("0.0016"), "uncollected_usd": 0, "kind": "settle",
+        "owner_cut_usd": Decimal("0.0004"), "platform_usd": Decimal("0.0016"), "excess_usd": 0, "kind": "settle",
         "hold_status": "settled", "model": "m", "channel": "", "input_tokens": 1, "output_tokens": 1,
         "cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "latency_ms": 1, "status": "ok",
         "estimated": False, "error": "",
