@@ -60,10 +60,11 @@ class InsufficientBalance(LedgerError):
 
 
 class SpendCapReached(LedgerError):
-    def __init__(self, cap: Decimal, spent: Decimal, need: Decimal):
-        self.cap, self.spent, self.need = cap, spent, need
+    def __init__(self, cap: Decimal, spent: Decimal, in_flight: Decimal, need: Decimal):
+        self.cap, self.spent, self.in_flight, self.need = cap, spent, in_flight, need
         super().__init__(
-            f"this key's spend cap is reached: cap {usd(cap)}, spent {usd(spent)}, this call may cost up to {usd(need)}"
+            f"this key's spend cap is reached (counting calls in flight): cap {usd(cap)}, spent {usd(spent)}, "
+            f"in flight {usd(in_flight)}, this call may cost up to {usd(need)}"
         )
 
 
@@ -209,42 +210,29 @@ def hold(
     api_key_id: int | None = None,
     model: str = "",
     prices: Prices | None = None,
-    check_spend_cap: bool = True,
 ) -> Hold:
     """Pre-deduct: move `amount` from the user's balance to their holds. Idempotent by request id.
 
-    `prices` are captured on the hold; `settle` bills the real usage at them. The relay passes
-    `check_spend_cap=False` when the key (from its cached identity) has no cap, saving a query.
+    The hold also counts against its key's calls in flight (`reserved_usd`), in the same transaction
+    and by the same kind of conditional UPDATE as the balance: a key with a spend cap is refused
+    once what it has spent plus what it has in flight would pass the cap. `prices` are captured on
+    the hold; `settle` bills the real usage at them.
     """
     amount = money(amount)
     if amount < 0:
         raise ValueError("a hold cannot be negative")
 
     def operation() -> Hold:
-        if api_key_id is not None and check_spend_cap:
-            _check_spend_cap(api_key_id, amount)
         captured = prices.as_dict() if prices else None
-        if amount and sql.single_statement():
-            hold_id = sql.hold_in_one(
-                user_id=user_id,
-                amount=amount,
-                request_id=request_id,
-                api_key_id=api_key_id,
-                model=model,
-                prices=captured,
-            )
-            if hold_id is not None:
-                return Hold(
-                    id=hold_id, request_id=request_id, user_id=user_id, api_key_id=api_key_id, model=model,
-                    amount=amount, prices=captured, status=HoldStatus.OPEN,
-                )  # fmt: skip
-            # Nothing was written: a short balance or accounts not created yet; the long path says which.
         legs = []
         if amount:
             debited = _cached_account(_user_spec(user_id), -amount, require_funds=True)
             if debited is None:
                 raise InsufficientBalance(need=amount, have=balance_of(user_id))
             legs = [(debited, -amount), (_cached_account(_hold_spec(user_id), amount), amount)]
+            # After the balance rows, as every path locks them: balance, holds, then the key.
+            if api_key_id is not None and not sql.reserve(api_key_id, amount):
+                raise _spend_cap_reached(api_key_id, amount)
         # A second hold for this request id fails on the unique key and returns the first one.
         sql.post(TransactionKind.HOLD, legs, idempotency_key=f"hold:{request_id}", memo=model)
         hold_id = sql.insert_hold(
@@ -258,37 +246,26 @@ def hold(
     return _retry_safe(operation, lambda: Hold.objects.filter(request_id=request_id).first())
 
 
-def _check_spend_cap(api_key_id: int, amount: Decimal) -> None:
-    key = ApiKey.objects.filter(pk=api_key_id).values("spend_cap_usd", "spent_usd").first()
-    if key and key["spend_cap_usd"] is not None and key["spent_usd"] + amount > key["spend_cap_usd"]:
-        raise SpendCapReached(cap=key["spend_cap_usd"], spent=key["spent_usd"], need=amount)
-
-
-class _TakeTheLongPath(Exception):
-    """The one-statement settlement found an account missing; it rolled back and the long path runs."""
+def _spend_cap_reached(api_key_id: int, amount: Decimal) -> SpendCapReached:
+    key = ApiKey.objects.filter(pk=api_key_id).values("spend_cap_usd", "spent_usd", "reserved_usd").get()
+    return SpendCapReached(cap=key["spend_cap_usd"], spent=key["spent_usd"], in_flight=key["reserved_usd"], need=amount)
 
 
 def settle(*, request_id: str, usage: Usage, **details) -> UsageRecord:
     """Capture the cost from the hold, release the rest, pay the owner's cut and the platform.
 
     The cost is `usage` at the prices captured on the hold (rounded once, here), unless an
-    explicit `cost` is given. Writes the call's usage record. Idempotent: settling a closed hold
-    again returns the first record and changes nothing. Details: cost, owner_id, owner_cut, model,
-    channel, latency_ms, status, estimated, error.
+    explicit `cost` is given; the charge is at most the hold. Writes the call's usage record.
+    Idempotent: settling a closed hold again returns the first record and changes nothing.
+    Details: cost, owner_id, owner_cut, model, channel, latency_ms, status, estimated, error.
     """
-    if sql.single_statement():
-        try:
-            return _settle(request_id=request_id, usage=usage, one_statement=True, **details)
-        except _TakeTheLongPath:
-            pass
-    return _settle(request_id=request_id, usage=usage, one_statement=False, **details)
+    return _settle(request_id=request_id, usage=usage, **details)
 
 
 def _settle(
     *,
     request_id: str,
     usage: Usage,
-    one_statement: bool,
     cost: Decimal | None = None,
     owner_id: int | None = None,
     owner_cut: Decimal = ZERO,
@@ -323,16 +300,7 @@ def _settle(
             status=status, estimated=estimated, error=error,
         )  # fmt: skip
         kind, closed_status = figures.kind, figures.hold_status
-        if one_statement:
-            usage_id = sql.settle_in_one({
-                **record, "hold_id": hold_id, "held": held, "refund": refund, "owner_share": owner_share,
-                "platform_share": platform_share, "charged": charged, "kind": kind, "hold_status": closed_status,
-                "memo": (model or hold_model)[:200], "key": f"settle:{request_id}",
-            })  # fmt: skip
-            if usage_id is None:
-                raise _TakeTheLongPath
-            return UsageRecord(id=usage_id, **record)
-        # Rows in the same order as hold() takes them (user, then hold): no deadlock between the two.
+        # Rows in the same order as hold() takes them (user, hold, key): no deadlock between the two.
         if refund:
             legs.append((_cached_account(_user_spec(user_id), refund), refund))
         if held:
@@ -348,8 +316,8 @@ def _settle(
             legs.append((ids[f"owner:{owner_id}"], owner_share))
         txn_id = sql.post(kind, legs, idempotency_key=f"settle:{request_id}", memo=model or hold_model)
         sql.close_hold(hold_id, closed_status)
-        if api_key_id and charged:
-            sql.add_key_spend(api_key_id, charged)
+        if api_key_id and held:
+            sql.settle_key(api_key_id, held, charged)  # last, as hold() takes the key's row
         return sql.insert_usage({**record, "transaction_id": txn_id})
 
 

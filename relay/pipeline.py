@@ -298,7 +298,6 @@ async def admit(request, operation: str, caller_format: str, request_id: str) ->
             api_key_id=identity.key_id,
             model=plan.model.name,
             prices=prices,
-            check_spend_cap=identity.spend_cap_usd is not None,
         )
     except (ledger.InsufficientBalance, ledger.SpendCapReached) as exc:
         raise RelayError(402, f"{str(exc)[0].upper()}{str(exc)[1:]}.", "insufficient_quota") from None

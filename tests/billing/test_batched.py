@@ -42,7 +42,7 @@ def in_one_loop(coroutine_function):
 async def hold(user, request_id: str, amount: str = "0.01") -> Hold:
     return await batched.hold(
         user_id=user.pk, amount=Decimal(amount), request_id=request_id, api_key_id=None, model="m",
-        prices=PRICES, check_spend_cap=False,
+        prices=PRICES,
     )  # fmt: skip
 
 
@@ -375,4 +375,32 @@ def test_two_workers_batching_two_users_take_locks_in_one_order(alice, bob, caro
     for user in (alice, bob):
         assert balance(f"user:{user.pk}") == Decimal("5.00") - calls * COST
     assert ledger.earnings_of(carol.pk) == 2 * calls * Decimal("0.00020000")
+    assert_ledger_whole()
+
+
+async def capped_hold(user, key, request_id: str) -> Hold:
+    return await batched.hold(
+        user_id=user.pk, amount=Decimal("0.10"), request_id=request_id, api_key_id=key.pk, model="m", prices=PRICES
+    )
+
+
+def test_a_capped_keys_holds_that_fit_are_batched_and_counted_in_flight_until_settled(alice, assert_ledger_whole):
+    from accounts import keys
+
+    fund_with_accounts(alice, "10.00")
+    key, _raw = keys.create_key(alice, "capped", spend_cap_usd=Decimal("1.00"))
+    before = batched.stats.statements
+
+    async def calls():
+        made = await asyncio.gather(*(capped_hold(alice, key, f"c{i}") for i in range(10)))
+        key_row = await type(key).objects.aget(pk=key.pk)
+        settled = await asyncio.gather(*(batched.settle(hold, usage=USAGE) for hold in made))
+        return key_row, settled
+
+    in_flight, settled = in_one_loop(calls)
+    assert batched.stats.statements - before < 20  # the holds (and settlements) shared statements
+    assert in_flight.reserved_usd == Decimal("1.00") and in_flight.spent_usd == 0  # exactly the cap, in flight
+    key.refresh_from_db()
+    assert key.reserved_usd == 0 and key.spent_usd == 10 * COST
+    assert all(record.cost_usd == COST for record in settled)
     assert_ledger_whole()

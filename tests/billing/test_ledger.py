@@ -123,10 +123,10 @@ def test_a_cost_beyond_the_hold_is_charged_at_the_hold_and_the_excess_recorded_n
 ):
     fund(alice, "10")
     ledger.hold(user_id=alice.pk, amount=Decimal("0.02"), request_id="absurd")
+    usage = Usage(output_tokens=2_000_000_000)
     record = ledger.settle(
-        request_id="absurd", cost=Decimal("5.00"), usage=Usage(output_tokens=2_000_000_000), owner_id=bob.pk,
-        owner_cut=Decimal("0.5"),
-    )  # fmt: skip
+        request_id="absurd", cost=Decimal("5"), usage=usage, owner_id=bob.pk, owner_cut=Decimal("0.5")
+    )
     assert record.cost_usd == Decimal("0.02") and record.excess_usd == Decimal("4.98")
     assert UsageRecord.objects.get(request_id="absurd").excess_usd == Decimal("4.98")
     assert ledger.balance_of(alice.pk) == Decimal("9.98")
