@@ -21,7 +21,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ("name", "prefix", "user", "status", "created_at", "last_used_at", "expires_at", "spent_usd")
     list_filter = ("revoked_at", "expires_at")
     search_fields = ("name", "prefix", "user__username", "public_id")
-    readonly_fields = ("public_id", "prefix", "created_at", "last_used_at", "revoked_at", "spent_usd")
+    readonly_fields = ("public_id", "prefix", "created_at", "last_used_at", "revoked_at", "spent_usd", "reserved_usd")
     exclude = ("key_hash",)
     actions = ["revoke_keys"]
 

@@ -55,6 +55,9 @@ class ApiKey(models.Model):
     spend_cap_usd = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
     # Maintained by billing.ledger in the same transaction as each charge.
     spent_usd = models.DecimalField(max_digits=20, decimal_places=8, default=0, editable=False)
+    # The open holds of this key (calls in flight), maintained beside spent_usd in every hold and
+    # settlement, so that a spend cap counts the calls still running: spent + reserved <= cap.
+    reserved_usd = models.DecimalField(max_digits=20, decimal_places=8, default=0, editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -65,6 +68,7 @@ class ApiKey(models.Model):
                 condition=Q(spend_cap_usd__isnull=True) | Q(spend_cap_usd__gte=0), name="apikey_spend_cap_not_negative"
             ),
             models.CheckConstraint(condition=Q(spent_usd__gte=0), name="apikey_spent_not_negative"),
+            models.CheckConstraint(condition=Q(reserved_usd__gte=0), name="apikey_reserved_not_negative"),
             models.CheckConstraint(condition=Q(scope__in=KeyScope.values), name="apikey_scope_known"),
         ]
 

@@ -74,7 +74,7 @@ class HoldAdmin(ReadOnlyAdmin):
 class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at", "request_id", "user", "model", "channel", "input_tokens", "output_tokens",
-        "cost_usd", "owner_cut_usd", "status", "latency_ms",
+        "cost_usd", "owner_cut_usd", "excess_usd", "status", "latency_ms",
     )  # fmt: skip
     list_filter = ("status", "estimated")
     search_fields = ("request_id", "model", "user__username", "channel")

@@ -13,8 +13,10 @@ zero; the debit of a balance is a conditional UPDATE; balance rows are locked in
 balances, then their holds, by code), as `billing.ledger` does; and `tokenhub_ledger_check` aborts the
 whole statement (so the batch's one database transaction) if any transaction would be short of a leg.
 
-Whatever a batch cannot do — a short balance, accounts not created yet, a hold already closed, a cost
-above the hold, a spend cap to check, a failed statement — comes back as None and that call takes
+A key's open holds count against its spend cap (`reserved_usd`) in the same statement, by the same
+rule as the balance: all of a key's holds in the batch fit its cap, or none go on. Whatever a batch
+cannot do — a short balance, a spend cap the batch's holds would pass, accounts not created yet, a hold
+already closed, a failed statement — comes back as None and that call takes
 `billing.ledger`'s path, which explains the refusal or repairs the state. So this module only ever
 makes the common case cheaper; the ledger stays the authority.
 """
@@ -43,11 +45,22 @@ HOLDS_SQL = """
 WITH req AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
         AS r(request_id text, user_id bigint, api_key_id bigint, model text, amount numeric, prices jsonb, n bigint)
-), per_user AS (
-    SELECT user_id, sum(amount) AS total FROM req GROUP BY user_id
 ), locked AS (
-    SELECT id, code FROM billing_account WHERE code = ANY(ARRAY(SELECT 'user:' || user_id FROM per_user))
+    SELECT id, code FROM billing_account WHERE code = ANY(ARRAY(SELECT 'user:' || user_id FROM req))
     ORDER BY code FOR UPDATE
+), per_key AS (
+    SELECT api_key_id, sum(amount) AS total FROM req WHERE api_key_id IS NOT NULL GROUP BY api_key_id
+), fitting AS (
+    -- Keys whose spend cap (if any) takes all their holds in the batch besides those in flight, locked
+    -- after the balances (as every path takes them); the other keys' holds take the ledger's path.
+    SELECT k.id FROM accounts_apikey k JOIN per_key p ON p.api_key_id = k.id
+    WHERE k.id = ANY(ARRAY(SELECT api_key_id FROM per_key)) AND (SELECT count(*) FROM locked) >= 0
+      AND (k.spend_cap_usd IS NULL OR k.spent_usd + k.reserved_usd + p.total <= k.spend_cap_usd)
+    ORDER BY k.id FOR UPDATE OF k
+), eligible AS (
+    SELECT * FROM req WHERE api_key_id IS NULL OR api_key_id IN (SELECT id FROM fitting)
+), per_user AS (
+    SELECT user_id, sum(amount) AS total FROM eligible GROUP BY user_id
 ), debit AS (
     -- All of a user's holds in the batch, or none (then each takes the ledger's own path).
     UPDATE billing_account a SET balance = a.balance - p.total
@@ -62,8 +75,13 @@ WITH req AS (
       AND p.user_id IN (SELECT user_id FROM debit)
     RETURNING a.id, p.user_id
 ), accepted AS (
-    SELECT req.*, d.id AS debit_id, c.id AS credit_id
-    FROM req JOIN debit d USING (user_id) JOIN credit c USING (user_id)
+    SELECT eligible.*, d.id AS debit_id, c.id AS credit_id
+    FROM eligible JOIN debit d USING (user_id) JOIN credit c USING (user_id)
+), reserved AS (
+    UPDATE accounts_apikey k SET reserved_usd = k.reserved_usd + s.total
+    FROM (SELECT api_key_id, sum(amount) AS total FROM accepted WHERE api_key_id IS NOT NULL GROUP BY api_key_id) s
+    WHERE k.id = s.api_key_id
+    RETURNING k.id
 ), txn AS (
     INSERT INTO billing_transaction (kind, idempotency_key, memo, actor, created_at)
     SELECT 'hold', 'hold:' || request_id, left(model, 200), 'system', now() FROM accepted ORDER BY n
@@ -83,7 +101,8 @@ SELECT tokenhub_ledger_check(
            (SELECT count(*) FROM debit) = (SELECT count(*) FROM credit)
            AND (SELECT count(*) FROM entries) = 2 * (SELECT count(*) FROM joined)
            AND NOT EXISTS (SELECT 1 FROM entries GROUP BY transaction_id HAVING sum(amount) <> 0)
-           AND (SELECT count(*) FROM made) = (SELECT count(*) FROM joined),
+           AND (SELECT count(*) FROM made) = (SELECT count(*) FROM joined)
+           AND (SELECT count(*) FROM reserved) = (SELECT count(DISTINCT api_key_id) FROM accepted),
            'hold batch'),
        ARRAY(SELECT request_id FROM made), ARRAY(SELECT id FROM made)
 """
@@ -92,7 +111,7 @@ SETTLES_SQL = """
 WITH req AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
         hold_id bigint, request_id text, user_id bigint, api_key_id bigint, owner_id bigint, held numeric,
-        refund numeric, cost_usd numeric, owner_cut_usd numeric, platform_usd numeric, uncollected_usd numeric,
+        refund numeric, cost_usd numeric, owner_cut_usd numeric, platform_usd numeric, excess_usd numeric,
         kind text, hold_status text, model text, channel text, input_tokens int, output_tokens int,
         cache_read_tokens int, cache_write_tokens int, reasoning_tokens int, latency_ms int, status text,
         estimated bool, error text, n bigint)
@@ -123,9 +142,10 @@ WITH req AS (
     WHERE a.code = ANY(ARRAY(SELECT 'hold:' || user_id FROM refunded)) AND a.code = 'hold:' || p.user_id
     RETURNING a.id, p.user_id
 ), spent AS (
-    UPDATE accounts_apikey k SET spent_usd = k.spent_usd + s.cost_usd
-    FROM (SELECT api_key_id, sum(cost_usd) AS cost_usd FROM live WHERE api_key_id IS NOT NULL
-          GROUP BY api_key_id HAVING sum(cost_usd) > 0) s
+    -- The holds are no longer in flight; what they charged (never more than they held) is spent.
+    UPDATE accounts_apikey k SET spent_usd = k.spent_usd + s.cost_usd, reserved_usd = k.reserved_usd - s.held
+    FROM (SELECT api_key_id, sum(cost_usd) AS cost_usd, sum(held) AS held FROM live WHERE api_key_id IS NOT NULL
+          GROUP BY api_key_id HAVING sum(held) > 0) s
     WHERE k.id = s.api_key_id AND (SELECT count(*) FROM released) > 0
     RETURNING k.id
 ), txn AS (
@@ -149,10 +169,10 @@ WITH req AS (
     INSERT INTO billing_usagerecord (
         request_id, user_id, api_key_id, model, channel, owner_id, input_tokens, output_tokens,
         cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, owner_cut_usd, platform_usd,
-        uncollected_usd, latency_ms, status, estimated, error, transaction_id, created_at)
+        excess_usd, latency_ms, status, estimated, error, transaction_id, created_at)
     SELECT request_id, user_id, api_key_id, model, channel, owner_id, input_tokens, output_tokens,
         cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, owner_cut_usd, platform_usd,
-        uncollected_usd, latency_ms, status, estimated, error, txn_id, now()
+        excess_usd, latency_ms, status, estimated, error, txn_id, now()
     FROM joined ORDER BY n
     RETURNING request_id, id
 )
@@ -160,7 +180,8 @@ SELECT tokenhub_ledger_check(
            (SELECT count(*) FROM entries) = (SELECT coalesce(sum((refund <> 0)::int + (held <> 0)::int
                 + (platform_usd <> 0)::int + (owner_cut_usd <> 0)::int), 0) FROM joined)
            AND NOT EXISTS (SELECT 1 FROM entries GROUP BY transaction_id HAVING sum(amount) <> 0)
-           AND (SELECT count(*) FROM usage) = (SELECT count(*) FROM live),
+           AND (SELECT count(*) FROM usage) = (SELECT count(*) FROM live)
+           AND (SELECT count(*) FROM spent) = (SELECT count(DISTINCT api_key_id) FROM live WHERE held > 0),
            'settle batch'),
        ARRAY(SELECT request_id FROM usage), ARRAY(SELECT id FROM usage)
 """
@@ -356,7 +377,6 @@ async def hold(
     api_key_id: int | None,
     model: str,
     prices: Prices,
-    check_spend_cap: bool,
 ) -> Hold:
     """`ledger.hold`, batched when it can be; raises what the ledger raises.
 
@@ -369,7 +389,7 @@ async def hold(
         # Nobody waits for a settlement, so without this a database that stops writing them would let
         # finished calls pile up in memory, each with its hold open, for as long as callers keep coming.
         await _for_this_loop().settles.wait_for_room()
-    if batching and amount > 0 and not check_spend_cap:
+    if batching and amount > 0:
         captured = prices.as_dict()
         row = {
             "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id, "model": model,
@@ -391,7 +411,7 @@ async def hold(
     writing = asyncio.ensure_future(
         ledger.ahold(
             user_id=user_id, amount=amount, request_id=request_id, api_key_id=api_key_id, model=model,
-            prices=prices, check_spend_cap=check_spend_cap,
+            prices=prices,
         )
     )  # fmt: skip
     return await _shielded(writing, lambda hold: hold)
@@ -446,7 +466,8 @@ async def settle(
     }  # fmt: skip
     if cost is None and hold.prices is not None:
         cost = cost_of(usage, Prices.from_dict(hold.prices))
-    if enabled() and cost is not None and (cost := ledger.money(cost)) <= hold.amount:
+    if enabled() and cost is not None:
+        cost = ledger.money(cost)
         figures = ledger.settlement_figures(hold.amount, cost, owner_id, owner_cut)
         record = ledger.usage_record_values(
             request_id=hold.request_id, user_id=hold.user_id, api_key_id=hold.api_key_id, model=model or hold.model,

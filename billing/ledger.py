@@ -60,10 +60,11 @@ class InsufficientBalance(LedgerError):
 
 
 class SpendCapReached(LedgerError):
-    def __init__(self, cap: Decimal, spent: Decimal, need: Decimal):
-        self.cap, self.spent, self.need = cap, spent, need
+    def __init__(self, cap: Decimal, spent: Decimal, in_flight: Decimal, need: Decimal):
+        self.cap, self.spent, self.in_flight, self.need = cap, spent, in_flight, need
         super().__init__(
-            f"this key's spend cap is reached: cap {usd(cap)}, spent {usd(spent)}, this call may cost up to {usd(need)}"
+            f"this key's spend cap is reached (counting calls in flight): cap {usd(cap)}, spent {usd(spent)}, "
+            f"in flight {usd(in_flight)}, this call may cost up to {usd(need)}"
         )
 
 
@@ -209,42 +210,29 @@ def hold(
     api_key_id: int | None = None,
     model: str = "",
     prices: Prices | None = None,
-    check_spend_cap: bool = True,
 ) -> Hold:
     """Pre-deduct: move `amount` from the user's balance to their holds. Idempotent by request id.
 
-    `prices` are captured on the hold; `settle` bills the real usage at them. The relay passes
-    `check_spend_cap=False` when the key (from its cached identity) has no cap, saving a query.
+    The hold also counts against its key's calls in flight (`reserved_usd`), in the same transaction
+    and by the same kind of conditional UPDATE as the balance: a key with a spend cap is refused
+    once what it has spent plus what it has in flight would pass the cap. `prices` are captured on
+    the hold; `settle` bills the real usage at them.
     """
     amount = money(amount)
     if amount < 0:
         raise ValueError("a hold cannot be negative")
 
     def operation() -> Hold:
-        if api_key_id is not None and check_spend_cap:
-            _check_spend_cap(api_key_id, amount)
         captured = prices.as_dict() if prices else None
-        if amount and sql.single_statement():
-            hold_id = sql.hold_in_one(
-                user_id=user_id,
-                amount=amount,
-                request_id=request_id,
-                api_key_id=api_key_id,
-                model=model,
-                prices=captured,
-            )
-            if hold_id is not None:
-                return Hold(
-                    id=hold_id, request_id=request_id, user_id=user_id, api_key_id=api_key_id, model=model,
-                    amount=amount, prices=captured, status=HoldStatus.OPEN,
-                )  # fmt: skip
-            # Nothing was written: a short balance or accounts not created yet; the long path says which.
         legs = []
         if amount:
             debited = _cached_account(_user_spec(user_id), -amount, require_funds=True)
             if debited is None:
                 raise InsufficientBalance(need=amount, have=balance_of(user_id))
             legs = [(debited, -amount), (_cached_account(_hold_spec(user_id), amount), amount)]
+            # After the balance rows, as every path locks them: balance, holds, then the key.
+            if api_key_id is not None and not sql.reserve(api_key_id, amount):
+                raise _spend_cap_reached(api_key_id, amount)
         # A second hold for this request id fails on the unique key and returns the first one.
         sql.post(TransactionKind.HOLD, legs, idempotency_key=f"hold:{request_id}", memo=model)
         hold_id = sql.insert_hold(
@@ -258,37 +246,26 @@ def hold(
     return _retry_safe(operation, lambda: Hold.objects.filter(request_id=request_id).first())
 
 
-def _check_spend_cap(api_key_id: int, amount: Decimal) -> None:
-    key = ApiKey.objects.filter(pk=api_key_id).values("spend_cap_usd", "spent_usd").first()
-    if key and key["spend_cap_usd"] is not None and key["spent_usd"] + amount > key["spend_cap_usd"]:
-        raise SpendCapReached(cap=key["spend_cap_usd"], spent=key["spent_usd"], need=amount)
-
-
-class _TakeTheLongPath(Exception):
-    """The one-statement settlement found an account missing; it rolled back and the long path runs."""
+def _spend_cap_reached(api_key_id: int, amount: Decimal) -> SpendCapReached:
+    key = ApiKey.objects.filter(pk=api_key_id).values("spend_cap_usd", "spent_usd", "reserved_usd").get()
+    return SpendCapReached(cap=key["spend_cap_usd"], spent=key["spent_usd"], in_flight=key["reserved_usd"], need=amount)
 
 
 def settle(*, request_id: str, usage: Usage, **details) -> UsageRecord:
     """Capture the cost from the hold, release the rest, pay the owner's cut and the platform.
 
     The cost is `usage` at the prices captured on the hold (rounded once, here), unless an
-    explicit `cost` is given. Writes the call's usage record. Idempotent: settling a closed hold
-    again returns the first record and changes nothing. Details: cost, owner_id, owner_cut, model,
-    channel, latency_ms, status, estimated, error.
+    explicit `cost` is given; the charge is at most the hold. Writes the call's usage record.
+    Idempotent: settling a closed hold again returns the first record and changes nothing.
+    Details: cost, owner_id, owner_cut, model, channel, latency_ms, status, estimated, error.
     """
-    if sql.single_statement():
-        try:
-            return _settle(request_id=request_id, usage=usage, one_statement=True, **details)
-        except _TakeTheLongPath:
-            pass
-    return _settle(request_id=request_id, usage=usage, one_statement=False, **details)
+    return _settle(request_id=request_id, usage=usage, **details)
 
 
 def _settle(
     *,
     request_id: str,
     usage: Usage,
-    one_statement: bool,
     cost: Decimal | None = None,
     owner_id: int | None = None,
     owner_cut: Decimal = ZERO,
@@ -313,11 +290,7 @@ def _settle(
         cost = money(cost)
         if cost < 0:
             raise ValueError("a cost cannot be negative")
-        available = ZERO
-        if cost > held:
-            # The estimate was short: take the rest from the balance, never below zero.
-            available = Account.objects.select_for_update().get(code=f"user:{user_id}").balance
-        figures = settlement_figures(held, cost, owner_id, owner_cut, available=available)
+        figures = settlement_figures(held, cost, owner_id, owner_cut)
         charged, refund = figures.charged, figures.refund
         owner_share, platform_share = figures.owner_share, figures.platform_share
         legs: list[tuple[int, Decimal]] = []
@@ -327,18 +300,9 @@ def _settle(
             status=status, estimated=estimated, error=error,
         )  # fmt: skip
         kind, closed_status = figures.kind, figures.hold_status
-        if one_statement and refund >= 0:
-            usage_id = sql.settle_in_one({
-                **record, "hold_id": hold_id, "held": held, "refund": refund, "owner_share": owner_share,
-                "platform_share": platform_share, "charged": charged, "kind": kind, "hold_status": closed_status,
-                "memo": (model or hold_model)[:200], "key": f"settle:{request_id}",
-            })  # fmt: skip
-            if usage_id is None:
-                raise _TakeTheLongPath
-            return UsageRecord(id=usage_id, **record)
-        # Rows in the same order as hold() takes them (user, then hold): no deadlock between the two.
+        # Rows in the same order as hold() takes them (user, hold, key): no deadlock between the two.
         if refund:
-            legs.append((_cached_account(_user_spec(user_id), refund, require_funds=refund < 0), refund))
+            legs.append((_cached_account(_user_spec(user_id), refund), refund))
         if held:
             legs.append((sql.move(f"hold:{user_id}", -held), -held))
         payees = {"platform:revenue": ("platform:revenue", AccountKind.REVENUE, None)}
@@ -352,15 +316,15 @@ def _settle(
             legs.append((ids[f"owner:{owner_id}"], owner_share))
         txn_id = sql.post(kind, legs, idempotency_key=f"settle:{request_id}", memo=model or hold_model)
         sql.close_hold(hold_id, closed_status)
-        if api_key_id and charged:
-            sql.add_key_spend(api_key_id, charged)
+        if api_key_id and held:
+            sql.settle_key(api_key_id, held, charged)  # last, as hold() takes the key's row
         return sql.insert_usage({**record, "transaction_id": txn_id})
 
 
 @dataclass(frozen=True)
 class SettlementFigures:
-    charged: Decimal  # taken from the hold (and, when it was short, from the balance)
-    refund: Decimal  # back to the balance; negative when the balance paid the excess
+    charged: Decimal  # taken from the hold: never more than it
+    refund: Decimal  # the rest of the hold, back to the balance
     owner_share: Decimal
     platform_share: Decimal
 
@@ -385,20 +349,20 @@ def usage_record_values(
         "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
         "cache_write_tokens": usage.cache_write_tokens, "reasoning_tokens": usage.reasoning_tokens,
         "cost_usd": figures.charged, "owner_cut_usd": figures.owner_share, "platform_usd": figures.platform_share,
-        "uncollected_usd": cost - figures.charged, "latency_ms": latency_ms, "status": status,
+        "excess_usd": cost - figures.charged, "latency_ms": latency_ms, "status": status,
         "estimated": estimated, "error": error[:300],
     }  # fmt: skip
 
 
-def settlement_figures(
-    held: Decimal, cost: Decimal, owner_id: int | None, owner_cut: Decimal, *, available: Decimal = ZERO
-) -> SettlementFigures:
-    """Who gets what when a hold of `held` settles at `cost` (`available`: the balance, if cost > held)."""
+def settlement_figures(held: Decimal, cost: Decimal, owner_id: int | None, owner_cut: Decimal) -> SettlementFigures:
+    """Who gets what when a hold of `held` settles at `cost`.
+
+    The hold is the most a call can cost: it was computed from the call's own bounds (its bytes,
+    its output budget, which the upstream is told), so a cost above it is the upstream reporting
+    more than it could have done. That excess is recorded on the usage record, never billed.
+    """
     charged = min(cost, held)
     refund = held - charged
-    if cost > held:
-        extra = min(cost - held, available)
-        charged, refund = held + extra, -extra
     owner_share, platform_share = split(charged, owner_cut if owner_id else ZERO)
     return SettlementFigures(charged, refund, owner_share, platform_share)
 

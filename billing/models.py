@@ -154,7 +154,9 @@ class UsageRecord(models.Model):
     cost_usd = models.DecimalField(**MONEY, default=ZERO)
     owner_cut_usd = models.DecimalField(**MONEY, default=ZERO)
     platform_usd = models.DecimalField(**MONEY, default=ZERO)
-    uncollected_usd = models.DecimalField(**MONEY, default=ZERO, help_text="Cost the user's balance could not cover.")
+    excess_usd = models.DecimalField(
+        **MONEY, default=ZERO, help_text="Cost reported above the hold: not billed (the hold is the maximum)."
+    )
     latency_ms = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=10, choices=UsageStatus.choices)
     estimated = models.BooleanField(default=False, help_text="Tokens counted locally: the upstream sent no usage.")

@@ -109,14 +109,28 @@ def close_hold(hold_id: int, status: str) -> None:
     run(f"UPDATE {HOLD} SET status = %s, closed_at = %s WHERE id = %s", [status, now(), hold_id])  # noqa: S608
 
 
-def add_key_spend(api_key_id: int, amount: Decimal) -> None:
-    run(f"UPDATE {API_KEY} SET spent_usd = spent_usd + %s WHERE id = %s", [amount, api_key_id])  # noqa: S608
+def reserve(api_key_id: int, amount: Decimal) -> bool:
+    """Count a hold against its key's open holds, if the key's spend cap (if any) takes it as well."""
+    rows = run(
+        f"UPDATE {API_KEY} SET reserved_usd = reserved_usd + %s "  # noqa: S608
+        "WHERE id = %s AND (spend_cap_usd IS NULL OR spent_usd + reserved_usd + %s <= spend_cap_usd) RETURNING id",
+        [amount, api_key_id, amount],
+    )
+    return bool(rows)
+
+
+def settle_key(api_key_id: int, held: Decimal, charged: Decimal) -> None:
+    """A hold of the key closed: it is no longer in flight, and what it charged is spent."""
+    run(
+        f"UPDATE {API_KEY} SET reserved_usd = reserved_usd - %s, spent_usd = spent_usd + %s WHERE id = %s",  # noqa: S608
+        [held, charged, api_key_id],
+    )
 
 
 USAGE_COLUMNS = (
     "request_id", "user_id", "api_key_id", "model", "channel", "owner_id", "input_tokens", "output_tokens",
     "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd", "owner_cut_usd", "platform_usd",
-    "uncollected_usd", "latency_ms", "status", "estimated", "error", "transaction_id", "created_at",
+    "excess_usd", "latency_ms", "status", "estimated", "error", "transaction_id", "created_at",
 )  # fmt: skip
 
 
@@ -129,107 +143,3 @@ def insert_usage(values: dict) -> UsageRecord:
     placeholders = ", ".join(["%s"] * len(USAGE_COLUMNS))
     record_id = run(f"INSERT INTO {USAGE} ({columns}) VALUES ({placeholders}) RETURNING id", params)[0][0]  # noqa: S608
     return UsageRecord(id=record_id, **values)
-
-
-# --- One round trip each on PostgreSQL ------------------------------------------------------------
-# Data-modifying CTEs run as one statement. Each later step reads the previous one's RETURNING, which
-# both chains the work (nothing is written unless the debit matched) and fixes the order in which
-# rows are locked: the user's balance first, then their holds, as in every other path.
-
-
-def single_statement() -> bool:
-    return connection.vendor == "postgresql"
-
-
-def hold_in_one(*, user_id: int, amount: Decimal, request_id: str, api_key_id, model: str, prices) -> int | None:
-    """The whole hold as one statement; None when it wrote nothing (short balance or missing accounts)."""
-    prices_value = Hold._meta.get_field("prices").get_db_prep_value(prices, connection)
-    rows = run(
-        f"""
-        WITH debit AS (
-            UPDATE {ACCOUNT} SET balance = balance - %(amount)s
-            WHERE code = %(user)s AND balance >= %(amount)s
-              AND EXISTS (SELECT 1 FROM {ACCOUNT} WHERE code = %(hold)s)
-            RETURNING id
-        ), credit AS (
-            UPDATE {ACCOUNT} SET balance = balance + %(amount)s
-            WHERE code = %(hold)s AND EXISTS (SELECT 1 FROM debit) RETURNING id
-        ), txn AS (
-            INSERT INTO {TRANSACTION} (kind, idempotency_key, memo, actor, created_at)
-            SELECT 'hold', %(key)s, %(memo)s, 'system', %(now)s WHERE EXISTS (SELECT 1 FROM credit) RETURNING id
-        ), entries AS (
-            INSERT INTO {ENTRY} (transaction_id, account_id, amount)
-            SELECT txn.id, debit.id, -%(amount)s FROM txn, debit
-            UNION ALL SELECT txn.id, credit.id, %(amount)s FROM txn, credit
-            RETURNING id
-        )
-        INSERT INTO {HOLD} (request_id, user_id, api_key_id, model, amount, prices, status, created_at)
-        SELECT %(request)s, %(user_id)s, %(key_id)s, %(model)s, %(amount)s, %(prices)s, 'open', %(now)s
-        FROM txn WHERE (SELECT count(*) FROM entries) = 2
-        RETURNING id
-        """,  # noqa: S608  (table names from models)
-        {
-            "amount": amount, "user": f"user:{user_id}", "hold": f"hold:{user_id}", "key": f"hold:{request_id}",
-            "memo": model[:200], "now": now(), "request": request_id, "user_id": user_id, "key_id": api_key_id,
-            "model": model, "prices": prices_value,
-        },
-    )  # fmt: skip
-    return rows[0][0] if rows else None
-
-
-def settle_in_one(values: dict) -> int | None:
-    """Everything a settlement writes after the hold row is locked, as one statement.
-
-    values: user_id, hold_id, held, refund (>= 0), owner_id, owner_share, platform_share, charged,
-    kind, hold_status, memo, key (idempotency), and the usage record's columns. Returns the usage
-    record id, or None when an account was missing (nothing is kept: the caller rolls back).
-    """
-    params = {
-        **values, "user": f"user:{values['user_id']}", "hold": f"hold:{values['user_id']}",
-        "owner": f"owner:{values['owner_id']}" if values["owner_id"] else "", "now": now(),
-        "created_at": now(),
-    }  # fmt: skip
-    columns = ", ".join(USAGE_COLUMNS)
-    placeholders = ", ".join(f"%({c})s" if c != "transaction_id" else "(SELECT id FROM txn)" for c in USAGE_COLUMNS)
-    rows = run(
-        f"""
-        WITH refund AS (
-            UPDATE {ACCOUNT} SET balance = balance + %(refund)s WHERE code = %(user)s RETURNING id
-        ), released AS (
-            UPDATE {ACCOUNT} SET balance = balance - %(held)s
-            WHERE code = %(hold)s AND EXISTS (SELECT 1 FROM refund) RETURNING id
-        ), payees AS (
-            SELECT id, code FROM {ACCOUNT} WHERE code IN ('platform:revenue', %(owner)s)
-        ), txn AS (
-            INSERT INTO {TRANSACTION} (kind, idempotency_key, memo, actor, created_at)
-            SELECT %(kind)s, %(key)s, %(memo)s, 'system', %(now)s WHERE EXISTS (SELECT 1 FROM released) RETURNING id
-        ), entries AS (
-            INSERT INTO {ENTRY} (transaction_id, account_id, amount)
-            SELECT txn.id, refund.id, %(refund)s FROM txn, refund WHERE %(refund)s <> 0
-            UNION ALL SELECT txn.id, released.id, -%(held)s FROM txn, released WHERE %(held)s <> 0
-            UNION ALL SELECT txn.id, p.id, %(platform_share)s FROM txn, payees p
-                WHERE p.code = 'platform:revenue' AND %(platform_share)s <> 0
-            UNION ALL SELECT txn.id, p.id, %(owner_share)s FROM txn, payees p
-                WHERE p.code = %(owner)s AND %(owner_share)s <> 0
-            RETURNING amount
-        ), closed AS (
-            UPDATE {HOLD} SET status = %(hold_status)s, closed_at = %(now)s
-            WHERE id = %(hold_id)s AND EXISTS (SELECT 1 FROM txn) RETURNING id
-        ), spent AS (
-            UPDATE {API_KEY} SET spent_usd = spent_usd + %(charged)s
-            WHERE id = %(api_key_id)s AND %(charged)s > 0 AND EXISTS (SELECT 1 FROM txn) RETURNING id
-        ), usage AS (
-            INSERT INTO {USAGE} ({columns})
-            SELECT {placeholders} WHERE EXISTS (SELECT 1 FROM closed)
-            RETURNING id
-        )
-        SELECT (SELECT id FROM usage), (SELECT coalesce(sum(amount), 0) FROM entries),
-               (SELECT count(*) FROM entries), (SELECT count(*) FROM spent)
-        """,  # noqa: S608
-        params,
-    )
-    usage_id, total, count, _spent = rows[0]
-    expected = sum(1 for v in (values["refund"], values["held"], values["platform_share"], values["owner_share"]) if v)
-    if usage_id is None or total != 0 or count != expected:
-        return None
-    return usage_id

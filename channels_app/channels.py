@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,6 +18,8 @@ from accounts.keys import normalise_model_list
 from . import crypto, owner_input
 from .models import DEFAULT_BASE_URL, Channel, ChannelKey, ChannelStatus, Provider
 from .urlcheck import UnsafeUpstream, validate_base_url
+
+logger = logging.getLogger(__name__)
 
 MAX_OWNER_CUT = Decimal("0.5")
 
@@ -235,3 +240,40 @@ def auto_disable(channel_id: int, reason: str) -> bool:
     if changed:
         routing.invalidate()
     return bool(changed)
+
+
+def pause_for_excess(channel_id: int, reason: str) -> bool:
+    """Pause a channel whose answers keep reporting usage above their holds; tell its owner and staff.
+
+    A compare-and-set on the status, so of several workers seeing the same excess one pauses and mails.
+    """
+    from . import routing
+
+    changed = Channel.objects.filter(pk=channel_id, status=ChannelStatus.ACTIVE).update(
+        status=ChannelStatus.PAUSED, status_reason=reason[:300], status_changed_at=timezone.now()
+    )
+    if changed:
+        routing.invalidate()
+        _tell_owner_and_staff(Channel.objects.select_related("owner").get(pk=channel_id), reason)
+    return bool(changed)
+
+
+def _tell_owner_and_staff(channel: Channel, reason: str) -> None:
+    subject = f"TokenHub paused your channel {channel.name}"
+    body = (
+        f"Channel {channel.name} ({channel.public_id}) was paused: {reason}.\n\n"
+        "Its answers reported more usage than the calls could have produced (more than their hold, the most "
+        "a call may cost). Callers were charged at most the hold; the excess was not billed and not paid out. "
+        "Check the upstream, then resume the channel from your channels page."
+    )
+    staff = list(
+        get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="").values_list("email", flat=True)
+    )
+    messages = [([channel.owner.email], subject), (staff, f"[staff] {subject} (owner {channel.owner.username})")]
+    for recipients, title in messages:
+        if not recipients:
+            continue
+        try:
+            send_mail(title, body, settings.DEFAULT_FROM_EMAIL, recipients)
+        except Exception:  # the pause stands whether or not the mail went out
+            logger.exception("could not mail %s about paused channel %s", recipients, channel.public_id)

@@ -6,6 +6,8 @@
 - A 429 cools the channel down for the upstream's retry-after (bounded) but never disables it.
 - Authentication, deactivated-account and insufficient-quota errors auto-disable the channel
   (unless its owner turned auto-disable off). A failed balance query never reaches here.
+- Reported usage costing more than the call's hold (the excess is never billed) is counted per
+  channel; repeated within a window, it pauses the channel (channels.pause_for_excess).
 """
 
 from __future__ import annotations
@@ -161,6 +163,19 @@ def record_failure(
         cache.delete(key)
         return _open(channel_id, reason, BASE_BACKOFF_SECONDS, opens=0)
     return None
+
+
+def record_excess(channel_id: int) -> bool:
+    """Count one answer whose reported usage cost more than its hold (billing charged the hold).
+
+    True when this channel has done so TOKENHUB_EXCESS_PAUSE_COUNT times within the window: the
+    caller pauses it, and the count starts over.
+    """
+    key = f"excess:{channel_id}"
+    if _increment(key, timeout=settings.TOKENHUB_EXCESS_WINDOW_SECONDS) < settings.TOKENHUB_EXCESS_PAUSE_COUNT:
+        return False
+    cache.delete(key)
+    return True
 
 
 def should_auto_disable(kind: str) -> bool:

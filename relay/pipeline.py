@@ -59,6 +59,8 @@ class Prepared:
     operation: str  # called upstream: chat, messages, embeddings or responses
     body: dict
     translation: select.Translation | None  # None: same format, passed through
+    # The output cap the upstream is told when the caller set none (None: the body has one already).
+    output_budget: int | None = None
 
 
 @dataclass
@@ -206,12 +208,24 @@ def count_tokens_used(key_id: int, usage: Usage) -> None:
         cache.incr(key, tokens)
 
 
+def requested_output(body: dict) -> int | None:
+    """The caller's own cap on the answer's length, in whichever field its format uses."""
+    return body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+
+
 def output_budget(operation: str, body: dict, model: routing.ModelInfo) -> int:
+    """The most output tokens one answer may have, which the hold pays for: the caller's cap (never
+    above the model's maximum), else the model's maximum, else its default. When the caller set no
+    cap, the upstream is told this one (upstream.bind_output), so it cannot answer beyond the hold."""
     if operation == "embeddings":
         return 0
-    requested = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
-    budget = requested or model.default_output_tokens
+    budget = requested_output(body) or model.max_output_tokens or model.default_output_tokens
     return min(budget, model.max_output_tokens) if model.max_output_tokens else budget
+
+
+def held_output_tokens(operation: str, body: dict, budget: int) -> int:
+    """Output tokens the hold covers: the budget for each of the `n` answers a chat call asks for."""
+    return budget * ((body.get("n") or 1) if operation == "chat" else 1)
 
 
 async def plan_routes(
@@ -233,9 +247,11 @@ async def plan_routes(
     return plan, routes
 
 
-def prepare(operation: str, body: dict, model: translate.ModelDefaults, routes, include_usage: bool):
+def prepare(operation: str, body: dict, model: translate.ModelDefaults, routes, include_usage: bool, budget: int):
     """What each kind of channel among the routes is sent; a request that cannot be translated
-    is refused here, before any money moves."""
+    is refused here, before any money moves. `budget`: the output budget the hold pays for."""
+    # Translators always write a cap (at most the budget); a passed-through body needs one if it has none.
+    unbounded = budget if budget and not requested_output(body) else None
     prepared = {}
     for route in routes:
         key = select.key(operation, route.api_format, route.provider)
@@ -254,7 +270,8 @@ def prepare(operation: str, body: dict, model: translate.ModelDefaults, routes, 
                 "this model's channels.",
                 "invalid_request",
             ) from None
-        prepared[key] = Prepared(found.upstream_operation if found else operation, upstream_body, found)
+        upstream_operation = found.upstream_operation if found else operation
+        prepared[key] = Prepared(upstream_operation, upstream_body, found, None if found else unbounded)
     return prepared
 
 
@@ -268,9 +285,12 @@ async def admit(request, operation: str, caller_format: str, request_id: str) ->
     model = translate.ModelDefaults(body["model"], plan.model.default_output_tokens, plan.model.max_output_tokens)
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     await keys.atouch(identity.key_id)  # before the hold: nothing after it may fail outside the call's guard
-    prepared = prepare(operation, body, model, routes, wants_usage)
+    budget = output_budget(operation, body, plan.model)
+    prepared = prepare(operation, body, model, routes, wants_usage, budget)
     prices = Prices(**plan.model.prices)
-    estimate = estimate_max_cost(body_bytes, output_budget(operation, body, plan.model), prices)
+    # The hold is the most the call can cost (billing charges no more): bound both sides of it.
+    input_bound = usage_of.input_token_bound(request.body, body, plan.model.context_window)
+    estimate = estimate_max_cost(input_bound, held_output_tokens(operation, body, budget), prices)
     try:
         hold = await batched.hold(
             user_id=identity.user_id,
@@ -279,7 +299,6 @@ async def admit(request, operation: str, caller_format: str, request_id: str) ->
             api_key_id=identity.key_id,
             model=plan.model.name,
             prices=prices,
-            check_spend_cap=identity.spend_cap_usd is not None,
         )
     except (ledger.InsufficientBalance, ledger.SpendCapReached) as exc:
         raise RelayError(402, f"{str(exc)[0].upper()}{str(exc)[1:]}.", "insufficient_quota") from None
@@ -465,6 +484,8 @@ async def _settle(
     finally:
         _finish_limits(attempt)
     count_tokens_used(call.identity.key_id, usage)
+    if record.excess_usd > 0 and not estimated:  # the channel's own report, not TokenHub's estimate
+        await upstream.over_reported(attempt.route, record)
     return record
 
 

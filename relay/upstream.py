@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
+from billing.pricing import usd
 from channels_app import channels, health, providers, routing
 from channels_app.urlcheck import UnsafeUpstream
 
@@ -64,10 +65,51 @@ async def _channel_failed(route: routing.Route, key_position: int, kind: str, de
     health.record_failure(route.channel_id, kind, detail, retry_after)
 
 
-def build_body(body: dict, route: routing.Route, *, openai_stream_usage: bool) -> bytes:
+def _pause_in_thread(channel_id: int, reason: str) -> None:
+    try:
+        channels.pause_for_excess(channel_id, reason)
+    finally:
+        connection.close()
+
+
+async def over_reported(route: routing.Route, record) -> None:
+    """The channel reported usage costing more than the call's hold: it was billed the hold, and this
+    is a health event against the channel (repeated, it pauses it)."""
+    logger.warning(
+        "channel %s reported usage %s above the hold of call %s", route.public_id, record.excess_usd, record.request_id
+    )
+    if health.record_excess(route.channel_id):
+        times, hours = settings.TOKENHUB_EXCESS_PAUSE_COUNT, settings.TOKENHUB_EXCESS_WINDOW_SECONDS / 3600
+        reason = (
+            f"reported usage above the call's hold {times} times within {hours:g} h "
+            f"(last: call {record.request_id}, {usd(record.excess_usd)} over) at {datetime.now(UTC):%H:%M} UTC"
+        )
+        await sync_to_async(_pause_in_thread, thread_sensitive=False)(route.channel_id, reason)
+
+
+def bind_output(outgoing: dict, operation: str, provider: str, budget: int | None) -> None:
+    """Tell the upstream the output budget the hold was computed from, when the caller set none.
+
+    The hold is the most a call can cost (billing charges no more), so an upstream left free to
+    answer at length could only produce usage nobody pays for. The field is the one each API
+    reads: OpenAI's own Chat Completions wants max_completion_tokens (its reasoning models refuse
+    max_tokens), other OpenAI-format providers max_tokens, the Responses API max_output_tokens,
+    Anthropic's Messages max_tokens.
+    """
+    if not budget:
+        return
+    if operation == "chat":
+        field = "max_completion_tokens" if provider == "openai" else "max_tokens"
+    else:
+        field = "max_output_tokens" if operation == "responses" else "max_tokens"
+    outgoing[field] = budget
+
+
+def build_body(body: dict, route: routing.Route, operation: str, output_budget: int | None = None) -> bytes:
     outgoing = dict(body)
     outgoing["model"] = route.upstream_model
-    if openai_stream_usage and outgoing.get("stream"):
+    bind_output(outgoing, operation, route.provider, output_budget)
+    if operation == "chat" and outgoing.get("stream"):
         # Ask for the final usage chunk; it is stripped again if the caller did not ask for it.
         outgoing["stream_options"] = {**(outgoing.get("stream_options") or {}), "include_usage": True}
     return json.dumps(outgoing, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -110,7 +152,7 @@ async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) ->
         if route.api_format == "anthropic":
             headers.update(forward_headers)  # anthropic-version / anthropic-beta from the caller
         headers["content-type"] = "application/json"
-        content = build_body(prepared.body, route, openai_stream_usage=prepared.operation == "chat")
+        content = build_body(prepared.body, route, prepared.operation, prepared.output_budget)
         if route.limited:  # only the channel actually called counts against its limits
             health.call_started(route.channel_id)
             counted = True

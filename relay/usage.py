@@ -52,3 +52,47 @@ def merge_anthropic(start: Usage | None, delta: dict | None) -> Usage | None:
 def estimate_tokens_from_bytes(byte_count: int) -> int:
     """A rough local count (about 4 bytes a token) for upstreams that report nothing."""
     return math.ceil(byte_count / 4)
+
+
+# --- The most input a call can be billed for -------------------------------------------------
+
+IMAGE_PART_TOKENS = 3_000
+UNKNOWN_CONTEXT_TOKENS = 200_000
+IMAGE_PARTS = frozenset({"image_url", "image", "input_image"})
+FILE_PARTS = frozenset({"document", "file", "input_file", "input_audio"})
+# Bytes that may name one of those part types; "\u" because an escaped type name reads the same.
+_MARKERS = (*(f'"{name}"'.encode() for name in sorted(IMAGE_PARTS | FILE_PARTS)), b"\\u")
+
+
+def input_token_bound(raw: bytes, body: dict, context_window: int | None) -> int:
+    """The most input tokens a call can be billed for (the hold pays for this many).
+
+    Text is at most one token per byte of the request, so its bytes bound it. A part the provider
+    fetches or decodes itself (an image, document, file or audio part, given by URL or file id) is
+    not bounded by its bytes: each adds an allowance, IMAGE_PART_TOKENS per image part and the
+    model's context window (UNKNOWN_CONTEXT_TOKENS when unknown) per document, file or audio part.
+    The body is walked only when its bytes name such a part type, so a text call pays a byte scan.
+    """
+    tokens = len(raw)
+    if not any(marker in raw for marker in _MARKERS):
+        return tokens
+    per_file = context_window or UNKNOWN_CONTEXT_TOKENS
+    for part_type in _part_types(body):
+        if part_type in IMAGE_PARTS:
+            tokens += IMAGE_PART_TOKENS
+        elif part_type in FILE_PARTS:
+            tokens += per_file
+    return tokens
+
+
+def _part_types(value):
+    """The `type` of every object in the body, walked without recursion (bodies may nest deeply)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("type"), str):
+                yield item["type"]
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)

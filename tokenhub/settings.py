@@ -251,6 +251,10 @@ TOKENHUB_SIGNUP_GRANT_USD = Decimal(os.environ.get("TOKENHUB_SIGNUP_GRANT_USD", 
 TOKENHUB_CHECKIN_REWARD_USD = Decimal(os.environ.get("TOKENHUB_CHECKIN_REWARD_USD", "0.10"))
 # How long a process reuses the channels' breaker states it read (failures it records clear it).
 TOKENHUB_HEALTH_LOCAL_SECONDS = float(os.environ.get("TOKENHUB_HEALTH_LOCAL_SECONDS", "0.5"))
+# A channel whose reported usage costs more than the call's hold this many times within the window
+# is paused, and its owner and staff are told (the excess is never billed: the hold is the maximum).
+TOKENHUB_EXCESS_PAUSE_COUNT = env_int("TOKENHUB_EXCESS_PAUSE_COUNT", 3)
+TOKENHUB_EXCESS_WINDOW_SECONDS = env_int("TOKENHUB_EXCESS_WINDOW_SECONDS", 3600)
 # How often each process asks the cache whether routing data (channels, catalog) changed.
 TOKENHUB_ROUTING_CHECK_SECONDS = float(os.environ.get("TOKENHUB_ROUTING_CHECK_SECONDS", "1"))
 # Upstream timeouts, seconds: connect; first byte and each pause between chunks; a whole answer.

@@ -14,6 +14,8 @@ play a healthy channel and a broken one side by side:
   html-<status>   answer with an HTML page (text/html) and that status, e.g. html-200, html-400
   slowbody-<ms>   send a non-streamed answer's headers, then wait that long before its body
   badevent        streams send one content chunk, then an event whose data is not JSON
+  absurd          chat completions report absurd usage (prompt 1e9, completion 2e9 tokens), whatever
+                  the request's max_tokens: a channel over-reporting to take a caller's balance
 Tools: when a request offers tools and its last turn is the user's (not a tool result), the
 answer is a call of the first tool with arguments {"city": "Paris"} (9 output tokens).
 Any other key succeeds. Paths are matched by suffix, so base URLs with or
@@ -295,6 +297,8 @@ class FakeProvider:
             "total_tokens": prompt_tokens + len(words),
             "prompt_tokens_details": {"cached_tokens": 0},
         }
+        if "absurd" in key:
+            usage.update(prompt_tokens=10**9, completion_tokens=2 * 10**9, total_tokens=3 * 10**9)
         completion_id = f"chatcmpl-fake{next(self.counter)}"
         created = int(time.time())
         await self.first_byte_wait(key)

@@ -42,7 +42,7 @@ def in_one_loop(coroutine_function):
 async def hold(user, request_id: str, amount: str = "0.01") -> Hold:
     return await batched.hold(
         user_id=user.pk, amount=Decimal(amount), request_id=request_id, api_key_id=None, model="m",
-        prices=PRICES, check_spend_cap=False,
+        prices=PRICES,
     )  # fmt: skip
 
 
@@ -125,6 +125,26 @@ def test_missing_accounts_take_the_ledgers_path_once(alice, carol, assert_ledger
     in_one_loop(call("second"))
     assert batched.stats.statements - before == 2  # now both writes are one batched statement each
     assert ledger.earnings_of(carol.pk) == Decimal("0.00200000")
+    assert_ledger_whole()
+
+
+def test_a_cost_above_the_hold_is_batched_at_the_hold_and_the_excess_recorded(alice, bob, assert_ledger_whole):
+    fund_with_accounts(alice, "10.00")
+    ledger.owner_account(bob.pk)
+    absurd = Usage(input_tokens=10**9, output_tokens=2 * 10**9)  # $5,000 at PRICES
+
+    async def call():
+        made = await hold(alice, "absurd", amount="0.01")
+        before = batched.stats.statements
+        record = await batched.settle(made, usage=absurd, owner_id=bob.pk, owner_cut=Decimal("0.5"))
+        return record, batched.stats.statements - before
+
+    record, statements = in_one_loop(call)
+    assert statements == 1  # the batch wrote it: no balance to touch, no fallback
+    assert record.cost_usd == Decimal("0.01") and record.excess_usd == Decimal("4999.99")
+    assert UsageRecord.objects.get(request_id="absurd").excess_usd == Decimal("4999.99")
+    assert balance(f"user:{alice.pk}") == Decimal("9.99")
+    assert ledger.earnings_of(bob.pk) == Decimal("0.005")
     assert_ledger_whole()
 
 
@@ -256,7 +276,7 @@ def test_an_unbalanced_batch_is_refused_whole_by_the_database(alice, bob, assert
     good = {
         "hold_id": made.id, "request_id": "bad", "user_id": alice.pk, "api_key_id": None, "owner_id": bob.pk,
         "held": Decimal("0.01"), "refund": Decimal("0.008"), "cost_usd": Decimal("0.002"),
-        "owner_cut_usd": Decimal("0.0004"), "platform_usd": Decimal("0.0016"), "uncollected_usd": 0, "kind": "settle",
+        "owner_cut_usd": Decimal("0.0004"), "platform_usd": Decimal("0.0016"), "excess_usd": 0, "kind": "settle",
         "hold_status": "settled", "model": "m", "channel": "", "input_tokens": 1, "output_tokens": 1,
         "cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "latency_ms": 1, "status": "ok",
         "estimated": False, "error": "",
@@ -355,4 +375,32 @@ def test_two_workers_batching_two_users_take_locks_in_one_order(alice, bob, caro
     for user in (alice, bob):
         assert balance(f"user:{user.pk}") == Decimal("5.00") - calls * COST
     assert ledger.earnings_of(carol.pk) == 2 * calls * Decimal("0.00020000")
+    assert_ledger_whole()
+
+
+async def capped_hold(user, key, request_id: str) -> Hold:
+    return await batched.hold(
+        user_id=user.pk, amount=Decimal("0.10"), request_id=request_id, api_key_id=key.pk, model="m", prices=PRICES
+    )
+
+
+def test_a_capped_keys_holds_that_fit_are_batched_and_counted_in_flight_until_settled(alice, assert_ledger_whole):
+    from accounts import keys
+
+    fund_with_accounts(alice, "10.00")
+    key, _raw = keys.create_key(alice, "capped", spend_cap_usd=Decimal("1.00"))
+    before = batched.stats.statements
+
+    async def calls():
+        made = await asyncio.gather(*(capped_hold(alice, key, f"c{i}") for i in range(10)))
+        key_row = await type(key).objects.aget(pk=key.pk)
+        settled = await asyncio.gather(*(batched.settle(hold, usage=USAGE) for hold in made))
+        return key_row, settled
+
+    in_flight, settled = in_one_loop(calls)
+    assert batched.stats.statements - before < 20  # the holds (and settlements) shared statements
+    assert in_flight.reserved_usd == Decimal("1.00") and in_flight.spent_usd == 0  # exactly the cap, in flight
+    key.refresh_from_db()
+    assert key.reserved_usd == 0 and key.spent_usd == 10 * COST
+    assert all(record.cost_usd == COST for record in settled)
     assert_ledger_whole()

@@ -11,6 +11,8 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
+from accounts import keys
+from accounts.models import ApiKey
 from billing import codes, ledger
 from billing.models import Account
 from billing.reconcile import reconcile
@@ -135,4 +137,94 @@ def test_async_holds_and_settles_borrow_connections_briefly(alice, settings):
 
     async_to_sync(all_calls)()
     assert ledger.balance_of(alice.pk) == Decimal("5") - calls * Decimal("0.004")
+    assert reconcile().problems == []
+
+
+# --- A spend cap counts the calls in flight ------------------------------------------------------
+
+
+def naive_capped_hold(alice, key_pk: int, index: int) -> bool:
+    """What the cap check must not do: compare what is spent (settled calls only), then hold."""
+    key = ApiKey.objects.get(pk=key_pk)
+    time.sleep(0.01)
+    if key.spent_usd + Decimal("0.30") > key.spend_cap_usd:
+        return False
+    ledger.hold(user_id=alice.pk, amount=Decimal("0.30"), request_id=f"n-{index}")
+    return True
+
+
+def test_a_cap_compared_with_settled_spend_alone_admits_every_call_in_flight(alice):
+    fund(alice, "10.00")
+    key, _raw = keys.create_key(alice, "capped", spend_cap_usd=Decimal("1"))
+    wins = run_concurrently(lambda i: naive_capped_hold(alice, key.pk, i), 20)
+    assert sum(wins) == 20  # $6 in flight on a $1 cap: nothing is spent until a call settles
+
+
+def capped_hold(alice, key, index: int) -> bool:
+    try:
+        ledger.hold(user_id=alice.pk, amount=Decimal("0.30"), request_id=f"k-{index}", api_key_id=key.pk)
+    except ledger.SpendCapReached:
+        return False
+    return True
+
+
+def test_twenty_concurrent_holds_on_a_one_dollar_cap_admit_exactly_three(alice):
+    fund(alice, "10.00")
+    key, _raw = keys.create_key(alice, "capped", spend_cap_usd=Decimal("1"))
+    wins = run_concurrently(lambda i: capped_hold(alice, key, i), 20)
+    assert sum(wins) == 3
+    key.refresh_from_db()
+    assert key.reserved_usd == Decimal("0.90") and key.spent_usd == 0
+    for index in range(20):
+        with contextlib.suppress(ledger.Hold.DoesNotExist):
+            ledger.settle(request_id=f"k-{index}", cost=Decimal("0.25"), usage=ledger.Usage(output_tokens=1))
+    key.refresh_from_db()
+    assert key.reserved_usd == 0 and key.spent_usd == Decimal("0.75") <= key.spend_cap_usd
+    assert ledger.balance_of(alice.pk) == Decimal("9.25")
+    assert reconcile().problems == []
+
+
+def test_twenty_concurrent_batched_holds_on_a_one_dollar_cap_admit_exactly_three(alice):
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+
+    from billing import batched
+    from billing.pricing import Prices
+
+    fund(alice, "10.00")
+    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="warm")  # the holds account exists
+    ledger.release(request_id="warm")
+    key, _raw = keys.create_key(alice, "capped", spend_cap_usd=Decimal("1"))
+    prices = Prices(input=Decimal("1"), output=Decimal("2"))
+
+    async def attempt(index: int):
+        try:
+            return await batched.hold(
+                user_id=alice.pk,
+                amount=Decimal("0.30"),
+                request_id=f"b-{index}",
+                api_key_id=key.pk,
+                model="m",
+                prices=prices,
+            )
+        except ledger.SpendCapReached as refusal:
+            return refusal
+
+    async def all_calls():
+        try:
+            made = await asyncio.gather(*(attempt(i) for i in range(20)))
+            for hold in made:
+                if isinstance(hold, ledger.Hold):
+                    await batched.settle(hold, usage=ledger.Usage(), cost=Decimal("0.25"))
+            return made
+        finally:
+            await batched.close()
+
+    made = async_to_sync(all_calls)()
+    refusals = [r for r in made if isinstance(r, ledger.SpendCapReached)]
+    assert len(refusals) == 17 and "counting calls in flight" in str(refusals[0])
+    key.refresh_from_db()
+    assert key.reserved_usd == 0 and key.spent_usd == Decimal("0.75")
+    assert ledger.balance_of(alice.pk) == Decimal("9.25")
     assert reconcile().problems == []

@@ -118,12 +118,20 @@ def test_partial_settle_bills_only_what_was_delivered(alice, bob, assert_ledger_
     assert_ledger_whole()
 
 
-def test_cost_beyond_the_hold_is_taken_from_the_balance_but_never_below_zero(alice):
-    fund(alice, "0.05")
-    ledger.hold(user_id=alice.pk, amount=Decimal("0.02"), request_id="short")
-    record = ledger.settle(request_id="short", cost=Decimal("0.10"), usage=Usage(output_tokens=1))
-    assert record.cost_usd == Decimal("0.05") and record.uncollected_usd == Decimal("0.05")
-    assert ledger.balance_of(alice.pk) == Decimal("0")
+def test_a_cost_beyond_the_hold_is_charged_at_the_hold_and_the_excess_recorded_not_billed(
+    alice, bob, assert_ledger_whole
+):
+    fund(alice, "10")
+    ledger.hold(user_id=alice.pk, amount=Decimal("0.02"), request_id="absurd")
+    usage = Usage(output_tokens=2_000_000_000)
+    record = ledger.settle(
+        request_id="absurd", cost=Decimal("5"), usage=usage, owner_id=bob.pk, owner_cut=Decimal("0.5")
+    )
+    assert record.cost_usd == Decimal("0.02") and record.excess_usd == Decimal("4.98")
+    assert UsageRecord.objects.get(request_id="absurd").excess_usd == Decimal("4.98")
+    assert ledger.balance_of(alice.pk) == Decimal("9.98")
+    assert ledger.earnings_of(bob.pk) == Decimal("0.01")
+    assert_ledger_whole()
 
 
 def test_a_cached_balance_cannot_go_negative_even_by_hand(alice):

@@ -84,7 +84,7 @@ def test_any_sequence_of_operations_keeps_the_ledger_whole(ops):
                     owner_cut=args[2],
                 )
                 expected[user_id] += held - record.cost_usd
-                assert record.cost_usd <= args[1] and record.cost_usd + record.uncollected_usd == args[1]
+                assert record.cost_usd == min(args[1], held) and record.cost_usd + record.excess_usd == args[1]
                 assert record.owner_cut_usd + record.platform_usd == record.cost_usd
             else:
                 ledger.release(request_id=request_id)
