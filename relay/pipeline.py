@@ -209,8 +209,10 @@ def count_tokens_used(key_id: int, usage: Usage) -> None:
 
 
 def requested_output(body: dict) -> int | None:
-    """The caller's own cap on the answer's length, in whichever field its format uses."""
-    return body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+    """The caller's own cap on the answer's length: the largest of the fields set, since a translator
+    or an upstream may read any one of them (validation.check made each a positive integer)."""
+    caps = [body[name] for name in validation.TOKEN_LIMITS if body.get(name)]
+    return max(caps) if caps else None
 
 
 def output_budget(operation: str, body: dict, model: routing.ModelInfo) -> int:
@@ -481,6 +483,12 @@ async def _settle(
             estimated=estimated,
             error=error,
         )
+    except Exception as exc:
+        # A settlement the ledger refuses (a bug, bad data) must not leave the hold for the sweeper's
+        # full refund half an hour later with nobody told: release it now and say so loudly.
+        logger.error("settlement of %s failed (%s); releasing its hold", call.request_id, type(exc).__name__)
+        await batched.release(call.hold, error=f"settlement failed: {type(exc).__name__}", latency_ms=call.latency_ms())
+        raise
     finally:
         _finish_limits(attempt)
     count_tokens_used(call.identity.key_id, usage)
@@ -509,7 +517,8 @@ async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
         found = call.prepared_for(attempt.route).translation
         if found is not None:
             content = json.dumps(found.response(data), separators=(",", ":")).encode()
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError, OverflowError,
+            ArithmeticError) as exc:  # fmt: skip
         # Not an answer in the channel's format (an HTML page, a truncated body…): nothing to bill.
         await _release_now(call, f"the upstream's answer could not be read: {type(exc).__name__}")
         return _error(
@@ -525,9 +534,10 @@ async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
     cost = cost_of(usage or _estimated_usage(call, output_guess), call.prices)
     call.owned = True
     in_background(_settle(call, attempt, usage, UsageStatus.OK, estimated_output=output_guess))
-    response = HttpResponse(content, status=attempt.response.status_code, content_type="application/json")
+    # 200 whatever 2xx the channel chose: its status is not the caller's business (a 205 must carry no body).
+    response = HttpResponse(content, content_type="application/json")
     response["x-request-id"] = call.request_id
-    response["x-tokenhub-cost"] = str(cost)
+    response["x-tokenhub-cost"] = format(cost, "f")
     return response
 
 

@@ -6,47 +6,90 @@ import math
 
 from billing.pricing import Usage
 
+# No real call uses this many tokens of one kind; a count above it (or negative, fractional, not a
+# number) is an upstream's nonsense, and the call is billed on TokenHub's own estimate instead.
+MAX_TOKENS = 100_000_000
 
-def from_openai(usage: dict | None) -> Usage | None:
-    """Chat Completions / Embeddings usage. prompt_tokens includes cached tokens; completion includes reasoning."""
+
+class UnreadableUsage(ValueError):
+    """An upstream's usage that is not a count of tokens."""
+
+
+def _count(value) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+        raise UnreadableUsage(f"token count {str(value)[:40]} is not a whole number from 0 to {MAX_TOKENS:,}")
+    return value
+
+
+def _object(value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UnreadableUsage("usage details are not an object")
+    return value
+
+
+def _first(usage: dict, *names: str):
+    return next((usage[name] for name in names if usage.get(name) is not None), None)
+
+
+def from_openai(usage) -> Usage | None:
+    """Chat Completions / Embeddings usage. prompt_tokens includes cached tokens; completion includes reasoning.
+
+    None when the upstream sent none, or sent counts that are not counts (then the call is estimated).
+    """
     if not usage:
         return None
-    prompt = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
-    prompt_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
-    cached = int(prompt_details.get("cached_tokens") or 0)
+    try:
+        usage = _object(usage)
+        prompt = _count(_first(usage, "prompt_tokens", "input_tokens"))
+        completion = _count(_first(usage, "completion_tokens", "output_tokens"))
+        prompt_details = _object(_first(usage, "prompt_tokens_details", "input_tokens_details"))
+        completion_details = _object(_first(usage, "completion_tokens_details", "output_tokens_details"))
+        cached = min(_count(prompt_details.get("cached_tokens")), prompt)
+        reasoning = min(_count(completion_details.get("reasoning_tokens")), completion)
+    except UnreadableUsage:
+        return None
     return Usage(
-        input_tokens=max(prompt - cached, 0),
-        output_tokens=completion,
-        cache_read_tokens=cached,
-        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        input_tokens=prompt - cached, output_tokens=completion, cache_read_tokens=cached, reasoning_tokens=reasoning
     )
 
 
-def from_anthropic(usage: dict | None) -> Usage | None:
+def from_anthropic(usage) -> Usage | None:
     """Messages usage: input_tokens excludes cached reads and cache writes, which are reported apart."""
     if not usage:
         return None
-    return Usage(
-        input_tokens=int(usage.get("input_tokens") or 0),
-        output_tokens=int(usage.get("output_tokens") or 0),
-        cache_read_tokens=int(usage.get("cache_read_input_tokens") or 0),
-        cache_write_tokens=int(usage.get("cache_creation_input_tokens") or 0),
-    )
+    try:
+        usage = _object(usage)
+        return Usage(
+            input_tokens=_count(usage.get("input_tokens")),
+            output_tokens=_count(usage.get("output_tokens")),
+            cache_read_tokens=_count(usage.get("cache_read_input_tokens")),
+            cache_write_tokens=_count(usage.get("cache_creation_input_tokens")),
+        )
+    except UnreadableUsage:
+        return None
 
 
-def merge_anthropic(start: Usage | None, delta: dict | None) -> Usage | None:
+def merge_anthropic(start: Usage | None, delta) -> Usage | None:
     """message_start carries input counts; message_delta the final output count (and, lately, input too)."""
     if delta is None:
         return start
     base = start or Usage()
-    return Usage(
-        input_tokens=int(delta.get("input_tokens") or base.input_tokens),
-        output_tokens=int(delta.get("output_tokens") or base.output_tokens),
-        cache_read_tokens=int(delta.get("cache_read_input_tokens") or base.cache_read_tokens),
-        cache_write_tokens=int(delta.get("cache_creation_input_tokens") or base.cache_write_tokens),
-    )
+    try:
+        delta = _object(delta)
+        return Usage(
+            input_tokens=_count(delta.get("input_tokens")) or base.input_tokens,
+            output_tokens=_count(delta.get("output_tokens")) or base.output_tokens,
+            cache_read_tokens=_count(delta.get("cache_read_input_tokens")) or base.cache_read_tokens,
+            cache_write_tokens=_count(delta.get("cache_creation_input_tokens")) or base.cache_write_tokens,
+        )
+    except UnreadableUsage:
+        return None
 
 
 def estimate_tokens_from_bytes(byte_count: int) -> int:
