@@ -215,7 +215,12 @@ def settle_in_one(values: dict) -> int | None:
             SELECT id, code FROM {ACCOUNT} WHERE code IN ('platform:revenue', %(owner)s)
         ), txn AS (
             INSERT INTO {TRANSACTION} (kind, idempotency_key, memo, actor, created_at)
-            SELECT %(kind)s, %(key)s, %(memo)s, 'system', %(now)s WHERE EXISTS (SELECT 1 FROM released) RETURNING id
+            SELECT %(kind)s, %(key)s, %(memo)s, 'system', %(now)s WHERE EXISTS (SELECT 1 FROM released)
+              -- A payee without an account: no entries, which would not balance (the database refuses
+              -- those); the caller rolls back and the long path creates the account.
+              AND (%(platform_share)s = 0 OR EXISTS (SELECT 1 FROM payees WHERE code = 'platform:revenue'))
+              AND (%(owner_share)s = 0 OR EXISTS (SELECT 1 FROM payees WHERE code = %(owner)s))
+            RETURNING id
         ), entries AS (
             INSERT INTO {ENTRY} (transaction_id, account_id, amount)
             SELECT txn.id, refund.id, %(refund)s FROM txn, refund WHERE %(refund)s <> 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F
 
 from accounts import keys
@@ -22,6 +22,7 @@ from tests.billing.conftest import fund, guards_off
 pytestmark = pytest.mark.django_db
 
 CENT = Decimal("0.01")
+postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="the triggers are PostgreSQL's")
 
 
 @pytest.fixture
@@ -122,3 +123,72 @@ def test_the_database_refuses_a_null_cached_balance(alice, kind):
 def test_derived_accounts_keep_no_cached_balance(settled_call, bob):
     assert Account.objects.get(code=f"owner:{bob.pk}").balance is None
     assert Account.objects.get(code="platform:revenue").balance is None
+
+
+def _insert_entries(txn_id: int, *legs: tuple[int, Decimal]) -> None:
+    values = ", ".join(["(%s, %s, %s)"] * len(legs))
+    params = [v for account_id, amount in legs for v in (txn_id, account_id, amount)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO billing_entry (transaction_id, account_id, amount) VALUES {values}", params)
+
+
+@pytest.fixture
+def two_accounts(db):
+    txn = Transaction.objects.create(kind="adjust", memo="raw")
+    return txn.pk, ledger.platform_account("adjustments").pk, ledger.platform_account("promotions").pk
+
+
+@postgresql_only
+def test_the_database_accepts_a_balanced_raw_insert(two_accounts):
+    txn_id, a, b = two_accounts
+    _insert_entries(txn_id, (a, -CENT), (b, CENT))
+    assert Entry.objects.filter(transaction_id=txn_id).count() == 2
+
+
+@postgresql_only
+def test_the_database_refuses_an_unbalanced_raw_insert(two_accounts):
+    txn_id, a, b = two_accounts
+    with pytest.raises(IntegrityError, match=f"transaction {txn_id} sum to 0.01"), transaction.atomic():
+        _insert_entries(txn_id, (a, -CENT), (b, CENT + CENT))
+    with pytest.raises(IntegrityError, match="sum to"), transaction.atomic():
+        _insert_entries(txn_id, (a, CENT))
+
+
+@postgresql_only
+def test_the_database_refuses_a_transaction_split_over_two_inserts(two_accounts):
+    # Each half is unbalanced on its own: the rule is "all of a transaction's entries in one INSERT".
+    txn_id, a, b = two_accounts
+    with pytest.raises(IntegrityError), transaction.atomic():
+        _insert_entries(txn_id, (a, -CENT))
+        _insert_entries(txn_id, (b, CENT))
+
+
+@postgresql_only
+def test_the_database_refuses_an_unbalanced_batch_among_balanced_ones(two_accounts):
+    txn_id, a, b = two_accounts
+    other = Transaction.objects.create(kind="adjust", memo="raw 2").pk
+    with connection.cursor() as cursor, pytest.raises(IntegrityError), transaction.atomic():
+        cursor.execute(
+            "INSERT INTO billing_entry (transaction_id, account_id, amount) VALUES (%s, %s, -1), (%s, %s, 1), "
+            "(%s, %s, -1), (%s, %s, 2)",
+            [txn_id, a, txn_id, b, other, a, other, b],
+        )
+
+
+@postgresql_only
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE billing_entry SET amount = amount + 0.01",
+        "UPDATE billing_entry SET account_id = account_id",
+        "DELETE FROM billing_entry",
+        "UPDATE billing_transaction SET memo = 'edited'",
+        "DELETE FROM billing_transaction WHERE id NOT IN (SELECT transaction_id FROM billing_entry)",
+    ],
+)
+def test_the_database_refuses_to_edit_or_delete_the_ledger(alice, statement):
+    fund(alice, "1")
+    Transaction.objects.create(kind="adjust", memo="empty")  # something the last DELETE could remove
+    with connection.cursor() as cursor, pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        cursor.execute(statement)
+    assert Entry.objects.filter(account__code=f"user:{alice.pk}").get().amount == 1
