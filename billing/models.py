@@ -48,6 +48,10 @@ class Account(models.Model):
             models.CheckConstraint(
                 condition=~Q(kind__in=["user", "hold"]) | Q(balance__gte=0), name="cached_balance_not_negative"
             ),
+            # The check above passes a NULL (unknown, not false); a cached balance must be there.
+            models.CheckConstraint(
+                condition=~Q(kind__in=["user", "hold"]) | Q(balance__isnull=False), name="cached_balance_not_null"
+            ),
         ]
 
     def __str__(self) -> str:

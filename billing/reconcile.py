@@ -1,5 +1,10 @@
 """Proof that the ledger is whole: balanced transactions, cached balances equal to their entries,
-no negative user money, no hold left hanging."""
+no negative user money, no hold left hanging, and the ledger agreeing with the records of the calls
+it billed (usage records, holds, API keys' spend).
+
+Every check is one aggregate query; only the rows in disagreement come back to Python (50 at most
+of each kind). It runs hourly from Celery and as `manage.py reconcile`.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,48 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import DecimalField, OuterRef, Q, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, DecimalField, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Abs, Coalesce
+from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
-from .models import ZERO, Account, AccountKind, Entry, Hold, HoldStatus
+from accounts.models import ApiKey
+
+from .models import (
+    CACHED_KINDS,
+    ZERO,
+    Account,
+    AccountKind,
+    Entry,
+    Hold,
+    HoldStatus,
+    Transaction,
+    TransactionKind,
+    UsageRecord,
+)
 from .pricing import quantize
 
 # SQLite sums decimals as floats: anything under half a unit of the 8th place is zero.
 HALF_UNIT = Decimal("0.000000005")
+SHOWN = 50  # problems of one kind listed; the rest are counted
+MONEY = DecimalField(max_digits=20, decimal_places=8)
+
+# The accounts each kind of transaction may touch: a leg anywhere else moved money no operation moves
+# (earnings into revenue inside a payout, say), however balanced it is.
+LEGS = {
+    TransactionKind.HOLD: {AccountKind.USER, AccountKind.HOLD},
+    TransactionKind.SETTLE: {AccountKind.USER, AccountKind.HOLD, AccountKind.OWNER, AccountKind.REVENUE},
+    TransactionKind.RELEASE: {AccountKind.USER, AccountKind.HOLD},
+    TransactionKind.GRANT: {AccountKind.PROMOTIONS, AccountKind.USER},
+    TransactionKind.CHECKIN: {AccountKind.PROMOTIONS, AccountKind.USER},
+    TransactionKind.REDEEM: {AccountKind.CODES, AccountKind.USER},
+    TransactionKind.ADJUST: {AccountKind.ADJUSTMENTS, AccountKind.USER},
+    TransactionKind.EARNINGS_TO_BALANCE: {AccountKind.OWNER, AccountKind.USER},
+    TransactionKind.PAYOUT_REQUEST: {AccountKind.OWNER, AccountKind.PAYOUT},
+    TransactionKind.PAYOUT_PAID: {AccountKind.PAYOUT, AccountKind.PAID_OUT},
+    TransactionKind.PAYOUT_REJECTED: {AccountKind.PAYOUT, AccountKind.OWNER},
+}
+SETTLEMENT_KINDS = [TransactionKind.SETTLE, TransactionKind.RELEASE]
 
 
 @dataclass
@@ -31,8 +69,23 @@ class Report:
 
 def _entry_sums():
     per_account = Entry.objects.filter(account=OuterRef("pk")).values("account").annotate(total=Sum("amount"))
-    money = DecimalField(max_digits=20, decimal_places=8)
-    return Coalesce(Subquery(per_account.values("total"), output_field=money), Value(ZERO), output_field=money)
+    return Coalesce(Subquery(per_account.values("total"), output_field=MONEY), Value(ZERO), output_field=MONEY)
+
+
+def _differs(a, b) -> GreaterThanOrEqual:
+    """a != b at 8 places (SQLite's sums are floats)."""
+    return GreaterThanOrEqual(Abs(a - b, output_field=MONEY), Value(HALF_UNIT, output_field=MONEY))
+
+
+def _usd(amount) -> str:
+    return f"{quantize(amount):f}"  # 0.00000000, not 0E-8
+
+
+def _list(report: Report, queryset, describe) -> None:
+    rows = list(queryset[: SHOWN + 1])
+    report.problems.extend(describe(row) for row in rows[:SHOWN])
+    if len(rows) > SHOWN:
+        report.problems.append(f"… and more like the last ({queryset.count()} in all)")
 
 
 def reconcile() -> Report:
@@ -63,6 +116,11 @@ def reconcile() -> Report:
             report.problems.append(
                 f"account {account.code} holds {account.entries_total} but its open holds add up to {expected}"
             )
+    _check_cached_balances_present(report)
+    _check_legs_fit_their_transactions(report)
+    _check_settlements_match_their_calls(report)
+    _check_key_spend(report)
+
     cutoff = timezone.now() - timedelta(seconds=settings.TOKENHUB_HOLD_TIMEOUT_SECONDS)
     stale = open_holds.filter(created_at__lt=cutoff).count()
     if stale:
@@ -75,3 +133,106 @@ def reconcile() -> Report:
         report.summary[kind] = str(quantize(totals.get(kind) or ZERO))
     report.summary["open_holds"] = str(open_holds.count())
     return report
+
+
+def _check_cached_balances_present(report: Report) -> None:
+    # The comparison above skips NULL balances (derived accounts have none by design); a user's or
+    # a hold account's must be there, or the no-overdraft rule has nothing to test against.
+    missing = Account.objects.filter(kind__in=CACHED_KINDS, balance__isnull=True).order_by("pk")
+    _list(report, missing.values_list("code", flat=True), lambda code: f"account {code} has no cached balance")
+
+
+def _check_legs_fit_their_transactions(report: Report) -> None:
+    """Each transaction touches only the kinds of account its kind may, and (settlements apart,
+    which pay an owner) the accounts of one user at most."""
+    fits = Q()
+    for kind, account_kinds in LEGS.items():
+        fits |= Q(transaction__kind=kind, account__kind__in=account_kinds)
+    stray = (
+        Entry.objects.exclude(fits)
+        .order_by("transaction", "pk")
+        .values_list("transaction", "transaction__kind", "account__code")
+    )
+    _list(report, stray, lambda row: f"transaction #{row[0]} ({row[1]}) has a leg on {row[2]}")
+    mixed = (
+        Entry.objects.filter(account__user__isnull=False)
+        .exclude(transaction__kind__in=SETTLEMENT_KINDS)
+        .values("transaction")
+        .annotate(users=Count("account__user", distinct=True))
+        .filter(users__gt=1)
+        .order_by("transaction")
+    )
+    _list(report, mixed, lambda row: f"transaction #{row['transaction']} moves money between {row['users']} users")
+    orphans = Transaction.objects.filter(kind__in=SETTLEMENT_KINDS, usagerecord__isnull=True).order_by("pk")
+    _list(report, orphans.values_list("pk", flat=True), lambda pk: f"settlement transaction #{pk} bills no call")
+
+
+def _leg(**account):
+    """The sum of a usage record's settlement legs on the accounts matching `account`."""
+    where = Q(**{f"transaction__entries__account__{field}": value for field, value in account.items()})
+    return Coalesce(Sum("transaction__entries__amount", filter=where), Value(ZERO), output_field=MONEY)
+
+
+def _check_settlements_match_their_calls(report: Report) -> None:
+    """Each call's settlement moved what its usage record says: the hold out, the cost's owner cut to
+    the owner who served it and the rest to revenue, the remainder back to the user, and nothing else.
+
+    Balanced tampering — earnings moved to revenue inside a settlement, a record's cost edited — passes
+    the zero-sum and cached-balance checks; it cannot pass this.
+    """
+    held = Subquery(Hold.objects.filter(request_id=OuterRef("request_id")).values("amount")[:1], output_field=MONEY)
+    expected_leg = (
+        Q(transaction__entries__account__kind=AccountKind.OWNER, transaction__entries__account__user=F("owner"))
+        | Q(transaction__entries__account__kind=AccountKind.REVENUE)
+        | Q(transaction__entries__account__kind__in=CACHED_KINDS, transaction__entries__account__user=F("user"))
+    )
+    records = (
+        UsageRecord.objects.filter(transaction__isnull=False)
+        .annotate(
+            held=Coalesce(held, Value(ZERO), output_field=MONEY),
+            owner_leg=_leg(kind=AccountKind.OWNER, user=F("owner")),
+            platform_leg=_leg(kind=AccountKind.REVENUE),
+            hold_leg=_leg(kind=AccountKind.HOLD, user=F("user")),
+            user_leg=_leg(kind=AccountKind.USER, user=F("user")),
+            stray_legs=Count("transaction__entries", filter=~expected_leg),
+        )
+        .filter(
+            _differs(F("owner_leg"), F("owner_cut_usd"))
+            | _differs(F("platform_leg"), F("platform_usd"))
+            | _differs(F("owner_cut_usd") + F("platform_usd"), F("cost_usd"))
+            | _differs(F("hold_leg"), -F("held"))
+            | _differs(F("user_leg"), F("held") - F("cost_usd"))
+            | Q(stray_legs__gt=0)
+        )
+        .order_by("pk")
+    )
+
+    def describe(r) -> str:
+        legs = (("owner", r.owner_leg), ("platform", r.platform_leg), ("hold", r.hold_leg), ("user", r.user_leg))
+        ledger = ", ".join(f"{name} {_usd(amount)}" for name, amount in legs)
+        return (
+            f"call {r.request_id} (transaction #{r.transaction_id}): the record says cost {_usd(r.cost_usd)} = owner "
+            f"{_usd(r.owner_cut_usd)} + platform {_usd(r.platform_usd)} from a hold of {_usd(r.held)}; the ledger "
+            f"moved {ledger}" + (f" and {r.stray_legs} other leg(s)" if r.stray_legs else "")
+        )
+
+    _list(report, records, describe)
+
+
+def _check_key_spend(report: Report) -> None:
+    # A key's spend is what its calls were charged: the spend cap is enforced against this number.
+    charged = (
+        UsageRecord.objects.filter(api_key=OuterRef("pk")).values("api_key").annotate(total=Sum("cost_usd"))
+    ).values("total")
+    keys = (
+        ApiKey.objects.annotate(
+            charged=Coalesce(Subquery(charged, output_field=MONEY), Value(ZERO), output_field=MONEY)
+        )
+        .filter(_differs(F("spent_usd"), F("charged")))
+        .order_by("pk")
+    )
+    _list(
+        report,
+        keys.values_list("public_id", "spent_usd", "charged"),
+        lambda row: f"API key {row[0]} has spent {_usd(row[1])} but its calls were charged {_usd(row[2])}",
+    )
