@@ -1,4 +1,4 @@
-"""What the ledger's zero-sum trigger (billing/migrations/0007_ledger_guards.py) costs on PostgreSQL.
+"""What the ledger's zero-sum trigger (billing/migrations/0008_ledger_guards.py) costs on PostgreSQL.
 
 Two measurements, each with the trigger as migrated, with no trigger, and with the two designs the
 migration weighed against it (a statement trigger that also reads the transactions' earlier

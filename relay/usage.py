@@ -6,9 +6,10 @@ import math
 
 from billing.pricing import Usage
 
-# No real call uses this many tokens of one kind; a count above it (or negative, fractional, not a
-# number) is an upstream's nonsense, and the call is billed on TokenHub's own estimate instead.
-MAX_TOKENS = 100_000_000
+# A count above this (or negative, fractional, not a number) is not a count: the call is billed on
+# TokenHub's own estimate instead. Large but whole counts are read, billed at most at the hold, and
+# their excess counts against the channel; this bound only keeps costs within Decimal's precision.
+MAX_TOKENS = 10**12
 
 
 class UnreadableUsage(ValueError):

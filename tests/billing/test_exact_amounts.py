@@ -44,12 +44,12 @@ def test_holds_of_point_one_and_point_two_release_to_exactly_zero(alice, assert_
 
 
 def test_a_settlement_may_take_exactly_the_balance_left(alice, assert_ledger_whole):
-    # cost > hold: the excess comes from the balance, which must cover exactly what it shows.
+    # The hold takes exactly what the balance shows, and the settlement all of the hold.
     fund(alice, "0.7")
     ledger.grant(user_id=alice.pk, amount=Decimal("-0.4"), memo="debit", actor="test")
-    ledger.hold(user_id=alice.pk, amount=Decimal("0.1"), request_id="short")
-    record = ledger.settle(request_id="short", usage=Usage(), cost=Decimal("0.3"))
-    assert record.cost_usd == Decimal("0.3") and record.uncollected_usd == 0
+    ledger.hold(user_id=alice.pk, amount=Decimal("0.3"), request_id="all")
+    record = ledger.settle(request_id="all", usage=Usage(), cost=Decimal("0.3"))
+    assert record.cost_usd == Decimal("0.3") and record.excess_usd == 0
     assert ledger.balance_of(alice.pk) == 0
     assert_ledger_whole()
 
