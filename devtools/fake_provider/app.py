@@ -14,6 +14,9 @@ play a healthy channel and a broken one side by side:
   html-<status>   answer with an HTML page (text/html) and that status, e.g. html-200, html-400
   slowbody-<ms>   send a non-streamed answer's headers, then wait that long before its body
   badevent        streams send one content chunk, then an event whose data is not JSON
+  negusage, floatusage, infusage, textusage
+                  chat completions report usage that is not a count (negative, 1.5e30, Infinity, "lots")
+  status-<code>   a non-streamed chat completion answers with that 2xx status (e.g. status-205)
   absurd          chat completions report absurd usage (prompt 1e9, completion 2e9 tokens), whatever
                   the request's max_tokens: a channel over-reporting to take a caller's balance
 Tools: when a request offers tools and its last turn is the user's (not a tool result), the
@@ -66,6 +69,14 @@ class Stats:
     last_headers: dict = field(default_factory=dict)
     last_body: dict = field(default_factory=dict)
 
+
+# Keys that make chat completions report usage that is not a count of tokens.
+NONSENSE_USAGE = {
+    "negusage": {"completion_tokens": -100_000_000},
+    "floatusage": {"prompt_tokens": 1.5e30},
+    "infusage": {"prompt_tokens": float("inf")},  # sent as the bare word Infinity, which Python's json reads
+    "textusage": {"completion_tokens": "lots"},
+}
 
 TOOL_ARGUMENTS = '{"city": "Paris"}'
 TOOL_OUTPUT_TOKENS = 9
@@ -299,6 +310,9 @@ class FakeProvider:
         }
         if "absurd" in key:
             usage.update(prompt_tokens=10**9, completion_tokens=2 * 10**9, total_tokens=3 * 10**9)
+        for knob, counts in NONSENSE_USAGE.items():
+            if knob in key:
+                usage.update(counts)
         completion_id = f"chatcmpl-fake{next(self.counter)}"
         created = int(time.time())
         await self.first_byte_wait(key)
@@ -320,7 +334,8 @@ class FakeProvider:
             }
             if "nousage" not in key:
                 payload["usage"] = usage
-            return await self.respond_json(send, 200, payload, body_wait_ms=self.key_number(key, "slowbody-"))
+            status = self.key_number(key, "status-") or 200
+            return await self.respond_json(send, status, payload, body_wait_ms=self.key_number(key, "slowbody-"))
         await self.start_stream(send)
         cut_after = self.key_number(key, "cut-")
 

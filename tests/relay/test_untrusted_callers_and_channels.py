@@ -273,3 +273,50 @@ def test_refusals_show_amounts_as_plain_decimals(world):
         world.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=5, messages=PROMPT)
     assert info.value.status_code == 402
     assert "have $0.00" in info.value.message and "E-" not in info.value.message
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("knob", ["negusage", "floatusage", "infusage", "textusage"])
+def test_usage_that_is_not_a_count_is_estimated_and_the_hold_always_closes(world, knob, stream):
+    only_channel(world, keys_=(knob,))
+    body = {"model": "gpt-4o-mini", "messages": PROMPT, "stream": stream}
+    response = httpx.post(
+        f"{world.relay}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {world.key}"}
+    )
+    assert response.status_code == 200
+    if not stream:
+        assert "E" not in response.headers["x-tokenhub-cost"] and Decimal(response.headers["x-tokenhub-cost"]) >= 0
+    settled()
+    record = UsageRecord.objects.get()
+    hold = Hold.objects.get()
+    assert record.estimated and 0 < record.cost_usd <= hold.amount  # billed on TokenHub's own count
+    assert hold.status == HoldStatus.SETTLED
+    assert reconcile().problems == []
+
+
+def test_the_hold_covers_the_largest_output_cap_a_body_sets(world):
+    def hold_for(body: dict) -> Decimal:
+        before = set(Hold.objects.values_list("pk", flat=True))
+        response = httpx.post(
+            f"{world.relay}/v1/messages",
+            json={"model": "gpt-4o-mini", "messages": PROMPT, **body},
+            headers={"x-api-key": world.key, "anthropic-version": "2023-06-01"},
+        )
+        assert response.status_code == 200, response.text
+        settled()
+        return Hold.objects.exclude(pk__in=before).get().amount
+
+    both = hold_for({"max_tokens": 8000, "max_completion_tokens": 1})
+    # 7,999 more output tokens at $0.60 per million; the bodies' few extra bytes are noise beside that.
+    assert both - hold_for({"max_tokens": 1}) > Decimal("0.0047")
+    assert abs(both - hold_for({"max_tokens": 8000})) < Decimal("0.00001")
+
+
+def test_a_channels_own_2xx_status_is_answered_as_200(world):
+    only_channel(world, keys_=("status-205",))
+    response = httpx.post(
+        f"{world.relay}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": PROMPT},
+        headers={"authorization": f"Bearer {world.key}"},
+    )
+    assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"]
