@@ -65,16 +65,16 @@ class ChannelAdmin(admin.ModelAdmin):
             channels.approve(channel)
         self.message_user(request, f"Approved {queryset.count()} channel(s).", messages.SUCCESS)
 
-    @admin.action(description="Disable selected channels")
+    @admin.action(description="Suspend selected channels (only staff can lift it)")
     def disable(self, request, queryset):
         for channel in queryset:
-            channels.set_status(channel, ChannelStatus.PAUSED, f"disabled by admin {request.user.username}")
-        self.message_user(request, f"Disabled {queryset.count()} channel(s).", messages.SUCCESS)
+            channels.suspend(channel, by=request.user.username)
+        self.message_user(request, f"Suspended {queryset.count()} channel(s).", messages.SUCCESS)
 
-    @admin.action(description="Enable selected channels")
+    @admin.action(description="Enable selected channels (lifts a suspension)")
     def enable(self, request, queryset):
         for channel in queryset:
-            channels.resume(channel)
+            channels.set_status(channel, ChannelStatus.ACTIVE, "")
         self.message_user(request, f"Enabled {queryset.count()} channel(s).", messages.SUCCESS)
 
     @admin.action(description="Re-encrypt all upstream keys under the current encryption key")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from ninja import Router, Status
+from ninja.errors import HttpError
 
 from . import channels, checks
 from .models import Channel
@@ -67,5 +68,8 @@ def pause_channel(request, public_id: str):
 @router.post("/{public_id}/resume", response=ChannelOut)
 def resume_channel(request, public_id: str):
     channel = _own(request, public_id)
-    channels.resume(channel)
+    try:
+        channels.resume(channel)
+    except channels.ChannelSuspended as exc:
+        raise HttpError(409, str(exc)) from None
     return channel

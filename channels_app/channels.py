@@ -191,8 +191,21 @@ def pause(channel: Channel) -> None:
     set_status(channel, ChannelStatus.PAUSED, "paused by owner")
 
 
+class ChannelSuspended(Exception):
+    """The owner may not resume a channel staff suspended; the message says so."""
+
+
 def resume(channel: Channel) -> None:
+    """The owner's resume: from their own pause, a low-balance pause or an auto-disable, never a suspension."""
+    if channel.status == ChannelStatus.SUSPENDED:
+        raise ChannelSuspended(f"Staff suspended “{channel.name}”; only staff can lift it. Contact them to ask why.")
     set_status(channel, ChannelStatus.ACTIVE, "")
+
+
+def suspend(channel: Channel, *, by: str) -> None:
+    """Staff take a channel out of service; its owner cannot resume it. The staff member is logged, not shown."""
+    logger.warning("channel %s suspended by staff %s", channel.public_id, by)
+    set_status(channel, ChannelStatus.SUSPENDED, "suspended by staff")
 
 
 def rotate_encryption() -> int:

@@ -132,6 +132,7 @@ class ChannelStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     PAUSED = "paused", "Paused by owner"
     AUTO_DISABLED = "auto_disabled", "Auto-disabled"
+    SUSPENDED = "suspended", "Suspended by staff"  # only staff lift it
 
 
 class ChannelQuerySet(models.QuerySet):

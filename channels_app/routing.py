@@ -141,7 +141,8 @@ def build_snapshot() -> Snapshot:
         snap.names[model.name] = model.name
         for alias in info.aliases:
             snap.names[alias] = model.name
-    channels = Channel.objects.all().prefetch_related("keys")
+    # A deactivated owner's channels leave the marketplace with them (and earn nothing more).
+    channels = Channel.objects.filter(owner__is_active=True).prefetch_related("keys")
     for channel in channels:
         if channel.status == ChannelStatus.ACTIVE:
             snap.upstream_keys[channel.pk] = _decrypt_keys(channel)
@@ -285,6 +286,8 @@ def _exclusion(route: Route, state: health.BreakerState | None, usage: tuple[int
         if route.status_reason.startswith(LOW_BALANCE_REASON):
             return "paused: its upstream balance is low", f"paused: {route.status_reason}"
         return "paused", f"paused: {route.status_reason}"
+    if route.status == ChannelStatus.SUSPENDED:
+        return "suspended by staff", f"suspended: {route.status_reason}"
     if route.status == ChannelStatus.AUTO_DISABLED:
         return "auto-disabled after its upstream refused it", f"auto-disabled: {route.status_reason}"
     if route.key_count == 0:

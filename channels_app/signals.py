@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -17,3 +18,10 @@ from .models import CatalogModel, Channel, ChannelKey, ModelAlias
 @receiver(post_delete, sender=ModelAlias)
 def routing_changed(sender, **kwargs) -> None:
     routing.invalidate_on_commit()
+
+
+@receiver(post_save, sender=get_user_model())
+def owner_standing_changed(sender, created: bool, update_fields=None, **kwargs) -> None:
+    """Routing leaves out inactive owners' channels: a save that may change is_active rebuilds it."""
+    if not created and (update_fields is None or "is_active" in update_fields):
+        routing.invalidate_on_commit()

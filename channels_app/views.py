@@ -84,6 +84,10 @@ def channel_toggle(request, public_id: str):
         channels.pause(channel)
         messages.success(request, f"“{channel.name}” paused: no calls go to it until you resume it.")
     else:
-        channels.resume(channel)
-        messages.success(request, f"“{channel.name}” resumed.")
+        try:
+            channels.resume(channel)
+        except channels.ChannelSuspended as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"“{channel.name}” resumed.")
     return redirect("channels:detail", public_id=public_id)

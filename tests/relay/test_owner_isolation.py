@@ -36,3 +36,20 @@ def test_a_smuggling_key_fails_its_own_attempt_and_the_call_fails_over(world):
     assert set(UsageRecord.objects.values_list("channel", flat=True)) == {healthy.public_id}
     seen = httpx.get(f"{world.upstream.removesuffix('/v1')}/_stats").json()
     assert "/capture" not in seen["by_path"] and seen["requests"] == 2, seen
+
+
+def test_a_deactivated_owners_channels_stop_serving_and_earning_at_once(world):
+    from accounts import users
+    from accounts.models import User
+    from billing import ledger
+
+    dave = User.objects.create_user("dave")
+    fallback = add_channel(dave, world.upstream, name="daves")
+    routing.invalidate()
+    users.set_active("bob", False)  # commits: the signal bumps the routing version for every process
+    earned = ledger.earnings_of(world.bob.pk)
+    for _ in range(8):  # with both channels routable, each call would go either way
+        world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+    settled()
+    assert set(UsageRecord.objects.values_list("channel", flat=True)) == {fallback.public_id}
+    assert ledger.earnings_of(world.bob.pk) == earned
