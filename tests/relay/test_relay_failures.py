@@ -18,7 +18,7 @@ from accounts import keys
 from billing import ledger
 from billing.models import Hold, HoldStatus, UsageRecord, UsageStatus
 from billing.reconcile import reconcile
-from channels_app import channels, routing
+from channels_app import channels, health, routing
 from channels_app.models import Channel, ChannelStatus
 from tests.conftest import wait_for
 from tests.relay.conftest import add_channel
@@ -299,17 +299,29 @@ def test_body_too_large_is_413_in_the_callers_format(world):
     assert response.status_code == 413 and "larger than" in response.json()["error"]["message"]
 
 
-def test_a_caller_caused_upstream_400_is_returned_once_not_retried(world):
+def test_a_caller_caused_upstream_400_is_checked_once_against_another_channel_then_returned(world):
     add_channel(world.bob, world.upstream, name="second")
+    add_channel(world.bob, world.upstream, name="third")
     stats_url = world.upstream.removesuffix("/v1") + "/_stats"
     httpx.post(stats_url)
     with pytest.raises(openai.BadRequestError, match="greater than 2"):
         world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT, temperature=5)
-    assert httpx.get(stats_url).json()["requests"] == 1  # not retried on the second channel
+    assert httpx.get(stats_url).json()["requests"] == 2  # one second opinion, never the third channel
     assert not Channel.objects.filter(status=ChannelStatus.AUTO_DISABLED).exists()
     assert routing.plan("gpt-4o-mini").routes  # no breaker opened
     assert ledger.balance_of(world.alice.pk) == Decimal("10")
     assert UsageRecord.objects.get().status == UsageStatus.FAILED
+
+
+def test_a_channel_refusing_every_request_is_served_around_and_charged_health_events(world):
+    liar = only_channel(world, keys_=("fail-400",), name="refuses-everything", priority=10)
+    honest = add_channel(world.bob, world.upstream, name="honest", priority=1)
+    for _ in range(health.FAILURE_THRESHOLD):
+        assert world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT).choices
+    settled()
+    assert set(UsageRecord.objects.values_list("channel", flat=True)) == {honest.public_id}
+    # Its refusals of requests another channel served opened its breaker: it is no longer tried.
+    assert liar.pk not in [r.channel_id for r in routing.plan("gpt-4o-mini").routes]
 
 
 def test_every_response_carries_a_request_id(world):
