@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from ninja import Field, Schema
 
 from accounts.models import KeyScope
+from tokenhub.lib.money import Money
 from tokenhub.lib.text import AwareDatetime, PrintableText
 
 
@@ -25,8 +25,8 @@ class ApiKeyOut(Schema):
     expires_at: datetime | None
     last_used_at: datetime | None
     allowed_models: list[str]
-    spend_cap_usd: Decimal | None
-    spent_usd: Decimal
+    spend_cap_usd: Money | None
+    spent_usd: Money
 
 
 class ApiKeyIn(Schema):
@@ -34,7 +34,7 @@ class ApiKeyIn(Schema):
     expires_at: AwareDatetime | None = Field(None, description="With a timezone, e.g. 2027-01-31T12:00:00Z.")
     allowed_models: list[PrintableText(0, 200)] = []
     scope: KeyScope = Field(KeyScope.RELAY, description="relay: /v1 and usage reads; manage: the whole API.")
-    spend_cap_usd: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=8)
+    spend_cap_usd: Money | None = Field(default=None, ge=0, max_digits=20, decimal_places=8)
 
 
 class NewApiKeyOut(Schema):

@@ -5,12 +5,13 @@ from decimal import Decimal
 
 from ninja import Field, Schema
 
+from tokenhub.lib.money import Money
 from tokenhub.lib.text import PrintableText
 
 
 class BalanceOut(Schema):
-    balance_usd: Decimal
-    earnings_usd: Decimal
+    balance_usd: Money
+    earnings_usd: Money
 
 
 class UsageOut(Schema):
@@ -22,7 +23,7 @@ class UsageOut(Schema):
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
-    cost_usd: Decimal
+    cost_usd: Money
     latency_ms: int
     status: str
     estimated: bool
@@ -50,7 +51,7 @@ class StatementLine(Schema):
     account: str
     kind: str
     description: str
-    amount_usd: Decimal
+    amount_usd: Money
 
 
 class StatementPage(Schema):
@@ -62,7 +63,7 @@ class StatementPage(Schema):
 
 class CheckInOut(Schema):
     state: str
-    reward_usd: Decimal
+    reward_usd: Money
 
 
 class RedeemIn(Schema):
@@ -70,37 +71,37 @@ class RedeemIn(Schema):
 
 
 class RedeemOut(Schema):
-    amount_usd: Decimal
-    balance_usd: Decimal
+    amount_usd: Money
+    balance_usd: Money
 
 
 class ChannelEarnings(Schema):
     channel: str
     calls: int
-    revenue_usd: Decimal
-    earned_usd: Decimal
+    revenue_usd: Money
+    earned_usd: Money
 
 
 class EarningsOut(Schema):
-    available_usd: Decimal
-    earned_total_usd: Decimal
+    available_usd: Money
+    earned_total_usd: Money
     calls: int
     share_percent: Decimal | None
     per_channel: list[ChannelEarnings]
 
 
 class AmountIn(Schema):
-    amount_usd: Decimal | None = Field(None, gt=0, max_digits=20, decimal_places=8)
+    amount_usd: Money | None = Field(None, gt=0, max_digits=20, decimal_places=8)
 
 
 class PayoutIn(Schema):
-    amount_usd: Decimal = Field(gt=0, max_digits=20, decimal_places=8)
+    amount_usd: Money = Field(gt=0, max_digits=20, decimal_places=8)
     destination: PrintableText(1, 200)
 
 
 class PayoutOut(Schema):
     public_id: str
-    amount: Decimal
+    amount: Money
     destination: str
     status: str
     created_at: datetime

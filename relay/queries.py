@@ -13,10 +13,12 @@ from billing import ledger
 from billing.models import UsageRecord
 from channels_app import providers, routing
 from channels_app.models import ChannelStatus
+from channels_app.urlcheck import UnsafeUpstream
 
 from . import usage as usage_of
 from .errors import ANTHROPIC, OPENAI, error_response
-from .pipeline import RelayError, authenticate, read_json
+from .pipeline import RelayError, authenticate, forwarded_headers, read_json
+from .usage import MAX_TOKENS
 
 USAGE_ROWS = 20
 
@@ -60,34 +62,47 @@ async def list_models(request):
 
 
 async def count_tokens(request):
-    """Forwarded to an Anthropic channel when one serves the model; estimated locally otherwise."""
+    """Forwarded to an Anthropic channel when one serves the model; estimated locally otherwise.
+
+    An answer that is not a token count (a hostile or broken channel) is ignored like a failure.
+    """
     try:
         body, body_bytes = read_json(request)
         identity = await authenticate(request)
         if not isinstance(body.get("model"), str):
             raise RelayError(400, "model: a model name (string) is required.", "invalid_request")
+        forward = forwarded_headers(request)
         plan = await routing.aplan(body["model"], identity.allowed_models)
     except RelayError as exc:
         return _error(ANTHROPIC, exc)
     except routing.Refusal as refusal:
         return error_response(ANTHROPIC, refusal.status, refusal.message, code=refusal.code)
     for route in (r for r in plan.routes if r.api_format == ANTHROPIC):
-        keys = plan.upstream_keys(route.channel_id)
-        if not keys:
-            continue
-        outgoing = {**body, "model": route.upstream_model}
-        headers = providers.auth_headers(route.provider, keys[0])
-        headers.update({h: request.headers[h] for h in ("anthropic-version", "anthropic-beta") if h in request.headers})
-        try:
-            response = await providers.client().post(
-                providers.endpoint(route.provider, route.base_url, "count_tokens"), content=json.dumps(outgoing),
-                headers={**headers, "content-type": "application/json"},
-            )  # fmt: skip
-        except httpx.HTTPError:
-            continue
-        if response.is_success:
-            return JsonResponse(response.json())
+        counted = await _count_upstream(plan, route, body, forward)
+        if counted is not None:
+            return JsonResponse({"input_tokens": counted})
     return JsonResponse({"input_tokens": usage_of.estimate_tokens_from_bytes(body_bytes), "estimated": True})
+
+
+async def _count_upstream(plan, route, body: dict, forward: dict[str, str]) -> int | None:
+    keys = plan.upstream_keys(route.channel_id)
+    if not keys:
+        return None
+    headers = {**providers.auth_headers(route.provider, keys[0]), **forward, "content-type": "application/json"}
+    content = json.dumps({**body, "model": route.upstream_model}).encode()
+    url = providers.endpoint(route.provider, route.base_url, "count_tokens")
+    try:
+        response = await providers.post_streaming(url, headers, content, route.channel_id)
+        try:
+            answer = await response.aread()
+        finally:
+            await response.aclose()
+        if not response.is_success:
+            return None
+        count = json.loads(answer).get("input_tokens")
+    except (httpx.HTTPError, UnsafeUpstream, ValueError, AttributeError, RecursionError):
+        return None
+    return count if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= MAX_TOKENS else None
 
 
 def _usage_payload(user_id: int, key_id: int) -> dict:
@@ -98,8 +113,8 @@ def _usage_payload(user_id: int, key_id: int) -> dict:
         rows = UsageRecord.objects.filter(api_key_id=key_id).order_by("-created_at", "-id")[:USAGE_ROWS]
         return {
             "object": "usage",
-            "balance_usd": str(ledger.balance_of(user_id)),
-            "key_spent_usd": str(spent),
+            "balance_usd": format(ledger.balance_of(user_id), "f"),
+            "key_spent_usd": format(spent, "f"),
             "data": [
                 {
                     "request_id": r.request_id,
@@ -109,7 +124,7 @@ def _usage_payload(user_id: int, key_id: int) -> dict:
                     "output_tokens": r.output_tokens,
                     "cache_read_tokens": r.cache_read_tokens,
                     "cache_write_tokens": r.cache_write_tokens,
-                    "cost_usd": str(r.cost_usd),
+                    "cost_usd": format(r.cost_usd, "f"),
                     "status": r.status,
                     "estimated": r.estimated,
                 }

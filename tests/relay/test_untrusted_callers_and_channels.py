@@ -320,3 +320,16 @@ def test_a_channels_own_2xx_status_is_answered_as_200(world):
         headers={"authorization": f"Bearer {world.key}"},
     )
     assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"]
+
+
+def test_count_tokens_refuses_a_non_ascii_header_and_ignores_a_channels_non_json_answer(world):
+    headers = {"x-api-key": world.key, "anthropic-version": "2023-06-01"}
+    body = {"model": "claude-haiku-4-5", "messages": PROMPT}
+    bad_header = httpx.post(
+        f"{world.relay}/v1/messages/count_tokens", json=body, headers={**headers, "anthropic-beta": b"\xc3\xa9"}
+    )
+    assert bad_header.status_code == 400 and bad_header.json()["type"] == "error"
+    Channel.objects.filter(pk=world.anthropic_channel.pk).delete()
+    add_channel(world.bob, world.upstream, provider="anthropic", models=("claude-haiku-4-5",), keys_=("html-200",))
+    counted = httpx.post(f"{world.relay}/v1/messages/count_tokens", json=body, headers=headers)
+    assert counted.status_code == 200 and counted.json()["estimated"] is True

@@ -49,7 +49,11 @@ def test_keys_create_shown_once_list_and_revoke(alice, carol):
         "/api/keys", {"name": "ci", "allowed_models": ["gpt-4o"], "spend_cap_usd": "5"}, content_type="application/json"
     )
     body = created.json()
-    assert created.status_code == 201 and body["key"].startswith("sk-hub-") and body["api_key"]["spend_cap_usd"] == "5"
+    assert (
+        created.status_code == 201
+        and body["key"].startswith("sk-hub-")
+        and body["api_key"]["spend_cap_usd"] == "5.00000000"
+    )
     listed = client.get("/api/keys").json()
     assert {k["name"] for k in listed} == {"api", "ci"} and all("key" not in k and "key_hash" not in k for k in listed)
     public_id = body["api_key"]["public_id"]

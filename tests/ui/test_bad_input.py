@@ -104,3 +104,16 @@ def test_the_keys_page_refuses_control_characters_in_place(alice):
     page = response.content.decode()
     assert response.status_code == 200 and page.count("Must be printable text: U+") == 2
     assert not ApiKey.objects.filter(user=alice).exists()
+
+
+def test_amounts_in_the_json_api_and_v1_usage_are_plain_decimals(alice):
+    from django.test import Client
+
+    from accounts import keys
+
+    _key, raw = keys.create_key(alice, "k")
+    client = Client(headers={"authorization": f"Bearer {raw}"})
+    balance = client.get("/api/balance").json()
+    assert balance["balance_usd"] == "0.00000000", balance  # a zero balance, never "0E-8"
+    me = client.get("/api/me")
+    assert me.status_code == 200 and "E-" not in me.content.decode()

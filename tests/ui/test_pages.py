@@ -223,7 +223,7 @@ def test_admin_channel_actions_and_every_model_has_an_admin_page(admin_user, bob
     url = reverse("admin:channels_app_channel_changelist")
     client.post(url, {"action": "disable", "_selected_action": [channel.pk]})
     channel.refresh_from_db()
-    assert channel.status == ChannelStatus.PAUSED and "admin root" in channel.status_reason
+    assert channel.status == ChannelStatus.SUSPENDED and channel.status_reason == "suspended by staff"
     client.post(url, {"action": "enable", "_selected_action": [channel.pk]})
     response = client.post(url, {"action": "test", "_selected_action": [channel.pk]}, follow=True)
     assert "HTTP 200" in response.content.decode()
