@@ -14,6 +14,9 @@ from django.core.exceptions import ValidationError
 PRIORITY_RANGE = (-100, 100)  # set by staff only: see routing.py
 WEIGHT_RANGE = (1, 100)
 NAME_MAX_LENGTH = 100
+MODEL_NAME_MAX_LENGTH = 200  # as the catalog's names
+MODELS_MAX = 1000
+KEY_MAX_LENGTH = 1000  # it becomes a header line
 
 # Controls (NUL, CR, LF…), format characters (bidi overrides, zero-width), lone surrogates and
 # line/paragraph separators: none belongs in a name, and each can hide or break something.
@@ -42,24 +45,34 @@ def validate_upstream_key(key: str) -> None:
             "An upstream key is visible ASCII only: no spaces, line breaks, control or non-ASCII characters.",
             code="key_characters",
         )
+    if len(key) > KEY_MAX_LENGTH:
+        raise ValidationError(f"An upstream key is at most {KEY_MAX_LENGTH} characters.", code="max_length")
 
 
 def validate_model_names(names) -> None:
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise ValidationError("The model list must be a list of names.", code="model_names")
+    if len(names) > MODELS_MAX:
+        raise ValidationError(f"A channel serves at most {MODELS_MAX} models.", code="max_length")
     for name in names:
         if has_control_characters(name):
             raise ValidationError(f"Model name {name!r} holds control characters.", code="control_characters")
+        if len(name) > MODEL_NAME_MAX_LENGTH:
+            raise ValidationError(f"A model name is at most {MODEL_NAME_MAX_LENGTH} characters.", code="max_length")
 
 
 def validate_model_mapping(mapping) -> None:
     if not isinstance(mapping, dict):
         raise ValidationError('The mapping must be {"caller name": "upstream name"}.', code="model_mapping")
+    if len(mapping) > MODELS_MAX:
+        raise ValidationError(f"A mapping has at most {MODELS_MAX} entries.", code="max_length")
     for caller, upstream in mapping.items():
         if not isinstance(upstream, str) or not caller.strip() or not upstream.strip():
             raise ValidationError(f"Mapping {caller!r} needs an upstream model name.", code="model_mapping")
         if has_control_characters(caller) or has_control_characters(upstream):
             raise ValidationError(f"Mapping {caller!r} holds control characters.", code="control_characters")
+        if max(len(caller), len(upstream)) > MODEL_NAME_MAX_LENGTH:
+            raise ValidationError(f"A model name is at most {MODEL_NAME_MAX_LENGTH} characters.", code="max_length")
 
 
 def validate_in_range(value: int, bounds: tuple[int, int], what: str) -> None:

@@ -29,6 +29,9 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: the IPv4 may sit anywhere in it
 
 
+BASE_URL_MAX_LENGTH = 300  # Channel.base_url's column
+
+
 class UnsafeUpstream(ValueError):
     """The URL may not be used as an upstream; the message says why."""
 
@@ -136,6 +139,8 @@ def check_addresses(host: str, addresses, scheme: str, port: int) -> None:
 
 def validate_base_url(url: str) -> UrlVerdict:
     """At save time. A host that does not resolve is accepted with a warning (checked again at connect)."""
+    if len(url) > BASE_URL_MAX_LENGTH:
+        raise UnsafeUpstream(f"The base URL must be at most {BASE_URL_MAX_LENGTH} characters.")
     if not url.isprintable() or " " in url:
         # urlsplit would quietly drop tabs and line breaks; the stored URL would still hold them.
         raise UnsafeUpstream("The base URL must not contain spaces, line breaks or control characters.")

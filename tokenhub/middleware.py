@@ -3,6 +3,7 @@ from __future__ import annotations
 import warnings
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import JsonResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 
@@ -53,3 +54,40 @@ class StaticFilesMiddleware:
         if static_file is None:
             return None
         return self.whitenoise.serve(static_file, request)
+
+
+class ApiErrorShape:
+    """The JSON API answers an unknown path or a wrong method in its own error shape, not Django's HTML.
+
+    (django-ninja answers a method its path does not take with a bare text 405; unknown paths under
+    /api/ reach tokenhub.views.api_not_found.)
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        return self.reshaped(request, self.get_response(request))
+
+    async def __acall__(self, request):
+        return self.reshaped(request, await self.get_response(request))
+
+    @staticmethod
+    def reshaped(request, response):
+        if response.status_code != 405 or not request.path.startswith("/api/"):
+            return response
+        allowed = response.get("Allow", "")
+        reshaped = JsonResponse(
+            {"error": {"code": "method_not_allowed", "message": f"{request.path} takes {allowed or 'other methods'}."}},
+            status=405,
+        )
+        reshaped["Allow"] = allowed
+        return reshaped

@@ -75,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "tokenhub.middleware.ApiErrorShape",
 ]
 
 ROOT_URLCONF = "tokenhub.urls"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from . import views
 from .api import api
@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("channels_app.urls")),
     path("docs/", views.docs, name="docs"),
     path("api/", api.urls),
+    re_path(r"^api/(?P<rest>.*)$", views.api_not_found),
     path("admin/", admin.site.urls),
     path("v1/", include("relay.urls")),
 ]

@@ -32,3 +32,10 @@ def docs(request):
 def healthz(request):
     state = health.overall_state()
     return JsonResponse(state, status=200 if state["ok"] else 503)
+
+
+def api_not_found(request, rest: str = ""):
+    """Any /api/ path the API does not have: a 404 in the API's own error shape."""
+    return JsonResponse(
+        {"error": {"code": "not_found", "message": f"The API has no {request.path}; see /api/docs."}}, status=404
+    )

@@ -54,6 +54,10 @@ BAD_FIELDS = [
     ("weight", 2**40),
     ("weight", 0),
     ("weight", 101),
+    ("base_url", "http://127.0.0.1:9/" + "a" * 400),  # longer than its column: a DataError 500 before
+    ("upstream_keys", ["k" * 5000]),
+    ("model_names", ["m" * 300]),
+    ("model_mapping", {"gpt-4o-mini": "u" * 300}),
 ]
 
 

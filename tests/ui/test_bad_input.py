@@ -117,3 +117,17 @@ def test_amounts_in_the_json_api_and_v1_usage_are_plain_decimals(alice):
     assert balance["balance_usd"] == "0.00000000", balance  # a zero balance, never "0E-8"
     me = client.get("/api/me")
     assert me.status_code == 200 and "E-" not in me.content.decode()
+
+
+def test_unknown_api_paths_and_wrong_methods_answer_in_the_apis_shape(alice):
+    from django.test import Client
+
+    from accounts import keys
+
+    _key, raw = keys.create_key(alice, "k", scope="manage")
+    client = Client(headers={"authorization": f"Bearer {raw}"})
+    missing = client.get("/api/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = client.delete("/api/keys")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in wrong["Allow"]
