@@ -25,6 +25,7 @@ from django.conf import settings
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 (SIIT)
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: the IPv4 may sit anywhere in it
 
@@ -79,6 +80,8 @@ def embedded_ipv4(address: Address) -> list[ipaddress.IPv4Address]:
         return [address.ipv4_mapped]
     if address in _IPV4_COMPATIBLE and int(address) > 1:  # not :: or ::1, judged as they are
         return [low32]
+    if address in _IPV4_TRANSLATED:
+        return [low32]
     if address in _NAT64:
         return [low32]
     if address.sixtofour is not None:
@@ -98,7 +101,11 @@ def _is_public(address: Address) -> bool:
 
 
 def _is_allowed(host: str, address: Address, port: int, allowed: list[_Allowance]) -> bool:
-    candidates = [address, *embedded_ipv4(address)]
+    # The address as it is connected to: an IPv6 form that carries an allowed IPv4 (NAT64, 6to4…)
+    # reaches some other host, not the one the operator listed.
+    candidates = [address]
+    if address.version == 6 and address.ipv4_mapped is not None:
+        candidates.append(address.ipv4_mapped)  # ::ffff:a.b.c.d is a.b.c.d on a dual-stack socket
     for allowance in allowed:
         if allowance.port not in (None, port):
             continue

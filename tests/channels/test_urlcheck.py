@@ -99,3 +99,17 @@ def test_an_allowed_host_without_a_port_allows_every_port(settings):
 def test_a_port_out_of_range_is_refused():
     with pytest.raises(UnsafeUpstream, match="port"):
         validate_base_url("https://8.8.8.8:99999/v1")
+
+
+def test_an_ipv4_translated_address_is_judged_by_its_ipv4(settings):
+    settings.TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS = []
+    with pytest.raises(UnsafeUpstream):
+        validate_base_url("https://[::ffff:0:a9fe:a9fe]/v1")  # 169.254.169.254, the metadata service
+
+
+@pytest.mark.parametrize("url", ["http://[64:ff9b::7f00:1]:8100/v1", "http://[2002:7f00:1::]:8100/v1"])
+def test_an_allowed_ipv4_does_not_allow_ipv6_forms_that_reach_other_hosts(url, settings):
+    settings.TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS = ["127.0.0.1:8100"]
+    with pytest.raises(UnsafeUpstream):
+        validate_base_url(url)
+    validate_base_url("http://127.0.0.1:8100/v1")  # the listed host itself still passes
