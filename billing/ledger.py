@@ -1,4 +1,6 @@
-"""The only writer of money.
+"""Money's writer, one transaction per operation; the relay's holds and settlements on PostgreSQL
+also go through billing/batched.py, which falls back here for anything it cannot do. On PostgreSQL
+the database refuses any transaction whose entries do not sum to zero, whoever writes it.
 
 Every balance change is one `Transaction` whose entries sum to zero, posted in
 one database transaction. Cached balances (a user's spendable balance and their
