@@ -120,6 +120,7 @@ def reconcile() -> Report:
     _check_legs_fit_their_transactions(report)
     _check_settlements_match_their_calls(report)
     _check_key_spend(report)
+    _check_key_reservations(report)
 
     cutoff = timezone.now() - timedelta(seconds=settings.TOKENHUB_HOLD_TIMEOUT_SECONDS)
     stale = open_holds.filter(created_at__lt=cutoff).count()
@@ -235,4 +236,25 @@ def _check_key_spend(report: Report) -> None:
         report,
         keys.values_list("public_id", "spent_usd", "charged"),
         lambda row: f"API key {row[0]} has spent {_usd(row[1])} but its calls were charged {_usd(row[2])}",
+    )
+
+
+def _check_key_reservations(report: Report) -> None:
+    # A key's calls in flight count against its spend cap: the reservation must be its open holds.
+    held = (
+        Hold.objects.filter(api_key=OuterRef("pk"), status=HoldStatus.OPEN)
+        .values("api_key")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    keys = (
+        ApiKey.objects.annotate(held=Coalesce(Subquery(held, output_field=MONEY), Value(ZERO), output_field=MONEY))
+        .filter(_differs(F("reserved_usd"), F("held")))
+        .order_by("pk")
+    )
+    _list(
+        report,
+        keys.values_list("public_id", "reserved_usd", "held"),
+        lambda row: f"API key {row[0]} reserves {_usd(row[1])} for calls in flight but its open holds add up to "
+        f"{_usd(row[2])}",
     )

@@ -112,6 +112,19 @@ def test_reconcile_finds_a_key_whose_spend_disagrees_with_its_calls(settled_call
     assert f"API key {key.public_id} has spent 0.49000000 but its calls were charged 0.50000000" in problems
 
 
+def test_reconcile_finds_a_key_whose_reservation_disagrees_with_its_open_holds(alice):
+    fund(alice, "2")
+    key, _raw = keys.create_key(alice, "k", spend_cap_usd=Decimal("5"))
+    ledger.hold(user_id=alice.pk, amount=Decimal("1"), request_id="open-1", api_key_id=key.pk)
+    assert reconcile().problems == []
+    type(key).objects.filter(pk=key.pk).update(reserved_usd=F("reserved_usd") - CENT)  # room under the cap
+    problems = reconcile().problems
+    assert (
+        f"API key {key.public_id} reserves 0.99000000 for calls in flight but its open holds add up to "
+        "1.00000000" in problems
+    )
+
+
 @pytest.mark.parametrize("kind", ["user", "hold"])
 def test_the_database_refuses_a_null_cached_balance(alice, kind):
     fund(alice, "1")
