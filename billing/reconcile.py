@@ -93,7 +93,7 @@ def reconcile() -> Report:
     sums = Entry.objects.values("transaction").annotate(total=Sum("amount"))
     unbalanced = sums.filter(Q(total__gte=HALF_UNIT) | Q(total__lte=-HALF_UNIT)).order_by("transaction")
     for row in unbalanced[:50]:
-        report.problems.append(f"transaction #{row['transaction']} entries sum to {quantize(row['total'])}, not 0")
+        report.problems.append(f"transaction #{row['transaction']} entries sum to {_usd(row['total'])}, not 0")
 
     accounts = Account.objects.annotate(entries_total=_entry_sums())
     for account in accounts.filter(balance__isnull=False).iterator():
@@ -101,12 +101,12 @@ def reconcile() -> Report:
         if account.balance != entries_total:
             difference = quantize(account.balance - entries_total)
             report.problems.append(
-                f"account {account.code}: cached balance {account.balance} != entries {entries_total} "
-                f"(difference {difference})"
+                f"account {account.code}: cached balance {_usd(account.balance)} != entries {_usd(entries_total)} "
+                f"(difference {_usd(difference)})"
             )
     user_money = [AccountKind.USER, AccountKind.HOLD, AccountKind.OWNER, AccountKind.PAYOUT]
     for account in accounts.filter(kind__in=user_money, entries_total__lte=-HALF_UNIT).iterator():
-        report.problems.append(f"account {account.code} is negative: {quantize(account.entries_total)}")
+        report.problems.append(f"account {account.code} is negative: {_usd(account.entries_total)}")
 
     open_holds = Hold.objects.filter(status=HoldStatus.OPEN)
     held = dict(open_holds.values("user").annotate(total=Sum("amount")).values_list("user", "total"))
@@ -114,7 +114,8 @@ def reconcile() -> Report:
         expected = quantize(held.get(account.user_id) or ZERO)
         if quantize(account.entries_total) != expected:
             report.problems.append(
-                f"account {account.code} holds {account.entries_total} but its open holds add up to {expected}"
+                f"account {account.code} holds {_usd(account.entries_total)} but its open holds add up to "
+                f"{_usd(expected)}"
             )
     _check_cached_balances_present(report)
     _check_legs_fit_their_transactions(report)
@@ -131,7 +132,7 @@ def reconcile() -> Report:
         Entry.objects.values("account__kind").annotate(total=Sum("amount")).values_list("account__kind", "total")
     )
     for kind, _label in AccountKind.choices:
-        report.summary[kind] = str(quantize(totals.get(kind) or ZERO))
+        report.summary[kind] = _usd(totals.get(kind) or ZERO)
     report.summary["open_holds"] = str(open_holds.count())
     return report
 
@@ -255,6 +256,7 @@ def _check_key_reservations(report: Report) -> None:
     _list(
         report,
         keys.values_list("public_id", "reserved_usd", "held"),
-        lambda row: f"API key {row[0]} reserves {_usd(row[1])} for calls in flight but its open holds add up to "
-        f"{_usd(row[2])}",
+        lambda row: (
+            f"API key {row[0]} reserves {_usd(row[1])} for calls in flight but its open holds add up to {_usd(row[2])}"
+        ),
     )

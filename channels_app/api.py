@@ -61,7 +61,10 @@ def test_channel(request, public_id: str):
 @router.post("/{public_id}/pause", response=ChannelOut)
 def pause_channel(request, public_id: str):
     channel = _own(request, public_id)
-    channels.pause(channel)
+    try:
+        channels.pause(channel)
+    except channels.ChannelSuspended as exc:
+        raise HttpError(409, str(exc)) from None
     return channel
 
 

@@ -166,6 +166,8 @@ def edit_channel(channel: Channel, changes: dict) -> Channel:
         changes["model_names"] = normalise_model_list(changes["model_names"])
     if "model_mapping" in changes:
         changes["model_mapping"] = {k.strip(): v.strip() for k, v in changes["model_mapping"].items()}
+    if channel.approved_at is not None and _unproven_by(channel, changes, upstream_keys):
+        channel.approved_at = None  # a record earned for other models or another upstream proves nothing here
     with transaction.atomic():
         for field, value in changes.items():
             setattr(channel, field, value)
@@ -173,6 +175,13 @@ def edit_channel(channel: Channel, changes: dict) -> Channel:
         if upstream_keys is not None:
             _seal_keys(channel, upstream_keys)
     return channel
+
+
+def _unproven_by(channel: Channel, changes: dict, upstream_keys) -> bool:
+    """Would these changes make the channel serve something its record was not earned on?"""
+    new_models = set(changes.get("model_names", channel.model_names)) - set(channel.model_names)
+    remapped = "model_mapping" in changes and changes["model_mapping"] != channel.model_mapping
+    return bool(new_models) or remapped or upstream_keys is not None
 
 
 def upstream_keys(channel: Channel) -> list[str]:
@@ -188,6 +197,9 @@ def set_status(channel: Channel, status: str, reason: str = "") -> None:
 
 
 def pause(channel: Channel) -> None:
+    """The owner's pause. A suspended channel stays suspended: pausing it, then resuming, would lift it."""
+    if channel.status == ChannelStatus.SUSPENDED:
+        raise ChannelSuspended(f"Staff suspended “{channel.name}”; only staff can lift it. Contact them to ask why.")
     set_status(channel, ChannelStatus.PAUSED, "paused by owner")
 
 
@@ -236,7 +248,13 @@ def end_probation_if_proven(channel: Channel) -> bool:
     needed = settings.TOKENHUB_PROBATION_CALLS
     if channel.approved_at is not None or needed <= 0:
         return False
-    served = UsageRecord.objects.filter(channel=channel.public_id, status=UsageStatus.OK)[:needed].count()
+    # Only strangers' calls count: an owner calling their own channel proves nothing (and costs them
+    # at most half, their cut coming back).
+    served = (
+        UsageRecord.objects.filter(channel=channel.public_id, status=UsageStatus.OK)
+        .exclude(user_id=channel.owner_id)[:needed]
+        .count()
+    )
     if served < needed:
         return False
     approve(channel)

@@ -38,6 +38,7 @@ from .models import API_FORMAT, LOW_BALANCE_REASON, CatalogModel, Channel, Chann
 logger = logging.getLogger(__name__)
 
 VERSION_KEY = "routing:version"
+OWNER_WEIGHT_MAX = 100  # an owner's channels together, per priority tier: owner_input.WEIGHT_RANGE's top
 
 
 @dataclass(frozen=True)
@@ -256,8 +257,16 @@ def invalidate_on_commit() -> None:
 
 
 def _weighted_order(routes: list[Route]) -> list[Route]:
-    """Weighted random order without replacement (Efraimidis-Spirakis keys)."""
-    return sorted(routes, key=lambda r: random.random() ** (1.0 / r.weight), reverse=True)
+    """Weighted random order without replacement (Efraimidis-Spirakis keys), one owner's share bounded.
+
+    An owner's channels in a tier share at most OWNER_WEIGHT_MAX between them: ten channels at the
+    top weight draw no more first places than one, so opening more channels cannot capture a model.
+    """
+    totals: dict[int, int] = defaultdict(int)
+    for route in routes:
+        totals[route.owner_id] += route.weight
+    scale = {owner: min(1.0, OWNER_WEIGHT_MAX / total) for owner, total in totals.items()}
+    return sorted(routes, key=lambda r: random.random() ** (1.0 / (r.weight * scale[r.owner_id])), reverse=True)
 
 
 def _tier_order(routes: list[Route]) -> list[Route]:

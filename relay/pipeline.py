@@ -531,7 +531,7 @@ async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
     output_guess = usage_of.estimate_tokens_from_bytes(len(content))
     # The answer goes out now and the settlement follows it in the background, as for streams:
     # the caller does not wait for the second transaction. The cost is the ledger's own formula.
-    cost = cost_of(usage or _estimated_usage(call, output_guess), call.prices)
+    cost = min(cost_of(usage or _estimated_usage(call, output_guess), call.prices), call.hold.amount)  # the charge
     call.owned = True
     in_background(_settle(call, attempt, usage, UsageStatus.OK, estimated_output=output_guess))
     # 200 whatever 2xx the channel chose: its status is not the caller's business (a 205 must carry no body).

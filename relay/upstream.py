@@ -124,12 +124,13 @@ async def open_stream(
     """Try the routes in order until one answers 2xx; returns the open (unread) response.
 
     A channel's word that the request is the caller's fault (400, 413, 422) is checked once against
-    another channel when there is one: a stranger's channel refusing everything must neither block
-    the model nor go unnoticed. If the second channel answers, the first is charged a health event;
-    if it refuses too, the caller gets the first refusal.
+    another channel when there is one: a stranger's channel refusing everything must not block the
+    model. If the second channel refuses too, the caller gets the first refusal. Neither is charged
+    a health event: which of two disagreeing channels is right cannot be told (a lax one would
+    otherwise open an honest one's breaker with requests the honest one rightly refuses).
     """
     failures: list[str] = []
-    refused: tuple[routing.Route, UpstreamFailure] | None = None
+    refused: UpstreamFailure | None = None
     for route in routes[: settings.TOKENHUB_MAX_ATTEMPTS]:
         outcome = await _attempt(plan, route, prepared_for, forward_headers)
         if isinstance(outcome, str):
@@ -137,13 +138,11 @@ async def open_stream(
             continue
         if isinstance(outcome, UpstreamFailure):
             if refused is not None:
-                return refused[1]
-            refused = (route, outcome)
+                return refused
+            refused = outcome
             continue
-        if refused is not None:
-            health.record_failure(refused[0].channel_id, health.SERVER, "refused a request another channel served")
         return outcome
-    return refused[1] if refused is not None else _summarise(failures)
+    return refused if refused is not None else _summarise(failures)
 
 
 async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) -> Attempt | UpstreamFailure | str:

@@ -40,6 +40,8 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
 JSON_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
               dict: "an object"}  # fmt: skip
 TOKEN_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+MAX_CHOICES = 128  # OpenAI's own limit on n
+MAX_OUTPUT_TOKENS = 10_000_000  # far above any model's, far below what makes a hold overflow
 
 
 class InvalidBody(ValueError):
@@ -115,10 +117,12 @@ def check(operation: str, body: dict, *, needs_messages: bool) -> None:
         value = body.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise InvalidBody(f"{name}: must be a positive integer.")
+        if value is not None and value > MAX_OUTPUT_TOKENS:
+            raise InvalidBody(f"{name}: at most {MAX_OUTPUT_TOKENS:,} (no model answers at more length).")
     if operation == "messages" and body.get("max_tokens") is None:
         raise InvalidBody("max_tokens: Field required (the Messages API needs it).")
-    if body.get("n") is not None and body["n"] < 1:
-        raise InvalidBody("n: must be 1 or more.")
+    if body.get("n") is not None and not 1 <= body["n"] <= MAX_CHOICES:
+        raise InvalidBody(f"n: must be from 1 to {MAX_CHOICES}.")
     if isinstance(body.get("stop"), list):
         _each("stop", body["stop"], TEXT)
     _each("stop_sequences", body.get("stop_sequences"), TEXT)

@@ -100,20 +100,52 @@ def test_staff_approval_ends_probation(catalog, bob, carol):
     assert established.public_id in {r.public_id for r in routing.plan("gpt-4o-mini").routes}
 
 
-def served(channel, count: int) -> None:
+def served(channel, count: int, caller=None) -> None:
     for _ in range(count):
         UsageRecord.objects.create(
-            request_id=uuid.uuid4().hex, user=channel.owner, model="gpt-4o-mini", channel=channel.public_id,
-            owner=channel.owner, status=UsageStatus.OK,
-        )  # fmt: skip
+            request_id=uuid.uuid4().hex,
+            user=caller or channel.owner,
+            model="gpt-4o-mini",
+            channel=channel.public_id,
+            owner=channel.owner,
+            status=UsageStatus.OK,
+        )
 
 
-def test_a_passing_test_after_enough_completed_calls_ends_probation(catalog, bob, fake_upstream, settings):
+def test_a_passing_test_after_enough_completed_calls_ends_probation(catalog, bob, carol, fake_upstream, settings):
     settings.TOKENHUB_PROBATION_CALLS = 3
     channel = make_channel(bob, base_url=fake_upstream, keys=["good-key"])
-    served(channel, 2)
+    served(channel, 2, caller=carol)
     assert checks.test_channel(channel).ok
     assert Channel.objects.get(pk=channel.pk).on_probation  # two calls are not a record yet
-    served(channel, 1)
+    served(channel, 1, caller=carol)
     assert checks.test_channel(channel).ok
     assert not Channel.objects.get(pk=channel.pk).on_probation
+
+
+def test_an_owners_calls_to_their_own_channel_earn_no_record(catalog, bob, fake_upstream, settings):
+    settings.TOKENHUB_PROBATION_CALLS = 3
+    channel = make_channel(bob, base_url=fake_upstream, keys=["good-key"])
+    served(channel, 10)  # bob calling his own channel
+    assert checks.test_channel(channel).ok
+    assert Channel.objects.get(pk=channel.pk).on_probation
+
+
+def test_a_proven_channel_goes_back_on_probation_when_it_takes_on_new_models_or_keys(catalog, bob):
+    for changes in ({"model_names": ["gpt-4o-mini", "gpt-4o"]}, {"upstream_keys": ["another-key"]},
+                    {"model_mapping": {"gpt-4o-mini": "something-else"}}):  # fmt: skip
+        channel = make_channel(bob, approved=True)
+        channels.edit_channel(channel, dict(changes))
+        assert Channel.objects.get(pk=channel.pk).on_probation, changes
+    kept = make_channel(bob, approved=True)
+    channels.edit_channel(kept, {"name": "renamed"})
+    assert not Channel.objects.get(pk=kept.pk).on_probation  # a new name proves nothing either way
+
+
+def test_one_owner_with_many_channels_draws_no_more_than_with_one(catalog, bob, carol):
+    mine = [make_channel(bob, approved=True, weight=100, name=f"bob-{n}") for n in range(5)]
+    theirs = make_channel(carol, approved=True, weight=100, name="carols")
+    firsts = first_choices(2000)
+    bobs = sum(firsts[c.public_id] for c in mine)
+    assert 0.4 < bobs / 2000 < 0.6, firsts  # half, as one channel each would draw, not five sixths
+    assert firsts[theirs.public_id] + bobs == 2000

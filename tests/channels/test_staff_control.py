@@ -36,6 +36,8 @@ def test_an_owner_cannot_resume_a_channel_staff_suspended(catalog, bob, admin_us
     assert page.login(username="bob", password=PASSWORD)
     answer = page.post(f"/channels/{channel.public_id}/toggle/", follow=True)
     assert "only staff can lift it" in answer.content.decode()
+    paused = api.post(f"/api/channels/{channel.public_id}/pause")  # pause, then resume, would lift it
+    assert paused.status_code == 409
     channel.refresh_from_db()
     assert channel.status == ChannelStatus.SUSPENDED
     assert admin_user.username not in channel.status_reason  # the owner sees the reason, not who

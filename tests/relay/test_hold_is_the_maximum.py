@@ -141,6 +141,7 @@ def test_absurd_usage_is_billed_at_the_hold_recorded_and_pauses_the_channel(worl
         record = UsageRecord.objects.get(request_id=request_id)
         held = Hold.objects.get(request_id=request_id).amount
         holds.append(held)
+        assert reply.headers["x-tokenhub-cost"] == format(held, "f")  # the charge, not the report
         assert record.cost_usd == held and record.excess_usd > 1000  # $1,500 reported, the hold billed
     assert ledger.balance_of(world.alice.pk) == Decimal("10") - sum(holds)
     assert ledger.balance_of(world.alice.pk) >= Decimal("10") - calls * max(holds)

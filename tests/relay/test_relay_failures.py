@@ -313,15 +313,17 @@ def test_a_caller_caused_upstream_400_is_checked_once_against_another_channel_th
     assert UsageRecord.objects.get().status == UsageStatus.FAILED
 
 
-def test_a_channel_refusing_every_request_is_served_around_and_charged_health_events(world):
+def test_a_channel_refusing_every_request_is_served_around_without_blaming_either(world):
     liar = only_channel(world, keys_=("fail-400",), name="refuses-everything", priority=10)
     honest = add_channel(world.bob, world.upstream, name="honest", priority=1)
-    for _ in range(health.FAILURE_THRESHOLD):
+    for _ in range(health.FAILURE_THRESHOLD + 1):
         assert world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT).choices
     settled()
     assert set(UsageRecord.objects.values_list("channel", flat=True)) == {honest.public_id}
-    # Its refusals of requests another channel served opened its breaker: it is no longer tried.
-    assert liar.pk not in [r.channel_id for r in routing.plan("gpt-4o-mini").routes]
+    # Which of two disagreeing channels is right cannot be told: neither breaker opens (else a lax
+    # channel could shut an honest one out with requests the honest one rightly refuses).
+    routable = [r.channel_id for r in routing.plan("gpt-4o-mini").routes]
+    assert liar.pk in routable and honest.pk in routable
 
 
 def test_every_response_carries_a_request_id(world):

@@ -114,6 +114,9 @@ BAD_BODIES = {
         {"messages": ["hello"]},
         {"messages": [{"role": "user", "content": 5}]},
         {"temperature": "hot"},
+        {"n": 10**30},  # a hold of that many answers overflowed the estimate: a 500
+        {"n": 129},
+        {"max_tokens": 10**30},
     ],
     "messages": [
         {"stop_sequences": 5},
