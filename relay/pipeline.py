@@ -492,7 +492,11 @@ async def _settle(
     finally:
         _finish_limits(attempt)
     count_tokens_used(call.identity.key_id, usage)
-    if record.excess_usd > 0 and not estimated:  # the channel's own report, not TokenHub's estimate
+    # A health event only when the channel's own report (not TokenHub's estimate) is beyond doubt: more
+    # than twice the most the call could cost. Within that, the bound may simply be short for a part
+    # it cannot size (an image, a provider's own prompt), and callers must not be able to get an
+    # honest channel paused with such calls; they are billed at most the hold either way.
+    if not estimated and record.excess_usd > call.hold.amount:
         await upstream.over_reported(attempt.route, record)
     return record
 

@@ -100,7 +100,11 @@ def estimate_tokens_from_bytes(byte_count: int) -> int:
 
 # --- The most input a call can be billed for -------------------------------------------------
 
-IMAGE_PART_TOKENS = 3_000
+# An image costs its provider's tokens whatever its URL's length: up to ~48,000 on gpt-4o-mini (a
+# 768x2048 picture at high detail, by OpenAI's published rates), ~1,600 on Claude, 258 on Gemini.
+IMAGE_PART_TOKENS = 50_000
+# Offering tools makes providers add a system prompt of their own (Anthropic documents ~350-530 tokens).
+TOOLS_OVERHEAD_TOKENS = 1_000
 UNKNOWN_CONTEXT_TOKENS = 200_000
 IMAGE_PARTS = frozenset({"image_url", "image", "input_image"})
 FILE_PARTS = frozenset({"document", "file", "input_file", "input_audio"})
@@ -117,7 +121,7 @@ def input_token_bound(raw: bytes, body: dict, context_window: int | None) -> int
     model's context window (UNKNOWN_CONTEXT_TOKENS when unknown) per document, file or audio part.
     The body is walked only when its bytes name such a part type, so a text call pays a byte scan.
     """
-    tokens = len(raw)
+    tokens = len(raw) + (TOOLS_OVERHEAD_TOKENS if body.get("tools") else 0)
     if not any(marker in raw for marker in _MARKERS):
         return tokens
     per_file = context_window or UNKNOWN_CONTEXT_TOKENS

@@ -17,6 +17,7 @@ play a healthy channel and a broken one side by side:
   negusage, floatusage, infusage, textusage
                   chat completions report usage that is not a count (negative, 1.5e30, Infinity, "lots")
   status-<code>   a non-streamed chat completion answers with that 2xx status (e.g. status-205)
+  overby-<n>      chat completions report n more prompt tokens than the request had
   absurd          chat completions report absurd usage (prompt 1e9, completion 2e9 tokens), whatever
                   the request's max_tokens: a channel over-reporting to take a caller's balance
 Tools: when a request offers tools and its last turn is the user's (not a tool result), the
@@ -310,6 +311,9 @@ class FakeProvider:
         }
         if "absurd" in key:
             usage.update(prompt_tokens=10**9, completion_tokens=2 * 10**9, total_tokens=3 * 10**9)
+        extra = self.key_number(key, "overby-")
+        if extra:
+            usage.update(prompt_tokens=prompt_tokens + extra, total_tokens=usage["total_tokens"] + extra)
         for knob, counts in NONSENSE_USAGE.items():
             if knob in key:
                 usage.update(counts)

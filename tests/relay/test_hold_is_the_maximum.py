@@ -82,7 +82,7 @@ def test_an_image_part_raises_the_hold_and_a_text_calls_hold_is_its_bytes(world)
     text_call, image_call = post(world, text), post(world, image)
     assert text_call.status_code == image_call.status_code == 200
     assert held_for(text_call) == estimate_max_cost(len(text), 5, MINI)
-    assert held_for(image_call) == estimate_max_cost(len(image) + 3_000, 5, MINI)  # 3,000 per image part
+    assert held_for(image_call) == estimate_max_cost(len(image) + usage.IMAGE_PART_TOKENS, 5, MINI)
     settled()
     assert reconcile().problems == []
 
@@ -166,3 +166,24 @@ def test_pausing_for_excess_tells_the_owner_and_staff_once(bob):
     assert channel.status == ChannelStatus.PAUSED and channel.status_reason.startswith("reported usage")
     assert [m.to for m in mail.outbox] == [["bob@example.com"], ["root@example.com"]]
     assert "over-reporter" in mail.outbox[0].subject and "not billed" in mail.outbox[0].body
+
+
+def test_offering_tools_allows_for_the_providers_own_tool_prompt():
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"name": "t"}]}
+    raw = json.dumps(body).encode()
+    assert usage.input_token_bound(raw, body, None) == len(raw) + usage.TOOLS_OVERHEAD_TOKENS
+    plain = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    assert usage.input_token_bound(json.dumps(plain).encode(), plain, None) == len(json.dumps(plain).encode())
+
+
+@pytest.mark.services
+def test_a_report_a_little_over_the_hold_is_billed_at_the_hold_but_pauses_nothing(world):
+    # The bound can be short for what it cannot size (an image, a provider's own prompt): callers must
+    # not be able to get an honest channel paused with such calls.
+    honest = only_channel(world, keys_=("overby-150",), name="slightly-over")
+    for _ in range(4):  # more than TOKENHUB_EXCESS_PAUSE_COUNT
+        world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT, max_tokens=5)
+    settled()
+    records = list(UsageRecord.objects.all())
+    assert all(0 < r.excess_usd < Hold.objects.get(request_id=r.request_id).amount for r in records)
+    assert Channel.objects.get(pk=honest.pk).status == ChannelStatus.ACTIVE
