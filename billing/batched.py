@@ -48,13 +48,18 @@ WITH req AS (
 ), locked AS (
     SELECT id, code FROM billing_account WHERE code = ANY(ARRAY(SELECT 'user:' || user_id FROM req))
     ORDER BY code FOR UPDATE
+), held AS (
+    -- Locks in the one order every path takes them: balances, then holds, then keys (else a batch
+    -- holding a key waits for a hold account a settlement holds while it waits for that key).
+    SELECT id FROM billing_account WHERE code = ANY(ARRAY(SELECT 'hold:' || user_id FROM req))
+      AND (SELECT count(*) FROM locked) >= 0 ORDER BY code FOR UPDATE
 ), per_key AS (
     SELECT api_key_id, sum(amount) AS total FROM req WHERE api_key_id IS NOT NULL GROUP BY api_key_id
 ), fitting AS (
-    -- Keys whose spend cap (if any) takes all their holds in the batch besides those in flight, locked
-    -- after the balances (as every path takes them); the other keys' holds take the ledger's path.
+    -- Keys whose spend cap (if any) takes all their holds in the batch besides those in flight;
+    -- the other keys' holds take the ledger's path.
     SELECT k.id FROM accounts_apikey k JOIN per_key p ON p.api_key_id = k.id
-    WHERE k.id = ANY(ARRAY(SELECT api_key_id FROM per_key)) AND (SELECT count(*) FROM locked) >= 0
+    WHERE k.id = ANY(ARRAY(SELECT api_key_id FROM per_key)) AND (SELECT count(*) FROM held) >= 0
       AND (k.spend_cap_usd IS NULL OR k.spent_usd + k.reserved_usd + p.total <= k.spend_cap_usd)
     ORDER BY k.id FOR UPDATE OF k
 ), eligible AS (

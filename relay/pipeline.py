@@ -86,6 +86,7 @@ class Call:
     # True once the hold's settlement or release is under way (or the stream's pump owns it):
     # from then on nothing else may end it. See _end_unowned.
     owned: bool = False
+    detached: bool = False  # served from a task of its own (non-streamed calls): see handle
 
     def prepared_for(self, route: routing.Route) -> Prepared:
         return self.prepared[select.key(self.operation, route.api_format, route.provider)]
@@ -350,7 +351,13 @@ async def handle(request, operation: str, caller_format: str):
     call: Call | None = None
     try:
         call = await admit(request, operation, caller_format, request_id)
-        return await _serve(call)
+        if call.stream:
+            return await _serve(call)
+        # The upstream makes a non-streamed answer whole whether or not the caller waits for it, so
+        # it is billed either way: the call runs in a task of its own (which from here owns the hold)
+        # and a caller leaving cancels only the wait.
+        call.detached = True
+        return await asyncio.shield(in_background(_serve_detached(call)))
     except RelayError as exc:
         return _error(caller_format, exc.status, exc.message, exc.code, request_id, exc.headers)
     except Exception as exc:
@@ -360,7 +367,15 @@ async def handle(request, operation: str, caller_format: str):
         message = "TokenHub failed while handling this call; anything held for it is refunded. Retry, and report "
         return _error(caller_format, 500, message + "the x-request-id if it persists.", "internal_error", request_id)
     finally:
-        if call is not None and not call.owned:
+        if call is not None and not call.owned and not call.detached:
+            _end_unowned(call)
+
+
+async def _serve_detached(call: Call):
+    try:
+        return await _serve(call)
+    finally:
+        if not call.owned:
             _end_unowned(call)
 
 
@@ -471,7 +486,7 @@ async def _settle(
     estimated = usage is None
     usage = usage or _estimated_usage(call, estimated_output)
     try:
-        record = await batched.settle(
+        record = await _settle_retrying(
             call.hold,
             usage=usage,
             owner_id=attempt.route.owner_id,
@@ -499,6 +514,20 @@ async def _settle(
     if not estimated and record.excess_usd > call.hold.amount:
         await upstream.over_reported(attempt.route, record)
     return record
+
+
+SETTLE_ATTEMPTS = 3
+
+
+async def _settle_retrying(hold: Hold, **details):
+    """A settlement is idempotent: a deadlock or a dropped connection is tried again before giving up."""
+    for attempt in range(1, SETTLE_ATTEMPTS + 1):
+        try:
+            return await batched.settle(hold, **details)
+        except DatabaseError:
+            if attempt == SETTLE_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.05 * attempt)
 
 
 async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:

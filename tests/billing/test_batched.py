@@ -404,3 +404,34 @@ def test_a_capped_keys_holds_that_fit_are_batched_and_counted_in_flight_until_se
     assert key.reserved_usd == 0 and key.spent_usd == 10 * COST
     assert all(record.cost_usd == COST for record in settled)
     assert_ledger_whole()
+
+
+def test_batched_holds_and_per_call_settlements_of_one_key_take_locks_in_one_order(alice, assert_ledger_whole):
+    """Users' balances, then their holds, then keys, on every path: a hold batch locking a key before
+    the user's hold account deadlocked against a settlement through the ledger holding that account
+    (one that refunds nothing, charging its whole hold, never locks the balance row first)."""
+    from accounts import keys
+
+    fund_with_accounts(alice, "50.00")
+    key, _raw = keys.create_key(alice, "shared")
+    rounds, calls = 4, 40
+    for round_ in range(rounds):
+        first = [ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id=f"p{round_}-{i}",
+                             api_key_id=key.pk, prices=PRICES) for i in range(calls)]  # fmt: skip
+
+        async def mixed(first=first, round_=round_):
+            # New calls' holds batch on this loop while earlier ones settle call by call in threads.
+            holds = [
+                batched.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id=f"n{round_}-{i}",
+                             api_key_id=key.pk, model="m", prices=PRICES)
+                for i in range(calls)
+            ]  # fmt: skip
+            settles = [ledger.asettle(request_id=made.request_id, usage=USAGE, cost=made.amount) for made in first]
+            return await asyncio.gather(*holds, *settles)
+
+        in_one_loop(mixed)
+    key.refresh_from_db()
+    assert key.spent_usd == Decimal("0.01") * rounds * calls
+    assert key.reserved_usd == Decimal("0.01") * rounds * calls
+    assert Hold.objects.filter(status=HoldStatus.OPEN).count() == rounds * calls
+    assert_ledger_whole()

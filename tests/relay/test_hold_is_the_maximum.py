@@ -185,5 +185,6 @@ def test_a_report_a_little_over_the_hold_is_billed_at_the_hold_but_pauses_nothin
         world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT, max_tokens=5)
     settled()
     records = list(UsageRecord.objects.all())
-    assert all(0 < r.excess_usd < Hold.objects.get(request_id=r.request_id).amount for r in records)
+    holds = {h.request_id: h.amount for h in Hold.objects.all()}
+    assert all(0 < r.excess_usd < holds[r.request_id] for r in records), [(r.excess_usd, r.channel) for r in records]
     assert Channel.objects.get(pk=honest.pk).status == ChannelStatus.ACTIVE
