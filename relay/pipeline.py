@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import traceback
 import uuid
@@ -135,7 +136,22 @@ def read_json(request) -> tuple[dict, int]:
         raise RelayError(400, "The request body is nested too deeply to be read.", "invalid_json") from None
     if not isinstance(body, dict):
         raise RelayError(400, "The request body must be a JSON object.", "invalid_json")
+    if _LONE_SURROGATE_HINT.search(raw) and _has_lone_surrogate(body):
+        raise RelayError(400, "The request body holds a lone UTF-16 surrogate, which is not text.", "invalid_json")
     return body, len(raw)
+
+
+# A surrogate as a \u escape or as (invalid) UTF-8 bytes: json.loads lets both through, and the body then
+# cannot be encoded for the upstream (a UnicodeEncodeError there was the channel's 502 and health event).
+_LONE_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _has_lone_surrogate(body: dict) -> bool:
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _too_large() -> RelayError:

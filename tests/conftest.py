@@ -92,3 +92,41 @@ def fake_upstream():
 
     with fake_provider() as base_url:
         yield base_url
+
+
+# --- Secret scan after the suite (tests/guarantees/leaks.py) -------------------------------------------------
+@pytest.fixture(scope="session", autouse=True)
+def _no_secret_leaks(django_db_setup, django_db_blocker):
+    """Record every sk-hub key and upstream key the suite makes; at the end, fail if one is in a server log, a
+    log record of this process, or a text column of the database."""
+    import logging
+    import time
+
+    from accounts import keys
+    from channels_app import crypto
+    from tests.guarantees import leaks
+
+    make_key, encrypt = keys.create_key, crypto.encrypt
+
+    def recording_create_key(*args, **kwargs):
+        key, raw = make_key(*args, **kwargs)
+        leaks.record(raw)
+        return key, raw
+
+    def recording_encrypt(plaintext: str):
+        leaks.record(plaintext)
+        return encrypt(plaintext)
+
+    keys.create_key, crypto.encrypt = recording_create_key, recording_encrypt
+    started = time.time()
+    watch = leaks.LogWatch()
+    logging.getLogger().addHandler(watch)
+    yield
+    logging.getLogger().removeHandler(watch)
+    keys.create_key, crypto.encrypt = make_key, encrypt
+    with django_db_blocker.unblock():
+        found = leaks.FOUND_IN_LOGS + leaks.in_server_logs(since=started) + leaks.in_database()
+    assert not found, f"secrets leaked ({len(leaks.SECRETS)} recorded): {sorted(set(found))}"
+
+
+# --- end of the secret scan ----------------------------------------------------------------------------------
