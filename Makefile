@@ -33,7 +33,7 @@ test: venv-dev
 	@scripts/run-tests
 
 test-fast: venv-dev
-	@env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m "not services"
+	@env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m "not services and not soak"
 
 lint: venv-dev
 	@$(VENV)/bin/ruff check .

@@ -292,17 +292,25 @@ class _Batcher:
     async def _write(self, rows: list[dict]) -> dict[str, int]:
         # n: arrival order, so ids follow it; Decimals as exact strings, which PostgreSQL reads as numeric.
         params = {"rows": json.dumps([{**row, "n": n} for n, row in enumerate(rows)], default=str)}
-        if self.connection is None or self.connection.closed:
-            self.connection = await psycopg.AsyncConnection.connect(**connection_params(), autocommit=True)
-        try:
-            cursor = await self.connection.execute(self.statement, params, prepare=True)
-            stats.statements += 1
-            _ok, request_ids, ids = await cursor.fetchone()
-        except psycopg.Error:
-            if self.connection.broken:
+        for retry in (True, False):
+            if self.connection is None or self.connection.closed:
+                self.connection = await psycopg.AsyncConnection.connect(**connection_params(), autocommit=True)
+            try:
+                cursor = await self.connection.execute(self.statement, params, prepare=True)
+                stats.statements += 1
+                _ok, request_ids, ids = await cursor.fetchone()
+                return dict(zip(request_ids, ids, strict=True))
+            except psycopg.Error:
+                if not self.connection.broken:
+                    raise
                 self.connection = None
-            raise
-        return dict(zip(request_ids, ids, strict=True))
+                # Broken since the last batch (the database restarted): once more, on a new connection. Safe
+                # even if the first one committed: its holds would be closed, its request ids taken, and those
+                # rows are declined. Without it, settlements of calls served meanwhile fall to the ledger's
+                # path, whose pooled connections are broken too, and are released: answers given for free.
+                if not retry:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def _finish(future: asyncio.Future) -> None:

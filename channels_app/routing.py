@@ -208,6 +208,13 @@ def _fresh() -> tuple[Snapshot | None, object]:
     if _holder.snapshot is not None and now - _holder.checked_at < settings.TOKENHUB_ROUTING_CHECK_SECONDS:
         return _holder.snapshot, _holder.version
     version = cache.get(VERSION_KEY)
+    if version is None:
+        # A restarted (or unreachable) Redis has lost the version, and a change may have been made
+        # meanwhile: rebuild, under a new version (while Redis is out of reach, at every check).
+        version = uuid.uuid4().hex
+        if not cache.add(VERSION_KEY, version, timeout=None):
+            version = cache.get(VERSION_KEY)
+        return None, version
     if _holder.snapshot is not None and version == _holder.version:
         _holder.checked_at = now
         return _holder.snapshot, version

@@ -818,7 +818,12 @@ class Pump:
             error = self.error
             if self.client_gone:
                 error = "client disconnected; upstream drained" if complete else "client disconnected"
-            in_background(_settle(call, self.attempt, state.usage, status, state.content_events, error))
+            if state.usage is None and state.content_events == 0:
+                # Not one event and no usage (an HTML page, a stream dead at once): nothing to bill, as
+                # for a plain answer TokenHub cannot read; the estimate would charge for the prompt.
+                in_background(_release(call, error or "the upstream sent no events"))
+            else:
+                in_background(_settle(call, self.attempt, state.usage, status, state.content_events, error))
             await self.attempt.response.aclose()
             if not self.client_gone:
                 await self.queue.put(None)  # end of the answer for the response generator

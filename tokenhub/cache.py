@@ -1,21 +1,74 @@
-"""Redis cache backend whose connection pool is shared by the whole process.
+"""Redis cache backend whose connection pool is shared by the whole process, and which serves on
+when Redis is unreachable.
 
 Django keeps one cache object per thread and per async context, and each RedisCache
 object builds its own connection pool: under ASGI every request would open a new TCP
 connection to Redis (measured: 201 new connections for 200 relayed calls). Here the
 client, and so its pool, is shared per location and options (redis-py pools are
 thread-safe and reset themselves after a fork).
+
+Redis holds no money and nothing that cannot be rebuilt: cached key identities, routing's version,
+breaker states, rate-limit and concurrency counters. So an unreachable Redis is a cache miss, not a
+failure (docs/guarantees.md, "Redis stopped"): reads find nothing, writes are dropped, `add` claims
+(a counter starts at one, a lock is taken), and the relay keeps serving from PostgreSQL, with those
+limits unenforced until Redis is back. After a failure the process leaves Redis alone for
+`DOWN_SECONDS`, so an outage costs each request no more than one failed connection attempt a second.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
+import time
 
 from django.core.cache.backends.redis import RedisCache
 from django.utils.functional import cached_property
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
 
 _clients: dict = {}
 _lock = threading.Lock()
+
+DOWN_SECONDS = 1.0
+_down_until = 0.0  # monotonic time before which Redis is not tried again
+
+
+def unavailable() -> bool:
+    """True while this process treats Redis as down (its last attempt failed within DOWN_SECONDS)."""
+    return time.monotonic() < _down_until
+
+
+def _or(fallback):
+    """Run the cache operation; while Redis is unreachable, return `fallback(*args, **kwargs)` instead."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def call(self, *args, **kwargs):
+            global _down_until
+            if unavailable():
+                return fallback(*args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if not unavailable():
+                    log.warning("Redis unreachable (%s); serving without it", type(exc).__name__)
+                _down_until = time.monotonic() + DOWN_SECONDS
+                return fallback(*args, **kwargs)
+
+        return call
+
+    return decorate
+
+
+def _nothing(*args, **kwargs):
+    return None
+
+
+def _default(key, default=None, *args, **kwargs):
+    return default
 
 
 class SharedPoolRedisCache(RedisCache):
@@ -27,3 +80,15 @@ class SharedPoolRedisCache(RedisCache):
             with _lock:
                 client = _clients.setdefault(key, self._class(self._servers, **self._options))
         return client
+
+    get = _or(_default)(RedisCache.get)
+    get_many = _or(lambda *a, **k: {})(RedisCache.get_many)
+    has_key = _or(lambda *a, **k: False)(RedisCache.has_key)
+    add = _or(lambda *a, **k: True)(RedisCache.add)
+    set = _or(_nothing)(RedisCache.set)
+    set_many = _or(lambda *a, **k: [])(RedisCache.set_many)
+    touch = _or(lambda *a, **k: False)(RedisCache.touch)
+    delete = _or(lambda *a, **k: False)(RedisCache.delete)
+    delete_many = _or(_nothing)(RedisCache.delete_many)
+    clear = _or(lambda *a, **k: False)(RedisCache.clear)
+    incr = _or(lambda key, delta=1, *a, **k: delta)(RedisCache.incr)

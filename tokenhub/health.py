@@ -32,7 +32,12 @@ def cache_state() -> dict:
         ok = cache.get(probe_key) == probe_value
     except Exception as exc:
         return {"ok": False, "backend": backend, "error": _error(exc)}
-    return {"ok": ok, "backend": backend} if ok else {"ok": False, "backend": backend, "error": "read-back mismatch"}
+    if ok:
+        return {"ok": True, "backend": backend}
+    from tokenhub import cache as redis_cache  # it serves on while Redis is down: say it is down
+
+    error = "unreachable" if redis_cache.unavailable() else "read-back mismatch"
+    return {"ok": False, "backend": backend, "error": error}
 
 
 def broker_state() -> dict:

@@ -101,7 +101,9 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
 if DATABASE_URL:
-    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+    # Health checks: a pooled connection is tested as it is borrowed, so a restarted database costs no
+    # request an error (without them a settlement meeting a dead connection was released, unbilled).
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)
     if _db["ENGINE"] == "django.db.backends.postgresql":
         # Django's psycopg pool: connections are borrowed per request or per
         # ledger transaction and given back at once (CONN_MAX_AGE must be 0).
@@ -140,7 +142,16 @@ else:
     CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2}
+# A task is acknowledged once it is done, not when it is received: a worker killed mid-task (OOM, SIGKILL,
+# a lost machine) leaves it to be run again, which every task allows (each is idempotent). A child process
+# that dies gives its task back at once; a whole worker that dies, after the visibility timeout.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 2,
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"

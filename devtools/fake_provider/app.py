@@ -20,6 +20,8 @@ play a healthy channel and a broken one side by side:
   overby-<n>      chat completions report n more prompt tokens than the request had
   absurd          chat completions report absurd usage (prompt 1e9, completion 2e9 tokens), whatever
                   the request's max_tokens: a channel over-reporting to take a caller's balance
+  huge-<n>        the answer is n words instead of --tokens (still at most max_tokens), e.g. huge-20000
+                  for a multi-megabyte stream or body
 Tools: when a request offers tools and its last turn is the user's (not a tool result), the
 answer is a call of the first tool with arguments {"city": "Paris"} (9 output tokens).
 Any other key succeeds. Paths are matched by suffix, so base URLs with or
@@ -285,9 +287,14 @@ class FakeProvider:
         if delay:
             await asyncio.sleep(delay / 1000)
 
-    def answer_length(self, body: dict, default_max: int | None) -> int:
-        limit = body.get("max_completion_tokens") or body.get("max_tokens") or default_max or self.options.tokens
-        return max(0, min(self.options.tokens, int(limit)))
+    def full_length(self, key: str) -> int:
+        """Words in an answer nothing cuts short: --tokens, or n for a `huge-<n>` key."""
+        return self.key_number(key, "huge-") or self.options.tokens
+
+    def answer_length(self, body: dict, default_max: int | None, key: str = "") -> int:
+        full = self.full_length(key)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens") or default_max or full
+        return max(0, min(full, int(limit)))
 
     # --- OpenAI -------------------------------------------------------------------
     async def chat_completions(self, body: dict, key: str, send):
@@ -298,11 +305,11 @@ class FakeProvider:
         tool = tool_to_call(body, anthropic=False)
         if tool:
             return await self.openai_tool_call(body, key, tool, send)
-        words = answer_words(self.answer_length(body, None))
+        words = answer_words(self.answer_length(body, None, key))
         prompt_tokens = count_input_tokens(body, False)
         self.stats.input_tokens += prompt_tokens
         self.stats.output_tokens += len(words)
-        finish = "length" if len(words) < self.options.tokens else "stop"
+        finish = "length" if len(words) < self.full_length(key) else "stop"
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(words),
@@ -386,7 +393,7 @@ class FakeProvider:
         input_tokens = count_input_tokens({"messages": messages}, False) + (
             len(str(body.get("instructions") or "").split())
         )
-        words = answer_words(self.answer_length({"max_tokens": body.get("max_output_tokens")}, None))
+        words = answer_words(self.answer_length({"max_tokens": body.get("max_output_tokens")}, None, key))
         usage = {
             "input_tokens": input_tokens,
             "output_tokens": len(words),
@@ -644,11 +651,11 @@ class FakeProvider:
         tool = tool_to_call(body, anthropic=True)
         if tool:
             return await self.anthropic_tool_call(body, key, tool, send)
-        words = answer_words(self.answer_length(body, body.get("max_tokens")))
+        words = answer_words(self.answer_length(body, body.get("max_tokens"), key))
         input_tokens = count_input_tokens(body, True)
         self.stats.input_tokens += input_tokens
         self.stats.output_tokens += len(words)
-        stop_reason = "max_tokens" if len(words) < self.options.tokens else "end_turn"
+        stop_reason = "max_tokens" if len(words) < self.full_length(key) else "end_turn"
         message_id = f"msg_fake{next(self.counter)}"
         usage = {
             "input_tokens": input_tokens,
