@@ -43,15 +43,28 @@ def decimal(value) -> Decimal:
     return value if isinstance(value, Decimal) else quantize(Decimal(str(value)))
 
 
+def at_8_places(expression: str) -> str:
+    """`expression` as the ledger counts it: to 8 places.
+
+    The embedded SQLite default computes decimal columns as floats (REAL affinity): unrounded, a
+    balance of 0.7 - 0.4 is 0.29999999999999993, which refuses the $0.30 hold it displays as enough,
+    and a hold of 0.1 + 0.2 released by 0.3 leaves -5.6e-17 for the CHECK to refuse. Rounded on
+    both sides of a comparison and on every write, SQLite agrees with the Decimals it displays.
+    PostgreSQL's numeric is exact already.
+    """
+    return f"ROUND({expression}, 8)" if connection.vendor == "sqlite" else expression
+
+
 def move(code: str, amount: Decimal, *, require_funds: bool = False) -> int | None:
     """Change a cached balance; a debit with require_funds matches only if the balance covers it.
 
     Returns the account id, or None when no row matched (no such account, or not enough money).
+    This is every cached-balance change outside the batched statements (PostgreSQL's).
     """
-    sql = f"UPDATE {ACCOUNT} SET balance = balance + %s WHERE code = %s"  # noqa: S608  (table names from models)
+    sql = f"UPDATE {ACCOUNT} SET balance = {at_8_places('balance + %s')} WHERE code = %s"  # noqa: S608
     params = [amount, code]
     if require_funds:
-        sql += " AND balance >= %s"
+        sql += f" AND {at_8_places('balance')} >= {at_8_places('%s')}"
         params.append(-amount)
     rows = run(sql + " RETURNING id", params)
     return rows[0][0] if rows else None
@@ -111,9 +124,10 @@ def close_hold(hold_id: int, status: str) -> None:
 
 def reserve(api_key_id: int, amount: Decimal) -> bool:
     """Count a hold against its key's open holds, if the key's spend cap (if any) takes it as well."""
+    fits = f"{at_8_places('spent_usd + reserved_usd + %s')} <= {at_8_places('spend_cap_usd')}"
     rows = run(
-        f"UPDATE {API_KEY} SET reserved_usd = reserved_usd + %s "  # noqa: S608
-        "WHERE id = %s AND (spend_cap_usd IS NULL OR spent_usd + reserved_usd + %s <= spend_cap_usd) RETURNING id",
+        f"UPDATE {API_KEY} SET reserved_usd = {at_8_places('reserved_usd + %s')} "  # noqa: S608
+        f"WHERE id = %s AND (spend_cap_usd IS NULL OR {fits}) RETURNING id",
         [amount, api_key_id, amount],
     )
     return bool(rows)
@@ -121,10 +135,9 @@ def reserve(api_key_id: int, amount: Decimal) -> bool:
 
 def settle_key(api_key_id: int, held: Decimal, charged: Decimal) -> None:
     """A hold of the key closed: it is no longer in flight, and what it charged is spent."""
-    run(
-        f"UPDATE {API_KEY} SET reserved_usd = reserved_usd - %s, spent_usd = spent_usd + %s WHERE id = %s",  # noqa: S608
-        [held, charged, api_key_id],
-    )
+    reserved, spent = at_8_places("reserved_usd - %s"), at_8_places("spent_usd + %s")
+    statement = f"UPDATE {API_KEY} SET reserved_usd = {reserved}, spent_usd = {spent} WHERE id = %s"  # noqa: S608
+    run(statement, [held, charged, api_key_id])
 
 
 USAGE_COLUMNS = (
