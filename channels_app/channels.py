@@ -167,7 +167,8 @@ def edit_channel(channel: Channel, changes: dict) -> Channel:
     if "model_mapping" in changes:
         changes["model_mapping"] = {k.strip(): v.strip() for k, v in changes["model_mapping"].items()}
     if channel.approved_at is not None and _unproven_by(channel, changes, upstream_keys):
-        channel.approved_at = None  # a record earned for other models or another upstream proves nothing here
+        # A record earned for other models or another upstream proves nothing here: start again.
+        channel.approved_at, channel.probation_since = None, timezone.now()
     with transaction.atomic():
         for field, value in changes.items():
             setattr(channel, field, value)
@@ -251,7 +252,9 @@ def end_probation_if_proven(channel: Channel) -> bool:
     # Only strangers' calls count: an owner calling their own channel proves nothing (and costs them
     # at most half, their cut coming back).
     served = (
-        UsageRecord.objects.filter(channel=channel.public_id, status=UsageStatus.OK)
+        UsageRecord.objects.filter(
+            channel=channel.public_id, status=UsageStatus.OK, created_at__gte=channel.probation_since
+        )
         .exclude(user_id=channel.owner_id)[:needed]
         .count()
     )

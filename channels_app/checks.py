@@ -38,6 +38,8 @@ def record_outcome(channel: Channel, result: providers.ProbeResult) -> None:
     channel.save(
         update_fields=["last_test_at", "last_test_ok", "last_test_latency_ms", "last_test_message", "updated_at"]
     )
+    if channel.status == ChannelStatus.SUSPENDED:
+        return  # staff's word stands: a test (the owner's own upstream answers it) changes nothing
     if result.ok:
         health.record_success(channel.pk)
         channels.end_probation_if_proven(channel)

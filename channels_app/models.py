@@ -170,6 +170,8 @@ class Channel(models.Model):
         default=1, validators=[MinValueValidator(WEIGHT_RANGE[0]), MaxValueValidator(WEIGHT_RANGE[1])],
         help_text="Relative share within a priority, 1 to 100 (counted as 1 while on probation).",
     )  # fmt: skip
+    # When the current probation began: only calls since then count towards leaving it.
+    probation_since = models.DateTimeField(default=timezone.now, editable=False)
     approved_at = models.DateTimeField(
         null=True, blank=True,
         help_text="When the channel left probation (staff approval or a proven record); empty: on probation.",

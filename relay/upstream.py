@@ -123,10 +123,10 @@ async def open_stream(
 ) -> Attempt | UpstreamFailure:
     """Try the routes in order until one answers 2xx; returns the open (unread) response.
 
-    A channel's word that the request is the caller's fault (400, 413, 422) is checked once against
-    another channel when there is one: a stranger's channel refusing everything must not block the
-    model. If the second channel refuses too, the caller gets the first refusal. Neither is charged
-    a health event: which of two disagreeing channels is right cannot be told (a lax one would
+    A channel's word that the request is the caller's fault (400, 413, 422) is checked against the
+    next channels (within TOKENHUB_MAX_ATTEMPTS): strangers' channels refusing everything must not
+    block the model. If none answers, the caller gets the first refusal. No refusing channel is
+    charged a health event: which of disagreeing channels is right cannot be told (a lax one would
     otherwise open an honest one's breaker with requests the honest one rightly refuses).
     """
     failures: list[str] = []
@@ -137,9 +137,7 @@ async def open_stream(
             failures.append(outcome)
             continue
         if isinstance(outcome, UpstreamFailure):
-            if refused is not None:
-                return refused
-            refused = outcome
+            refused = refused or outcome
             continue
         return outcome
     return refused if refused is not None else _summarise(failures)

@@ -118,19 +118,42 @@ def input_token_bound(raw: bytes, body: dict, context_window: int | None) -> int
     Text is at most one token per byte of the request, so its bytes bound it. A part the provider
     fetches or decodes itself (an image, document, file or audio part, given by URL or file id) is
     not bounded by its bytes: each adds an allowance, IMAGE_PART_TOKENS per image part and the
-    model's context window (UNKNOWN_CONTEXT_TOKENS when unknown) per document, file or audio part.
-    The body is walked only when its bytes name such a part type, so a text call pays a byte scan.
+    model's context window (UNKNOWN_CONTEXT_TOKENS when unknown) per document, file or audio part,
+    TOOLS_OVERHEAD_TOKENS when tools are offered, and the context window when the provider fetches
+    or runs something itself (server-side tools, MCP servers, web search). All that is added is at
+    most the context window, which no call's input can exceed. The body is walked for parts only
+    when its bytes name such a part type, so a text call pays a byte scan.
     """
-    tokens = len(raw) + (TOOLS_OVERHEAD_TOKENS if body.get("tools") else 0)
-    if not any(marker in raw for marker in _MARKERS):
-        return tokens
-    per_file = context_window or UNKNOWN_CONTEXT_TOKENS
-    for part_type in _part_types(body):
-        if part_type in IMAGE_PARTS:
-            tokens += IMAGE_PART_TOKENS
-        elif part_type in FILE_PARTS:
-            tokens += per_file
-    return tokens
+    window = context_window or UNKNOWN_CONTEXT_TOKENS
+    extra = TOOLS_OVERHEAD_TOKENS if body.get("tools") else 0
+    if _fetches_for_itself(body):
+        extra += window
+    if any(marker in raw for marker in _MARKERS):
+        for part_type in _part_types(body):
+            if part_type in IMAGE_PARTS:
+                extra += IMAGE_PART_TOKENS
+            elif part_type in FILE_PARTS:
+                extra += window
+    # Whatever the provider adds, one call's input cannot exceed the model's context window.
+    return len(raw) + min(extra, window)
+
+
+# Request fields that make the provider fetch or run something itself and bill what it read as input:
+# MCP servers, a code container, OpenAI's web search, a stored conversation.
+SELF_FETCHING_FIELDS = ("mcp_servers", "container", "web_search_options", "conversation")
+CLIENT_TOOL_TYPES = frozenset({"function", "custom", "namespace", "local_shell"})  # run by the caller
+
+
+def _fetches_for_itself(body: dict) -> bool:
+    """Does the call let the provider read things of unknown size (server-side tools, MCP, search)?"""
+    if any(body.get(name) is not None for name in SELF_FETCHING_FIELDS):  # `web_search_options: {}` turns it on
+        return True
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        # A tool with a type of its own (web_search_20250305, web_fetch_…, code_execution_…, file_search)
+        # runs at the provider; client tools have none, or "function" / "custom".
+        return any(isinstance(t, dict) and t.get("type") not in (None, *CLIENT_TOOL_TYPES) for t in tools)
+    return False
 
 
 def _part_types(value):

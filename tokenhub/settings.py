@@ -246,8 +246,10 @@ TOKENHUB_ENCRYPTION_KEYS = os.environ.get("TOKENHUB_ENCRYPTION_KEYS", "").strip(
 # allows only that port.
 TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS = env_list("TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS")
 # A new channel is on probation (weight counted as 1, tried after established channels of its
-# priority) until staff approve it or it passes a channel test after this many completed calls.
-TOKENHUB_PROBATION_CALLS = env_int("TOKENHUB_PROBATION_CALLS", 20)
+# priority) until staff approve it, or, when this is above 0, it passes a channel test after this many
+# completed calls by other users. Off by default: a second account costs nothing, and its calls on an
+# owner's channel (whose upstream reports the usage) earn that record for almost nothing.
+TOKENHUB_PROBATION_CALLS = env_int("TOKENHUB_PROBATION_CALLS", 0)
 TOKENHUB_SITE_NAME = os.environ.get("TOKENHUB_SITE_NAME", "TokenHub")
 # Public origin used in SDK snippets; falls back to the request's own host.
 TOKENHUB_PUBLIC_URL = os.environ.get("TOKENHUB_PUBLIC_URL", "").strip().rstrip("/")

@@ -123,6 +123,24 @@ def test_a_passing_test_after_enough_completed_calls_ends_probation(catalog, bob
     assert not Channel.objects.get(pk=channel.pk).on_probation
 
 
+def test_by_default_only_staff_end_a_probation(catalog, bob, carol, fake_upstream):
+    channel = make_channel(bob, base_url=fake_upstream, keys=["good-key"])
+    served(channel, 50, caller=carol)
+    assert checks.test_channel(channel).ok
+    assert Channel.objects.get(pk=channel.pk).on_probation
+
+
+def test_a_record_from_before_a_restarted_probation_does_not_count(catalog, bob, carol, fake_upstream, settings):
+    settings.TOKENHUB_PROBATION_CALLS = 3
+    channel = make_channel(bob, base_url=fake_upstream, keys=["good-key"])
+    served(channel, 3, caller=carol)
+    assert checks.test_channel(channel).ok and not Channel.objects.get(pk=channel.pk).on_probation
+    channel.refresh_from_db()
+    channels.edit_channel(channel, {"model_names": ["gpt-4o-mini", "gpt-4o"]})
+    assert checks.test_channel(channel).ok
+    assert Channel.objects.get(pk=channel.pk).on_probation  # the old record earned gpt-4o-mini alone
+
+
 def test_an_owners_calls_to_their_own_channel_earn_no_record(catalog, bob, fake_upstream, settings):
     settings.TOKENHUB_PROBATION_CALLS = 3
     channel = make_channel(bob, base_url=fake_upstream, keys=["good-key"])

@@ -43,6 +43,18 @@ def test_an_owner_cannot_resume_a_channel_staff_suspended(catalog, bob, admin_us
     assert admin_user.username not in channel.status_reason  # the owner sees the reason, not who
 
 
+def test_a_channel_test_never_changes_a_suspended_channels_status(catalog, bob, admin_user, fake_upstream):
+    from channels_app import checks
+
+    channel = make_channel(bob, base_url=fake_upstream, keys=["fail-401"])
+    channels.suspend(channel, by=admin_user.username)
+    checks.test_channel(channel)  # an auth failure would auto-disable, which the owner may resume
+    channels.replace_keys(channel, ["good-key"])
+    checks.test_channel(channel)  # a success would re-enable an auto-disabled channel
+    channel.refresh_from_db()
+    assert channel.status == ChannelStatus.SUSPENDED
+
+
 def test_callers_read_a_suspension_without_the_staff_members_name(catalog, bob, admin_user):
     channel = make_channel(bob)
     suspended_by(admin_user, channel)

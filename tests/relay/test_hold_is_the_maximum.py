@@ -64,8 +64,9 @@ def test_each_image_part_adds_a_fixed_allowance_and_each_file_part_a_context_win
     assert usage.input_token_bound(raw, body, 128_000) == len(raw) + 2 * usage.IMAGE_PART_TOKENS
     body["messages"][0]["content"].append(document)
     raw = json.dumps(body).encode()
-    assert usage.input_token_bound(raw, body, 128_000) == len(raw) + 2 * usage.IMAGE_PART_TOKENS + 128_000
-    assert usage.input_token_bound(raw, body, None) == len(raw) + 2 * usage.IMAGE_PART_TOKENS + 200_000
+    # Allowances add up to at most the context window: no call's input can exceed it.
+    assert usage.input_token_bound(raw, body, 128_000) == len(raw) + 128_000
+    assert usage.input_token_bound(raw, body, 1_000_000) == len(raw) + 1_000_000
 
 
 def test_an_escaped_part_type_is_still_found():
@@ -188,3 +189,27 @@ def test_a_report_a_little_over_the_hold_is_billed_at_the_hold_but_pauses_nothin
     holds = {h.request_id: h.amount for h in Hold.objects.all()}
     assert all(0 < r.excess_usd < holds[r.request_id] for r in records), [(r.excess_usd, r.channel) for r in records]
     assert Channel.objects.get(pk=honest.pk).status == ChannelStatus.ACTIVE
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"mcp_servers": [{"type": "url", "url": "https://caller.example/mcp", "name": "big"}]},
+        {"tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}]},
+        {"tools": [{"type": "web_search"}]},
+        {"web_search_options": {}},
+        {"container": "c1"},
+    ],
+    ids=["mcp", "server-tool", "hosted-search", "search-options", "container"],
+)
+def test_a_provider_reading_things_itself_holds_the_context_window(extra):
+    # The provider bills what it fetched as input: nothing in the request's bytes bounds it.
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra}
+    raw = json.dumps(body).encode()
+    assert usage.input_token_bound(raw, body, 200_000) == len(raw) + 200_000
+
+
+def test_client_tools_hold_only_the_tool_prompt_allowance():
+    body = {"model": "m", "messages": [], "tools": [{"type": "function", "function": {"name": "f"}}, {"name": "t"}]}
+    raw = json.dumps(body).encode()
+    assert usage.input_token_bound(raw, body, 200_000) == len(raw) + usage.TOOLS_OVERHEAD_TOKENS
