@@ -55,8 +55,20 @@ def ensure_litellm() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     subprocess.run([PYTHON_FOR_PEER, "-m", "venv", str(VENV)], check=True)
     wheels = CACHE / "wheels"
-    subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels),
-                    f"litellm=={LITELLM_VERSION}"], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            str(VENV / "bin" / "python"),
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "-d",
+            str(wheels),
+            f"litellm=={LITELLM_VERSION}",
+        ],
+        check=True,
+    )
     wheel = next(wheels.glob(f"litellm-{LITELLM_VERSION}-*.whl"))
     _pip(*_requirements(wheel))
     _pip("--no-deps", str(wheel))

@@ -104,11 +104,14 @@ def _row(rows: list[dict], target: str, stream: bool, concurrency: int) -> dict 
         (
             r
             for r in rows
-            if r["target"] == target and r["api"] == "openai" and r["kind"] == "same"
-            and r["stream"] == stream and r["concurrency"] == concurrency
+            if r["target"] == target
+            and r["api"] == "openai"
+            and r["kind"] == "same"
+            and r["stream"] == stream
+            and r["concurrency"] == concurrency
         ),
         None,
-    )  # fmt: skip
+    )
 
 
 def targets(report: dict) -> list[str]:

@@ -148,8 +148,18 @@ def start_tokenhub(stack: ExitStack, env: dict, fake: str, tag: str, root: Path)
     hub_port = free_port()
     hub = f"http://127.0.0.1:{hub_port}"
     key = setup_database(env, f"{fake}/v1", root)
-    hub_command = [PY, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{hub_port}",
-                   "--workers", "1", "tokenhub.asgi:application"]  # fmt: skip
+    hub_command = [
+        PY,
+        "-m",
+        "gunicorn",
+        "-c",
+        "gunicorn.conf.py",
+        "--bind",
+        f"127.0.0.1:{hub_port}",
+        "--workers",
+        "1",
+        "tokenhub.asgi:application",
+    ]
     master = stack.enter_context(process(hub_command, f"{hub}/healthz", env, f"tokenhub{tag}.log", core=1, cwd=root))
     time.sleep(1)  # let the worker boot before reading its pids and idle memory
     return hub, key, children(master.pid)

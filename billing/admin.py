@@ -73,9 +73,19 @@ class HoldAdmin(ReadOnlyAdmin):
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = (
-        "created_at", "request_id", "user", "model", "channel", "input_tokens", "output_tokens",
-        "cost_usd", "owner_cut_usd", "excess_usd", "status", "latency_ms",
-    )  # fmt: skip
+        "created_at",
+        "request_id",
+        "user",
+        "model",
+        "channel",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "owner_cut_usd",
+        "excess_usd",
+        "status",
+        "latency_ms",
+    )
     list_filter = ("status", "estimated")
     search_fields = ("request_id", "model", "user__username", "channel")
     date_hierarchy = "created_at"
@@ -108,9 +118,12 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
         if change:
             return
         batch = codes.create_batch(
-            label=obj.label, amount=obj.amount, count=obj.count, expires_at=obj.expires_at,
+            label=obj.label,
+            amount=obj.amount,
+            count=obj.count,
+            expires_at=obj.expires_at,
             created_by=f"admin:{request.user.username}",
-        )  # fmt: skip
+        )
         obj.pk = batch.pk
         generate_redemption_codes.delay_on_commit(batch.pk)
         self.message_user(request, f"Generating {batch.count} codes in the background.", messages.SUCCESS)
@@ -179,9 +192,11 @@ class UserWithBalanceAdmin(UserAdmin):
             for user in queryset:
                 try:
                     ledger.grant(
-                        user_id=user.pk, amount=form.cleaned_data["amount"], memo=form.cleaned_data["memo"],
+                        user_id=user.pk,
+                        amount=form.cleaned_data["amount"],
+                        memo=form.cleaned_data["memo"],
                         actor=f"admin:{request.user.username}",
-                    )  # fmt: skip
+                    )
                     done += 1
                 except (ledger.LedgerError, ValueError) as exc:
                     refused.append(f"{user.username}: {exc}")

@@ -52,10 +52,15 @@ def usage(request, query: Query[UsageQuery]):
 def statement(request, page: int = 1, per_page: int = 100):
     found = Paginator(reports.statement(request.auth.pk), min(max(per_page, 1), 500)).get_page(page)
     lines = [
-        {"created_at": e.transaction.created_at, "account": e.account.get_kind_display(), "kind": e.transaction.kind,
-         "description": reports.describe(e), "amount_usd": e.amount}
+        {
+            "created_at": e.transaction.created_at,
+            "account": e.account.get_kind_display(),
+            "kind": e.transaction.kind,
+            "description": reports.describe(e),
+            "amount_usd": e.amount,
+        }
         for e in found
-    ]  # fmt: skip
+    ]
     return {"count": found.paginator.count, "page": found.number, "pages": found.paginator.num_pages, "results": lines}
 
 
@@ -85,9 +90,12 @@ def earnings(request):
         for row in summary["per_channel"]
     ]
     return {
-        "available_usd": summary["available"], "earned_total_usd": summary["earned_total"], "calls": summary["calls"],
-        "share_percent": summary["share"], "per_channel": per_channel,
-    }  # fmt: skip
+        "available_usd": summary["available"],
+        "earned_total_usd": summary["earned_total"],
+        "calls": summary["calls"],
+        "share_percent": summary["share"],
+        "per_channel": per_channel,
+    }
 
 
 @router.post("/earnings/move", response=BalanceOut)

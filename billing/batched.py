@@ -322,9 +322,12 @@ def connection_params() -> dict:
     """psycopg's connect arguments for the default database (without Django's pool options)."""
     db = settings.DATABASES["default"]
     params = {
-        "dbname": db["NAME"], "user": db.get("USER") or None, "password": db.get("PASSWORD") or None,
-        "host": db.get("HOST") or None, "port": db.get("PORT") or None,
-    }  # fmt: skip
+        "dbname": db["NAME"],
+        "user": db.get("USER") or None,
+        "password": db.get("PASSWORD") or None,
+        "host": db.get("HOST") or None,
+        "port": db.get("PORT") or None,
+    }
     options = {k: v for k, v in db.get("OPTIONS", {}).items() if k not in ("pool", "server_side_binding")}
     return {k: v for k, v in {**params, **options}.items() if v is not None}
 
@@ -405,17 +408,27 @@ async def hold(
     if batching and amount > 0:
         captured = prices.as_dict()
         row = {
-            "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id, "model": model,
-            "amount": amount, "prices": captured,
-        }  # fmt: skip
+            "request_id": request_id,
+            "user_id": user_id,
+            "api_key_id": api_key_id,
+            "model": model,
+            "amount": amount,
+            "prices": captured,
+        }
 
         def made(hold_id: int | None) -> Hold | None:
             if hold_id is None:
                 return None
             return Hold(
-                id=hold_id, request_id=request_id, user_id=user_id, api_key_id=api_key_id, model=model,
-                amount=amount, prices=captured, status=HoldStatus.OPEN,
-            )  # fmt: skip
+                id=hold_id,
+                request_id=request_id,
+                user_id=user_id,
+                api_key_id=api_key_id,
+                model=model,
+                amount=amount,
+                prices=captured,
+                status=HoldStatus.OPEN,
+            )
 
         hold_id = await _shielded(_for_this_loop().holds.enqueue(row), made)
         if hold_id is not None:
@@ -423,10 +436,14 @@ async def hold(
     # The ledger's path (in a worker thread): explains a refusal, creates missing accounts.
     writing = asyncio.ensure_future(
         ledger.ahold(
-            user_id=user_id, amount=amount, request_id=request_id, api_key_id=api_key_id, model=model,
+            user_id=user_id,
+            amount=amount,
+            request_id=request_id,
+            api_key_id=api_key_id,
+            model=model,
             prices=prices,
         )
-    )  # fmt: skip
+    )
     return await _shielded(writing, lambda hold: hold)
 
 
@@ -474,31 +491,52 @@ async def settle(
     gone out); an `urgent` one is written at once, with whatever has gathered so far.
     """
     details = {
-        "owner_id": owner_id, "owner_cut": owner_cut, "model": model, "channel": channel,
-        "latency_ms": latency_ms, "status": status, "estimated": estimated, "error": error,
-    }  # fmt: skip
+        "owner_id": owner_id,
+        "owner_cut": owner_cut,
+        "model": model,
+        "channel": channel,
+        "latency_ms": latency_ms,
+        "status": status,
+        "estimated": estimated,
+        "error": error,
+    }
     if cost is None and hold.prices is not None:
         cost = cost_of(usage, Prices.from_dict(hold.prices))
     if enabled() and cost is not None:
         cost = ledger.money(cost)
         figures = ledger.settlement_figures(hold.amount, cost, owner_id, owner_cut)
         record = ledger.usage_record_values(
-            request_id=hold.request_id, user_id=hold.user_id, api_key_id=hold.api_key_id, model=model or hold.model,
-            channel=channel, owner_id=owner_id, usage=usage, figures=figures, cost=cost, latency_ms=latency_ms,
-            status=status, estimated=estimated, error=error,
-        )  # fmt: skip
+            request_id=hold.request_id,
+            user_id=hold.user_id,
+            api_key_id=hold.api_key_id,
+            model=model or hold.model,
+            channel=channel,
+            owner_id=owner_id,
+            usage=usage,
+            figures=figures,
+            cost=cost,
+            latency_ms=latency_ms,
+            status=status,
+            estimated=estimated,
+            error=error,
+        )
         row = {
-            **record, "hold_id": hold.id, "held": hold.amount, "refund": figures.refund, "kind": figures.kind,
+            **record,
+            "hold_id": hold.id,
+            "held": hold.amount,
+            "refund": figures.refund,
+            "kind": figures.kind,
             "hold_status": figures.hold_status,
-        }  # fmt: skip
+        }
         record_id = await _for_this_loop().settles.enqueue(row, urgent=urgent)
         if record_id is not None:
             return UsageRecord(id=record_id, **record)
     return await ledger.asettle(request_id=hold.request_id, usage=usage, cost=cost, **details)
 
 
-async def release(hold: Hold, *, status: str = UsageStatus.FAILED, error: str = "", channel: str = "",
-                  latency_ms: int = 0) -> UsageRecord:  # fmt: skip
+async def release(
+    hold: Hold, *, status: str = UsageStatus.FAILED, error: str = "", channel: str = "", latency_ms: int = 0
+) -> UsageRecord:
     """Refund the whole hold (a failure before any output), at once: the caller's error answer waits for it."""
     return await settle(
         hold,

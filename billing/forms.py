@@ -46,6 +46,10 @@ class PayoutForm(forms.Form):
 
 class MoveEarningsForm(forms.Form):
     amount = forms.DecimalField(
-        required=False, min_value=Decimal("0.00000001"), max_digits=20, decimal_places=8, label="Amount (USD)",
+        required=False,
+        min_value=Decimal("0.00000001"),
+        max_digits=20,
+        decimal_places=8,
+        label="Amount (USD)",
         help_text="Leave empty to move everything available.",
-    )  # fmt: skip
+    )

@@ -239,9 +239,15 @@ def hold(
             request_id=request_id, user_id=user_id, api_key_id=api_key_id, model=model, amount=amount, prices=captured
         )
         return Hold(
-            id=hold_id, request_id=request_id, user_id=user_id, api_key_id=api_key_id, model=model, amount=amount,
-            prices=captured, status=HoldStatus.OPEN,
-        )  # fmt: skip
+            id=hold_id,
+            request_id=request_id,
+            user_id=user_id,
+            api_key_id=api_key_id,
+            model=model,
+            amount=amount,
+            prices=captured,
+            status=HoldStatus.OPEN,
+        )
 
     return _retry_safe(operation, lambda: Hold.objects.filter(request_id=request_id).first())
 
@@ -295,10 +301,20 @@ def _settle(
         owner_share, platform_share = figures.owner_share, figures.platform_share
         legs: list[tuple[int, Decimal]] = []
         record = usage_record_values(
-            request_id=request_id, user_id=user_id, api_key_id=api_key_id, model=model or hold_model,
-            channel=channel, owner_id=owner_id, usage=usage, figures=figures, cost=cost, latency_ms=latency_ms,
-            status=status, estimated=estimated, error=error,
-        )  # fmt: skip
+            request_id=request_id,
+            user_id=user_id,
+            api_key_id=api_key_id,
+            model=model or hold_model,
+            channel=channel,
+            owner_id=owner_id,
+            usage=usage,
+            figures=figures,
+            cost=cost,
+            latency_ms=latency_ms,
+            status=status,
+            estimated=estimated,
+            error=error,
+        )
         kind, closed_status = figures.kind, figures.hold_status
         # Rows in the same order as hold() takes them (user, hold, key): no deadlock between the two.
         if refund:
@@ -338,20 +354,43 @@ class SettlementFigures:
 
 
 def usage_record_values(
-    *, request_id: str, user_id: int, api_key_id: int | None, model: str, channel: str, owner_id: int | None,
-    usage: Usage, figures: SettlementFigures, cost: Decimal, latency_ms: int, status: str, estimated: bool,
+    *,
+    request_id: str,
+    user_id: int,
+    api_key_id: int | None,
+    model: str,
+    channel: str,
+    owner_id: int | None,
+    usage: Usage,
+    figures: SettlementFigures,
+    cost: Decimal,
+    latency_ms: int,
+    status: str,
+    estimated: bool,
     error: str,
-) -> dict:  # fmt: skip
+) -> dict:
     """A settled call's usage record, as column values (both settlement paths write these)."""
     return {
-        "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id, "model": model,
-        "channel": channel, "owner_id": owner_id, "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
-        "cache_write_tokens": usage.cache_write_tokens, "reasoning_tokens": usage.reasoning_tokens,
-        "cost_usd": figures.charged, "owner_cut_usd": figures.owner_share, "platform_usd": figures.platform_share,
-        "excess_usd": cost - figures.charged, "latency_ms": latency_ms, "status": status,
-        "estimated": estimated, "error": error[:300],
-    }  # fmt: skip
+        "request_id": request_id,
+        "user_id": user_id,
+        "api_key_id": api_key_id,
+        "model": model,
+        "channel": channel,
+        "owner_id": owner_id,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "cost_usd": figures.charged,
+        "owner_cut_usd": figures.owner_share,
+        "platform_usd": figures.platform_share,
+        "excess_usd": cost - figures.charged,
+        "latency_ms": latency_ms,
+        "status": status,
+        "estimated": estimated,
+        "error": error[:300],
+    }
 
 
 def settlement_figures(held: Decimal, cost: Decimal, owner_id: int | None, owner_cut: Decimal) -> SettlementFigures:

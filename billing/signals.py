@@ -14,6 +14,10 @@ def grant_signup_credit(sender, instance, created: bool, **kwargs) -> None:
     amount = settings.TOKENHUB_SIGNUP_GRANT_USD
     if created and amount > 0:
         ledger.grant(
-            user_id=instance.pk, amount=amount, memo="Welcome credit", actor="system",
-            kind=TransactionKind.GRANT, idempotency_key=f"signup:{instance.pk}",
-        )  # fmt: skip
+            user_id=instance.pk,
+            amount=amount,
+            memo="Welcome credit",
+            actor="system",
+            kind=TransactionKind.GRANT,
+            idempotency_key=f"signup:{instance.pk}",
+        )

@@ -141,10 +141,28 @@ def settle_key(api_key_id: int, held: Decimal, charged: Decimal) -> None:
 
 
 USAGE_COLUMNS = (
-    "request_id", "user_id", "api_key_id", "model", "channel", "owner_id", "input_tokens", "output_tokens",
-    "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd", "owner_cut_usd", "platform_usd",
-    "excess_usd", "latency_ms", "status", "estimated", "error", "transaction_id", "created_at",
-)  # fmt: skip
+    "request_id",
+    "user_id",
+    "api_key_id",
+    "model",
+    "channel",
+    "owner_id",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "owner_cut_usd",
+    "platform_usd",
+    "excess_usd",
+    "latency_ms",
+    "status",
+    "estimated",
+    "error",
+    "transaction_id",
+    "created_at",
+)
 
 
 def insert_usage(values: dict) -> UsageRecord:

@@ -123,8 +123,20 @@ def usage_csv(request):
         return HttpResponseBadRequest(f"Invalid filters: {problems}", content_type="text/plain")
     usage = reports.usage_rows(request.user.pk, filters)
     writer = csv.writer(_Echo())
-    header = ["time", "request_id", "model", "key", "input_tokens", "output_tokens", "cache_read_tokens",
-              "cache_write_tokens", "cost_usd", "latency_ms", "status", "estimated"]  # fmt: skip
+    header = [
+        "time",
+        "request_id",
+        "model",
+        "key",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "cost_usd",
+        "latency_ms",
+        "status",
+        "estimated",
+    ]
 
     def rows():
         yield writer.writerow(header)
@@ -161,9 +173,12 @@ def earnings_context(request, move_form=None, payout_form=None) -> dict:
     summary = reports.earnings(request.user.pk)
     chart = stacked_bars(summary["chart"].days, summary["chart"].series, "Earnings per day and channel, last 30 days")
     return {
-        **summary, "chart_svg": chart, "move_form": move_form or MoveEarningsForm(),
-        "payout_form": payout_form or PayoutForm(), "payouts": Payout.objects.filter(owner=request.user)[:20],
-    }  # fmt: skip
+        **summary,
+        "chart_svg": chart,
+        "move_form": move_form or MoveEarningsForm(),
+        "payout_form": payout_form or PayoutForm(),
+        "payouts": Payout.objects.filter(owner=request.user)[:20],
+    }
 
 
 @login_required

@@ -42,13 +42,32 @@ class ChannelKeyInline(admin.TabularInline):
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     list_display = (
-        "public_id", "name", "owner", "provider", "status", "priority", "weight", "approved_at", "owner_cut",
-        "last_test_ok", "last_test_latency_ms", "balance_usd",
-    )  # fmt: skip
+        "public_id",
+        "name",
+        "owner",
+        "provider",
+        "status",
+        "priority",
+        "weight",
+        "approved_at",
+        "owner_cut",
+        "last_test_ok",
+        "last_test_latency_ms",
+        "balance_usd",
+    )
     list_filter = ("status", "provider", ("approved_at", admin.EmptyFieldListFilter))
     search_fields = ("public_id", "name", "owner__username", "base_url")
-    readonly_fields = ("public_id", "last_test_at", "last_test_ok", "last_test_latency_ms", "last_test_message",
-                       "balance_usd", "balance_status", "balance_checked_at", "status_changed_at")  # fmt: skip
+    readonly_fields = (
+        "public_id",
+        "last_test_at",
+        "last_test_ok",
+        "last_test_latency_ms",
+        "last_test_message",
+        "balance_usd",
+        "balance_status",
+        "balance_checked_at",
+        "status_changed_at",
+    )
     inlines = [ChannelKeyInline]
     actions = ["test", "approve", "disable", "enable", "reencrypt"]
 

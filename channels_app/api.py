@@ -29,10 +29,17 @@ def list_channels(request):
 def create_channel(request, payload: ChannelIn):
     channels.refuse_priority_unless_staff(request.auth, payload.priority)
     draft = channels.ChannelDraft(
-        owner_id=request.auth.pk, provider=payload.provider, base_url=payload.base_url, model_names=payload.model_names,
-        upstream_keys=_stripped(payload.upstream_keys), name=payload.name, owner_cut=payload.owner_cut_percent / 100,
-        priority=payload.priority or 0, weight=payload.weight, model_mapping=payload.model_mapping,
-    )  # fmt: skip
+        owner_id=request.auth.pk,
+        provider=payload.provider,
+        base_url=payload.base_url,
+        model_names=payload.model_names,
+        upstream_keys=_stripped(payload.upstream_keys),
+        name=payload.name,
+        owner_cut=payload.owner_cut_percent / 100,
+        priority=payload.priority or 0,
+        weight=payload.weight,
+        model_mapping=payload.model_mapping,
+    )
     channel, _warnings = channels.create_channel(draft)
     return Status(201, channel)
 

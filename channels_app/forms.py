@@ -17,31 +17,43 @@ class ChannelForm(forms.Form):
     name = forms.CharField(max_length=100)
     provider = forms.ChoiceField(choices=Provider.choices)
     base_url = forms.URLField(
-        required=False, max_length=300, assume_scheme="https",
+        required=False,
+        max_length=300,
+        assume_scheme="https",
         help_text="Leave empty for the provider's public API. Required for other OpenAI-compatible providers.",
-    )  # fmt: skip
+    )
     upstream_keys = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2, "autocomplete": "off", "spellcheck": "false"}),
-        label="Upstream key(s)", help_text="One per line. Stored encrypted and never shown again.",
+        label="Upstream key(s)",
+        help_text="One per line. Stored encrypted and never shown again.",
         error_messages={"required": "Give at least one upstream key."},
-    )  # fmt: skip
+    )
     model_names = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), label="Models served",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Models served",
         help_text="One per line or comma-separated, as in the model catalog (aliases work).",
-    )  # fmt: skip
+    )
     model_mapping = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Model name mapping",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Model name mapping",
         help_text="Optional, one per line: caller-name=upstream-name (e.g. deepseek-chat=deepseek/deepseek-chat).",
-    )  # fmt: skip
+    )
     cut_percent = forms.DecimalField(
-        min_value=Decimal("0"), max_value=Decimal("50"), decimal_places=2, initial=Decimal("20"),
-        label="Your cut (%)", help_text="Your share of each call's price, 0 to 50 %.",
-    )  # fmt: skip
+        min_value=Decimal("0"),
+        max_value=Decimal("50"),
+        decimal_places=2,
+        initial=Decimal("20"),
+        label="Your cut (%)",
+        help_text="Your share of each call's price, 0 to 50 %.",
+    )
     # No priority here: it is the platform's ordering, set by staff (routing.py).
     weight = forms.IntegerField(
-        initial=1, min_value=WEIGHT_RANGE[0], max_value=WEIGHT_RANGE[1],
+        initial=1,
+        min_value=WEIGHT_RANGE[0],
+        max_value=WEIGHT_RANGE[1],
         help_text="Your channel's relative share among channels serving the same model, 1 to 100.",
-    )  # fmt: skip
+    )
 
     def clean_upstream_keys(self):
         keys = parse_upstream_keys(self.cleaned_data["upstream_keys"])

@@ -154,28 +154,35 @@ class Channel(models.Model):
         help_text="Model names (canonical or alias) this channel serves.",
     )
     model_mapping = models.JSONField(
-        default=dict, blank=True, validators=[validate_model_mapping],
+        default=dict,
+        blank=True,
+        validators=[validate_model_mapping],
         help_text='Optional {"name callers use": "name the upstream expects"}.',
-    )  # fmt: skip
+    )
     owner_cut = models.DecimalField(
-        max_digits=5, decimal_places=4, default=Decimal("0"),
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0"),
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.5"))],
         help_text="The owner's share of each call, 0 to 0.5 (50 %).",
-    )  # fmt: skip
+    )
     priority = models.IntegerField(
-        default=0, validators=[MinValueValidator(PRIORITY_RANGE[0]), MaxValueValidator(PRIORITY_RANGE[1])],
+        default=0,
+        validators=[MinValueValidator(PRIORITY_RANGE[0]), MaxValueValidator(PRIORITY_RANGE[1])],
         help_text="Higher is tried first. Set by staff only, -100 to 100.",
-    )  # fmt: skip
+    )
     weight = models.PositiveIntegerField(
-        default=1, validators=[MinValueValidator(WEIGHT_RANGE[0]), MaxValueValidator(WEIGHT_RANGE[1])],
+        default=1,
+        validators=[MinValueValidator(WEIGHT_RANGE[0]), MaxValueValidator(WEIGHT_RANGE[1])],
         help_text="Relative share within a priority, 1 to 100 (counted as 1 while on probation).",
-    )  # fmt: skip
+    )
     # When the current probation began: only calls since then count towards leaving it.
     probation_since = models.DateTimeField(default=timezone.now, editable=False)
     approved_at = models.DateTimeField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="When the channel left probation (staff approval or a proven record); empty: on probation.",
-    )  # fmt: skip
+    )
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=ChannelStatus.choices, default=ChannelStatus.ACTIVE)

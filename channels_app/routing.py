@@ -134,10 +134,14 @@ def build_snapshot() -> Snapshot:
         aliases[model_id].append(alias)
     for model in CatalogModel.objects.all():
         info = ModelInfo(
-            name=model.name, aliases=tuple(sorted(aliases[model.pk])), mode=model.mode, prices=_prices(model),
-            default_output_tokens=model.default_output_tokens, max_output_tokens=model.max_output_tokens,
+            name=model.name,
+            aliases=tuple(sorted(aliases[model.pk])),
+            mode=model.mode,
+            prices=_prices(model),
+            default_output_tokens=model.default_output_tokens,
+            max_output_tokens=model.max_output_tokens,
             context_window=model.context_window,
-        )  # fmt: skip
+        )
         snap.models[model.name] = info
         snap.names[model.name] = model.name
         for alias in info.aliases:
@@ -378,9 +382,10 @@ def _explained_refusal(name: str, candidates: list[Route], reasons) -> Refusal:
 def _unknown_model(snap: Snapshot, name: str) -> Refusal:
     if name in snap.unknown_listed:
         return Refusal(
-            404, f'Model "{name}" is listed by a channel but missing from the catalog; an admin must add it.',
+            404,
+            f'Model "{name}" is listed by a channel but missing from the catalog; an admin must add it.',
             code="model_not_in_catalog",
-        )  # fmt: skip
+        )
     close = difflib.get_close_matches(name, list(snap.names), n=1, cutoff=0.6)
     hint = f'; did you mean "{close[0]}"?' if close else "."
     return Refusal(404, f'unknown model "{name}"{hint}', code="model_not_found")

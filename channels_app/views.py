@@ -38,11 +38,16 @@ def channel_list(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         draft = channels.ChannelDraft(
-            owner_id=request.user.pk, provider=data["provider"], base_url=data["base_url"],
-            model_names=data["model_names"], upstream_keys=data["upstream_keys"], name=data["name"],
-            owner_cut=data["cut_percent"] / 100, weight=data["weight"],
+            owner_id=request.user.pk,
+            provider=data["provider"],
+            base_url=data["base_url"],
+            model_names=data["model_names"],
+            upstream_keys=data["upstream_keys"],
+            name=data["name"],
+            owner_cut=data["cut_percent"] / 100,
+            weight=data["weight"],
             model_mapping=data["model_mapping"],
-        )  # fmt: skip
+        )
         try:
             channel, warnings = channels.create_channel(draft)
         except ValidationError as exc:

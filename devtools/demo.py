@@ -35,8 +35,11 @@ def load_or_create_secrets() -> dict[str, str]:
     if not SECRETS_FILE.exists():
         key = subprocess.run(
             [sys.executable, "manage.py", "generate_encryption_key", "--key-id", "demo1"],
-            cwd=ROOT, check=True, capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         SECRETS_FILE.write_text(f"SECRET_KEY={secrets.token_urlsafe(50)}\nTOKENHUB_ENCRYPTION_KEYS={key}\n")
         SECRETS_FILE.chmod(0o600)
     values = {}
@@ -96,15 +99,39 @@ def main() -> None:
     if "demo channel" not in manage(env, "shell", "-c", DEMO_CHANNEL_EXISTS):
         say("== Adding demo channels that point at the fake upstream")
         manage(
-            env, "add_channel", "--owner", "demo", "--provider", "openai-compatible", "--name", "demo channel",
-            "--base-url", f"http://127.0.0.1:{UPSTREAM_PORT}/v1", "--cut", "20",
-            "--models", "gpt-4o-mini,gpt-4o,deepseek-chat,text-embedding-3-small", stdin="demo-upstream-key\n",
-        )  # fmt: skip
+            env,
+            "add_channel",
+            "--owner",
+            "demo",
+            "--provider",
+            "openai-compatible",
+            "--name",
+            "demo channel",
+            "--base-url",
+            f"http://127.0.0.1:{UPSTREAM_PORT}/v1",
+            "--cut",
+            "20",
+            "--models",
+            "gpt-4o-mini,gpt-4o,deepseek-chat,text-embedding-3-small",
+            stdin="demo-upstream-key\n",
+        )
         manage(
-            env, "add_channel", "--owner", "demo", "--provider", "anthropic", "--name", "demo anthropic channel",
-            "--base-url", f"http://127.0.0.1:{UPSTREAM_PORT}", "--cut", "20",
-            "--models", "claude-sonnet-4-5,claude-haiku-4-5", stdin="demo-upstream-key\n",
-        )  # fmt: skip
+            env,
+            "add_channel",
+            "--owner",
+            "demo",
+            "--provider",
+            "anthropic",
+            "--name",
+            "demo anthropic channel",
+            "--base-url",
+            f"http://127.0.0.1:{UPSTREAM_PORT}",
+            "--cut",
+            "20",
+            "--models",
+            "claude-sonnet-4-5,claude-haiku-4-5",
+            stdin="demo-upstream-key\n",
+        )
         manage(env, "grant", "demo", "5", "--memo", "demo credit")
 
     processes: list[subprocess.Popen] = []
@@ -133,10 +160,19 @@ def main() -> None:
 
     say(f"== Starting TokenHub (gunicorn + uvicorn worker) on http://127.0.0.1:{SITE_PORT}")
     site = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{SITE_PORT}",
-         "tokenhub.asgi:application"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{SITE_PORT}",
+            "tokenhub.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     processes.append(site)
     wait_for_port(SITE_PORT, site, "the site")
 

@@ -566,8 +566,16 @@ async def _complete(call: Call, attempt: upstream.Attempt) -> HttpResponse:
         found = call.prepared_for(attempt.route).translation
         if found is not None:
             content = json.dumps(found.response(data), separators=(",", ":")).encode()
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError, OverflowError,
-            ArithmeticError) as exc:  # fmt: skip
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+        KeyError,
+        IndexError,
+        RecursionError,
+        OverflowError,
+        ArithmeticError,
+    ) as exc:
         # Not an answer in the channel's format (an HTML page, a truncated body…): nothing to bill.
         await _release_now(call, f"the upstream's answer could not be read: {type(exc).__name__}")
         return _error(

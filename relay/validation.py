@@ -37,8 +37,14 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "thinking": OBJECT,
     "previous_response_id": TEXT,
 }
-JSON_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
-              dict: "an object"}  # fmt: skip
+JSON_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+}
 TOKEN_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 MAX_CHOICES = 128  # OpenAI's own limit on n
 MAX_OUTPUT_TOKENS = 10_000_000  # far above any model's, far below what makes a hold overflow

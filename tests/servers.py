@@ -100,9 +100,17 @@ def asgi_server_process(workers: int = 1, **env_overrides: str):
     """The same, yielding (base URL, the gunicorn master's process) for tests that signal it."""
     port = free_port()
     command = [
-        sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers), "tokenhub.asgi:application",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "gunicorn.conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "tokenhub.asgi:application",
+    ]
     base_url = f"http://127.0.0.1:{port}"
     with running(command, f"{base_url}/healthz", server_env(**env_overrides)) as process:
         yield base_url, process
@@ -111,8 +119,19 @@ def asgi_server_process(workers: int = 1, **env_overrides: str):
 @contextlib.contextmanager
 def celery_worker(**env_overrides: str):
     """A real Celery worker process on the test broker (Redis) and database."""
-    command = [sys.executable, "-m", "celery", "-A", "tokenhub", "worker", "--pool=solo", "--loglevel=WARNING",
-               "--without-heartbeat", "--without-gossip", "--without-mingle"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tokenhub",
+        "worker",
+        "--pool=solo",
+        "--loglevel=WARNING",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOG_DIR / "celery-worker.log", "wb") as log:
         process = subprocess.Popen(
@@ -132,9 +151,18 @@ def fake_provider(tokens: int = 20, ttft_ms: float = 0, delay_ms: float = 0):
     """The bundled fake upstream on a free port; yields its base URL (ending in /v1)."""
     port = free_port()
     command = [
-        sys.executable, "-m", "devtools.fake_provider", "--port", str(port), "--tokens", str(tokens),
-        "--ttft-ms", str(ttft_ms), "--delay-ms", str(delay_ms),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "devtools.fake_provider",
+        "--port",
+        str(port),
+        "--tokens",
+        str(tokens),
+        "--ttft-ms",
+        str(ttft_ms),
+        "--delay-ms",
+        str(delay_ms),
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with running(command, f"http://127.0.0.1:{port}/health", env):
         yield f"http://127.0.0.1:{port}/v1"

@@ -61,9 +61,11 @@ class _Pool:
         )
         # read: the wait for the first byte and between chunks; the relay checks the total time itself.
         timeout = httpx.Timeout(
-            connect=settings.TOKENHUB_UPSTREAM_CONNECT_TIMEOUT, read=settings.TOKENHUB_UPSTREAM_READ_TIMEOUT,
-            write=30.0, pool=10.0,
-        )  # fmt: skip
+            connect=settings.TOKENHUB_UPSTREAM_CONNECT_TIMEOUT,
+            read=settings.TOKENHUB_UPSTREAM_READ_TIMEOUT,
+            write=30.0,
+            pool=10.0,
+        )
         self.timeouts = timeout.as_dict()
         self.client = httpx.AsyncClient(
             timeout=timeout, transport=self.transport, follow_redirects=False, trust_env=False
@@ -221,9 +223,13 @@ async def test_call(provider: str, base_url: str, api_key: str, model: str, pool
         return ProbeResult(True, latency, f"HTTP {response.status_code} in {latency} ms", status=response.status_code)
     kind = classify(response.status_code, response.text[:2000])
     return ProbeResult(
-        False, latency, f"HTTP {response.status_code} from upstream", kind or health.SERVER, response.status_code,
+        False,
+        latency,
+        f"HTTP {response.status_code} from upstream",
+        kind or health.SERVER,
+        response.status_code,
         retry_after(response),
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)

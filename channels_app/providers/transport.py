@@ -283,9 +283,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(timeouts.get("connect")):
                 _transport, connection = await loop.create_connection(
-                    lambda: _Connection(key), host=address, port=port,
-                    ssl=self.ssl_context if tls else None, server_hostname=server_name if tls else None,
-                )  # fmt: skip
+                    lambda: _Connection(key),
+                    host=address,
+                    port=port,
+                    ssl=self.ssl_context if tls else None,
+                    server_hostname=server_name if tls else None,
+                )
         except TimeoutError:
             self._forget()
             raise httpx.ConnectTimeout(f"connecting to {server_name} timed out") from None

@@ -113,9 +113,12 @@ def _assistant_turn(content, field: str) -> dict:
             continue
         elif kind == "tool_use":
             tool_calls.append(
-                {"id": block.get("id", ""), "type": "function",
-                 "function": {"name": block.get("name", ""), "arguments": json.dumps(block.get("input") or {})}}
-            )  # fmt: skip
+                {
+                    "id": block.get("id", ""),
+                    "type": "function",
+                    "function": {"name": block.get("name", ""), "arguments": json.dumps(block.get("input") or {})},
+                }
+            )
         else:
             raise TranslationError(f"{field}[{index}]", f"block type {kind!r} cannot be sent to an OpenAI-style model")
     message: dict = {"role": "assistant", "content": "".join(text) or None}
@@ -269,10 +272,15 @@ class StreamTranslator:
     def _start(self, chunk: dict) -> list[bytes]:
         self.started = True
         message = {
-            "id": "msg_" + str(chunk.get("id", uuid.uuid4().hex)).removeprefix("chatcmpl-"), "type": "message",
-            "role": "assistant", "model": self.model.name, "content": [], "stop_reason": None, "stop_sequence": None,
+            "id": "msg_" + str(chunk.get("id", uuid.uuid4().hex)).removeprefix("chatcmpl-"),
+            "type": "message",
+            "role": "assistant",
+            "model": self.model.name,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0},
-        }  # fmt: skip
+        }
         return [_event("message_start", {"message": message}), _event("ping", {})]
 
     def _close_block(self) -> list[bytes]:
@@ -322,8 +330,12 @@ class StreamTranslator:
                 index = call.get("index", 0)
                 function = call.get("function") or {}
                 if index not in self.tool_blocks:
-                    block = {"type": "tool_use", "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
-                             "name": function.get("name", ""), "input": {}}  # fmt: skip
+                    block = {
+                        "type": "tool_use",
+                        "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
+                        "name": function.get("name", ""),
+                        "input": {},
+                    }
                     out += self._open_block("tool_use", block)
                     self.tool_blocks[index] = self.block_index
                 if function.get("arguments"):
@@ -340,8 +352,11 @@ class StreamTranslator:
         out = [] if self.started else self._start({})
         out += self._close_block()
         totals = usage(self.usage)
-        delta_usage = {"output_tokens": totals["output_tokens"], "input_tokens": totals["input_tokens"],
-                       "cache_read_input_tokens": totals["cache_read_input_tokens"]}  # fmt: skip
+        delta_usage = {
+            "output_tokens": totals["output_tokens"],
+            "input_tokens": totals["input_tokens"],
+            "cache_read_input_tokens": totals["cache_read_input_tokens"],
+        }
         out.append(
             _event(
                 "message_delta",

@@ -232,9 +232,12 @@ def response(message: dict, model: ModelDefaults) -> dict:
             reasoning.append(block.get("thinking", ""))
         elif kind == "tool_use":
             tool_calls.append(
-                {"id": block.get("id"), "type": "function",
-                 "function": {"name": block.get("name"), "arguments": json.dumps(block.get("input") or {})}}
-            )  # fmt: skip
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {"name": block.get("name"), "arguments": json.dumps(block.get("input") or {})},
+                }
+            )
     reply: dict = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None}
     if reasoning:
         reply["reasoning_content"] = "".join(reasoning)
@@ -245,12 +248,16 @@ def response(message: dict, model: ModelDefaults) -> dict:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model.name,
-        "choices": [{
-            "index": 0, "message": reply, "logprobs": None,
-            "finish_reason": ANTHROPIC_TO_OPENAI_STOP.get(message.get("stop_reason") or "end_turn", "stop"),
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": reply,
+                "logprobs": None,
+                "finish_reason": ANTHROPIC_TO_OPENAI_STOP.get(message.get("stop_reason") or "end_turn", "stop"),
+            }
+        ],
         "usage": usage(message.get("usage")),
-    }  # fmt: skip
+    }
 
 
 # --- Stream -------------------------------------------------------------------------------------
@@ -273,9 +280,12 @@ class StreamTranslator:
             [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
         )
         data = {
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model.name,
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model.name,
             "choices": choices,
-        }  # fmt: skip
+        }
         if usage_value is not None:
             data["usage"] = usage_value
         return encode(json.dumps(data, separators=(",", ":")))
@@ -294,8 +304,12 @@ class StreamTranslator:
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
                 index = self.tool_index.setdefault(data.get("index", 0), len(self.tool_index))
-                call = {"index": index, "id": block.get("id"), "type": "function",
-                        "function": {"name": block.get("name"), "arguments": ""}}  # fmt: skip
+                call = {
+                    "index": index,
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {"name": block.get("name"), "arguments": ""},
+                }
                 return [self._chunk({"tool_calls": [call]})]
             if block.get("type") == "text" and block.get("text"):
                 return [self._chunk({"content": block["text"]})]

@@ -7,9 +7,16 @@ from bench.report import targets
 
 def row(target: str, stream: bool, concurrency: int, rps: float, p50: float, p99: float) -> dict:
     return {
-        "target": target, "api": "openai", "model": "gpt-4o-mini", "kind": "same", "stream": stream,
-        "concurrency": concurrency, "rps": rps, "p50_ms": p50, "p99_ms": p99,
-    }  # fmt: skip
+        "target": target,
+        "api": "openai",
+        "model": "gpt-4o-mini",
+        "kind": "same",
+        "stream": stream,
+        "concurrency": concurrency,
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+    }
 
 
 def report(hub_rps: float, hub_p50: float) -> dict:

@@ -41,9 +41,13 @@ def in_one_loop(coroutine_function):
 
 async def hold(user, request_id: str, amount: str = "0.01") -> Hold:
     return await batched.hold(
-        user_id=user.pk, amount=Decimal(amount), request_id=request_id, api_key_id=None, model="m",
+        user_id=user.pk,
+        amount=Decimal(amount),
+        request_id=request_id,
+        api_key_id=None,
+        model="m",
         prices=PRICES,
-    )  # fmt: skip
+    )
 
 
 def fund_with_accounts(user, amount: str) -> None:
@@ -274,13 +278,31 @@ def test_an_unbalanced_batch_is_refused_whole_by_the_database(alice, bob, assert
     made = ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="bad", prices=PRICES)
     ledger.platform_account("revenue")
     good = {
-        "hold_id": made.id, "request_id": "bad", "user_id": alice.pk, "api_key_id": None, "owner_id": bob.pk,
-        "held": Decimal("0.01"), "refund": Decimal("0.008"), "cost_usd": Decimal("0.002"),
-        "owner_cut_usd": Decimal("0.0004"), "platform_usd": Decimal("0.0016"), "excess_usd": 0, "kind": "settle",
-        "hold_status": "settled", "model": "m", "channel": "", "input_tokens": 1, "output_tokens": 1,
-        "cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "latency_ms": 1, "status": "ok",
-        "estimated": False, "error": "",
-    }  # fmt: skip
+        "hold_id": made.id,
+        "request_id": "bad",
+        "user_id": alice.pk,
+        "api_key_id": None,
+        "owner_id": bob.pk,
+        "held": Decimal("0.01"),
+        "refund": Decimal("0.008"),
+        "cost_usd": Decimal("0.002"),
+        "owner_cut_usd": Decimal("0.0004"),
+        "platform_usd": Decimal("0.0016"),
+        "excess_usd": 0,
+        "kind": "settle",
+        "hold_status": "settled",
+        "model": "m",
+        "channel": "",
+        "input_tokens": 1,
+        "output_tokens": 1,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "latency_ms": 1,
+        "status": "ok",
+        "estimated": False,
+        "error": "",
+    }
     writers = batched._Writers()
 
     async def write(row):
@@ -416,16 +438,26 @@ def test_batched_holds_and_per_call_settlements_of_one_key_take_locks_in_one_ord
     key, _raw = keys.create_key(alice, "shared")
     rounds, calls = 4, 40
     for round_ in range(rounds):
-        first = [ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id=f"p{round_}-{i}",
-                             api_key_id=key.pk, prices=PRICES) for i in range(calls)]  # fmt: skip
+        first = [
+            ledger.hold(
+                user_id=alice.pk, amount=Decimal("0.01"), request_id=f"p{round_}-{i}", api_key_id=key.pk, prices=PRICES
+            )
+            for i in range(calls)
+        ]
 
         async def mixed(first=first, round_=round_):
             # New calls' holds batch on this loop while earlier ones settle call by call in threads.
             holds = [
-                batched.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id=f"n{round_}-{i}",
-                             api_key_id=key.pk, model="m", prices=PRICES)
+                batched.hold(
+                    user_id=alice.pk,
+                    amount=Decimal("0.01"),
+                    request_id=f"n{round_}-{i}",
+                    api_key_id=key.pk,
+                    model="m",
+                    prices=PRICES,
+                )
                 for i in range(calls)
-            ]  # fmt: skip
+            ]
             settles = [ledger.asettle(request_id=made.request_id, usage=USAGE, cost=made.amount) for made in first]
             return await asyncio.gather(*holds, *settles)
 

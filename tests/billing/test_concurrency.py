@@ -79,9 +79,12 @@ def test_fifty_concurrent_settles_and_holds_keep_the_ledger_whole(alice, bob):
 
     def settle_or_hold(index: int):
         ledger.settle(
-            request_id=f"s-{index}", cost=Decimal("0.03"), usage=ledger.Usage(output_tokens=3),
-            owner_id=bob.pk, owner_cut=Decimal("0.25"),
-        )  # fmt: skip
+            request_id=f"s-{index}",
+            cost=Decimal("0.03"),
+            usage=ledger.Usage(output_tokens=3),
+            owner_id=bob.pk,
+            owner_cut=Decimal("0.25"),
+        )
         with contextlib.suppress(ledger.InsufficientBalance):
             ledger.hold(user_id=alice.pk, amount=Decimal("0.02"), request_id=f"t-{index}")
 

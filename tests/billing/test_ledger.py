@@ -27,9 +27,15 @@ def test_hold_moves_the_estimate_and_settle_splits_the_real_cost(alice, bob, ass
     usage = Usage(input_tokens=400, output_tokens=100)
     cost = cost_of(usage, MINI)  # 0.00006 + 0.00006 = 0.00012
     record = ledger.settle(
-        request_id="req-1", cost=cost, usage=usage, owner_id=bob.pk, owner_cut=Decimal("0.2"), model="gpt-4o-mini",
-        channel="ch_x", latency_ms=12,
-    )  # fmt: skip
+        request_id="req-1",
+        cost=cost,
+        usage=usage,
+        owner_id=bob.pk,
+        owner_cut=Decimal("0.2"),
+        model="gpt-4o-mini",
+        channel="ch_x",
+        latency_ms=12,
+    )
     assert record.cost_usd == Decimal("0.00012000")
     assert record.owner_cut_usd == Decimal("0.00002400") and record.platform_usd == Decimal("0.00009600")
     assert ledger.balance_of(alice.pk) == Decimal("1.00") - cost
@@ -110,9 +116,14 @@ def test_partial_settle_bills_only_what_was_delivered(alice, bob, assert_ledger_
     ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="cut")
     usage = Usage(input_tokens=10, output_tokens=7)
     record = ledger.settle(
-        request_id="cut", cost=cost_of(usage, MINI), usage=usage, owner_id=bob.pk, owner_cut=Decimal("0.3"),
-        status=UsageStatus.PARTIAL, error="upstream closed mid-stream",
-    )  # fmt: skip
+        request_id="cut",
+        cost=cost_of(usage, MINI),
+        usage=usage,
+        owner_id=bob.pk,
+        owner_cut=Decimal("0.3"),
+        status=UsageStatus.PARTIAL,
+        error="upstream closed mid-stream",
+    )
     assert record.status == UsageStatus.PARTIAL
     assert ledger.balance_of(alice.pk) == Decimal("1") - record.cost_usd
     assert_ledger_whole()

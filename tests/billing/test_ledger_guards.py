@@ -32,9 +32,12 @@ def settled_call(alice, bob, assert_ledger_whole):
     key, _raw = keys.create_key(alice, "k")
     ledger.hold(user_id=alice.pk, amount=Decimal("1"), request_id="call-1", api_key_id=key.pk)
     record = ledger.settle(
-        request_id="call-1", usage=Usage(output_tokens=1), cost=Decimal("0.5"), owner_id=bob.pk,
+        request_id="call-1",
+        usage=Usage(output_tokens=1),
+        cost=Decimal("0.5"),
+        owner_id=bob.pk,
         owner_cut=Decimal("0.2"),
-    )  # fmt: skip
+    )
     assert_ledger_whole()  # so any problem found below is the tampering's
     return UsageRecord.objects.get(pk=record.pk)
 
@@ -63,10 +66,12 @@ def test_reconcile_finds_a_balanced_leg_to_revenue_added_to_a_payout(settled_cal
     payout = ledger.request_payout(owner_id=bob.pk, amount=Decimal("0.05"), destination="IBAN")
     txn = Transaction.objects.get(idempotency_key=f"payout-request:{payout.public_id}")
     with guards_off():
-        Entry.objects.bulk_create([
-            Entry(transaction=txn, account=ledger.owner_account(bob.pk), amount=-CENT),
-            Entry(transaction=txn, account=ledger.platform_account("revenue"), amount=CENT),
-        ])  # fmt: skip
+        Entry.objects.bulk_create(
+            [
+                Entry(transaction=txn, account=ledger.owner_account(bob.pk), amount=-CENT),
+                Entry(transaction=txn, account=ledger.platform_account("revenue"), amount=CENT),
+            ]
+        )
     problems = reconcile().problems
     assert f"transaction #{txn.pk} (payout_request) has a leg on platform:revenue" in problems, problems
 

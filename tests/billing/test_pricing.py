@@ -30,9 +30,12 @@ def test_rounding_is_half_even_and_done_once():
 
 def test_cache_and_reasoning_prices():
     prices = Prices(
-        input=Decimal("3"), output=Decimal("15"), cache_read=Decimal("0.3"), cache_write=Decimal("3.75"),
+        input=Decimal("3"),
+        output=Decimal("15"),
+        cache_read=Decimal("0.3"),
+        cache_write=Decimal("3.75"),
         reasoning=Decimal("20"),
-    )  # fmt: skip
+    )
     usage = Usage(
         input_tokens=1000, output_tokens=500, cache_read_tokens=2000, cache_write_tokens=100, reasoning_tokens=200
     )

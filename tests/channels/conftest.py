@@ -23,10 +23,14 @@ def catalog(db):
 def make_channel(owner, models=("gpt-4o-mini",), keys=("sk-upstream-secret-0001",), approved=False, **extra):
     """A channel as its owner creates it (on probation), or established when `approved`."""
     draft = ChannelDraft(
-        owner_id=owner.pk, provider=extra.pop("provider", "openai"),
-        base_url=extra.pop("base_url", "http://127.0.0.1:9/v1"), model_names=list(models), upstream_keys=list(keys),
-        owner_cut=extra.pop("owner_cut", Decimal("0.2")), **extra,
-    )  # fmt: skip
+        owner_id=owner.pk,
+        provider=extra.pop("provider", "openai"),
+        base_url=extra.pop("base_url", "http://127.0.0.1:9/v1"),
+        model_names=list(models),
+        upstream_keys=list(keys),
+        owner_cut=extra.pop("owner_cut", Decimal("0.2")),
+        **extra,
+    )
     channel, _warnings = create_channel(draft)
     if approved:
         approve(channel)

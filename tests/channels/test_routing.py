@@ -172,10 +172,22 @@ def run_add_channel(*args, stdin: str) -> str:
 
 def test_add_channel_command(catalog, bob):
     out = run_add_channel(
-        "--owner", "bob", "--provider", "deepseek", "--base-url", "http://127.0.0.1:8100",
-        "--models", "deepseek-chat, deepseek-reasoner", "--cut", "20", "--priority", "3", "--name", "spare",
+        "--owner",
+        "bob",
+        "--provider",
+        "deepseek",
+        "--base-url",
+        "http://127.0.0.1:8100",
+        "--models",
+        "deepseek-chat, deepseek-reasoner",
+        "--cut",
+        "20",
+        "--priority",
+        "3",
+        "--name",
+        "spare",
         stdin="sk-one\nsk-two\n\n",
-    )  # fmt: skip
+    )
     channel = Channel.objects.get(public_id=out.strip())
     assert out == channel.public_id + "\n"
     assert channel.owner_cut == Decimal("0.2") and channel.priority == 3 and channel.keys.count() == 2

@@ -35,9 +35,13 @@ def first_choices(rounds: int = 400) -> Counter:
 def test_owners_cannot_set_a_priority_through_the_api(catalog, bob):
     client = key_client(bob)
     body = {
-        "name": "capture", "provider": "openai", "base_url": "http://127.0.0.1:9/v1", "upstream_keys": ["k-1234"],
-        "model_names": ["gpt-4o-mini"], "priority": 2147483647,
-    }  # fmt: skip
+        "name": "capture",
+        "provider": "openai",
+        "base_url": "http://127.0.0.1:9/v1",
+        "upstream_keys": ["k-1234"],
+        "model_names": ["gpt-4o-mini"],
+        "priority": 2147483647,
+    }
     refused = client.post("/api/channels", body, content_type="application/json")
     assert refused.status_code == 422 and "priority" in refused.json()["error"]["fields"]
     body["priority"] = 5
@@ -150,8 +154,11 @@ def test_an_owners_calls_to_their_own_channel_earn_no_record(catalog, bob, fake_
 
 
 def test_a_proven_channel_goes_back_on_probation_when_it_takes_on_new_models_or_keys(catalog, bob):
-    for changes in ({"model_names": ["gpt-4o-mini", "gpt-4o"]}, {"upstream_keys": ["another-key"]},
-                    {"model_mapping": {"gpt-4o-mini": "something-else"}}):  # fmt: skip
+    for changes in (
+        {"model_names": ["gpt-4o-mini", "gpt-4o"]},
+        {"upstream_keys": ["another-key"]},
+        {"model_mapping": {"gpt-4o-mini": "something-else"}},
+    ):
         channel = make_channel(bob, approved=True)
         channels.edit_channel(channel, dict(changes))
         assert Channel.objects.get(pk=channel.pk).on_probation, changes

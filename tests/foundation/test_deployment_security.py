@@ -85,3 +85,20 @@ def test_the_image_never_bakes_in_secrets_environments_or_databases():
         "templates/base.html",
     ]:
         assert not _ignored(needed, patterns), needed
+
+
+@pytest.mark.services
+def test_compose_migrates_once_and_starts_the_app_on_healthy_services():
+    validator = shutil.which("docker-compose")
+    assert validator, "Debian's docker-compose is needed (scripts/ensure-services installs it)"
+    config = subprocess.run([validator, "config"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert config.returncode == 0, config.stderr
+    assert "version:" not in (ROOT / "docker-compose.yml").read_text()  # obsolete in the Compose spec
+    services = yaml.safe_load(config.stdout)["services"]
+    assert "migrate" in services["migrate"]["command"] and "migrate" not in " ".join(services["web"]["command"])
+    for name in ("web", "worker", "beat"):  # several web replicas never race on migrations
+        needs = services[name]["depends_on"]
+        assert needs["migrate"]["condition"] == "service_completed_successfully", name
+        assert needs["postgres"]["condition"] == needs["redis"]["condition"] == "service_healthy", name
+    for name in ("postgres", "redis", "web"):
+        assert services[name]["healthcheck"]["test"], name

@@ -30,9 +30,14 @@ def test_env_example_lists_every_documented_variable():
     env_example = (ROOT / ".env.example").read_text()
     readme = (ROOT / "README.md").read_text()
     for name in [
-        "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL",
-        "TOKENHUB_ENCRYPTION_KEYS", "TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS",
-    ]:  # fmt: skip
+        "DEBUG",
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "TOKENHUB_ENCRYPTION_KEYS",
+        "TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS",
+    ]:
         assert f"{name}=" in env_example, name
         assert f"`{name}`" in readme, name
 

@@ -55,33 +55,49 @@ def test_debug_mode_needs_no_secrets():
 def test_celery_worker_refuses_without_secrets():
     result = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "tokenhub", "worker", "--pool=solo", "--loglevel=WARNING"],
-        cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "SECRET_KEY and TOKENHUB_ENCRYPTION_KEYS are not set" in result.stderr
 
 
 def test_manage_check_reports_the_missing_secret():
     result = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=clean_env(SECRET_KEY="y" * 50),
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=clean_env(SECRET_KEY="y" * 50),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and "TOKENHUB_ENCRYPTION_KEYS is not set" in result.stderr
 
 
 def test_generate_encryption_key_and_collectstatic_run_without_secrets(tmp_path):
     env = clean_env(STATIC_ROOT=str(tmp_path / "static"))
     result = subprocess.run(
-        [sys.executable, "manage.py", "generate_encryption_key"], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "manage.py", "generate_encryption_key"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     value = result.stdout.strip()
     assert result.stdout == value + "\n"
     assert len(crypto.parse_keyring(value)) == 1
     result = subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "static" / "staticfiles.json").exists()

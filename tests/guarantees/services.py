@@ -112,8 +112,9 @@ class OwnPostgres:
         with psycopg.connect(self.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
             admin.execute("CREATE DATABASE tokenhub")
         dump = subprocess.run(["pg_dump", "--no-owner", test_database_url()], check=True, capture_output=True)
-        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", self.url], input=dump.stdout, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["psql", "-q", "-v", "ON_ERROR_STOP=1", self.url], input=dump.stdout, check=True, capture_output=True
+        )
 
 
 @contextlib.contextmanager

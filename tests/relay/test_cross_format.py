@@ -103,8 +103,10 @@ def test_tool_calling_round_trip_openai_caller_anthropic_channel(world):
     assert first.choices[0].finish_reason == "tool_calls"
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
     assert upstream_saw(world)["tools"] == [WEATHER_ANTHROPIC]
-    messages += [first.choices[0].message.model_dump(exclude_none=True),
-                 {"role": "tool", "tool_call_id": call.id, "content": "18°C and sunny"}]  # fmt: skip
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "18°C and sunny"},
+    ]
     second = client.chat.completions.create(model="claude-haiku-4-5", messages=messages, tools=[WEATHER_OPENAI])
     assert second.choices[0].finish_reason == "stop" and second.choices[0].message.content
     sent = upstream_saw(world)["messages"]
@@ -188,8 +190,12 @@ def test_untranslatable_requests_get_a_400_naming_the_field_and_cost_nothing(wor
     with pytest.raises(openai.BadRequestError, match="temperature: Anthropic models accept 0 to 1"):
         world.openai().chat.completions.create(model="claude-haiku-4-5", messages=PROMPT, temperature=1.7)
     with pytest.raises(anthropic.BadRequestError, match=r"tools\[0\]"):
-        world.anthropic().messages.create(model="gpt-4o-mini", max_tokens=5, messages=PROMPT,
-                                          tools=[{"type": "web_search_20250305", "name": "web_search"}])  # fmt: skip
+        world.anthropic().messages.create(
+            model="gpt-4o-mini",
+            max_tokens=5,
+            messages=PROMPT,
+            tools=[{"type": "web_search_20250305", "name": "web_search"}],
+        )
     from billing.models import Hold
 
     assert not Hold.objects.exists()
@@ -251,10 +257,14 @@ def test_responses_api_function_call_round_trip_over_a_chat_channel(world):
     call = next(item for item in first.output if item.type == "function_call")
     assert json.loads(call.arguments) == {"city": "Paris"}
     second = client.responses.create(
-        model="gpt-4o-mini", tools=[tool],
-        input=[{"role": "user", "content": "Weather in Paris?"}, call.model_dump(exclude_none=True),
-               {"type": "function_call_output", "call_id": call.call_id, "output": "18°C"}],
-    )  # fmt: skip
+        model="gpt-4o-mini",
+        tools=[tool],
+        input=[
+            {"role": "user", "content": "Weather in Paris?"},
+            call.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": call.call_id, "output": "18°C"},
+        ],
+    )
     assert second.output_text
     with pytest.raises(openai.BadRequestError, match="previous_response_id"):
         client.responses.create(model="gpt-4o-mini", input="more", previous_response_id=first.id)

@@ -76,9 +76,10 @@ def test_a_successful_call_costs_two_transactions_and_at_most_one_redis_round_tr
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             response = await client.post(
-                "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": PROMPT},
+                "/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": PROMPT},
                 headers={"authorization": f"Bearer {raw}"},
-            )  # fmt: skip
+            )
             assert response.status_code == 200, response.text
             from relay.pipeline import _background
 

@@ -58,9 +58,28 @@ def test_openai_sdk_stream_forwards_every_chunk_and_strips_the_usage_chunk_it_ad
     stream = world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=True)
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text.split() == ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
-                            "juliet", "kilo", "lima", "mike", "november", "alpha", "bravo", "charlie", "delta",
-                            "echo", "foxtrot"]  # fmt: skip
+    assert text.split() == [
+        "alpha",
+        "bravo",
+        "charlie",
+        "delta",
+        "echo",
+        "foxtrot",
+        "golf",
+        "hotel",
+        "india",
+        "juliet",
+        "kilo",
+        "lima",
+        "mike",
+        "november",
+        "alpha",
+        "bravo",
+        "charlie",
+        "delta",
+        "echo",
+        "foxtrot",
+    ]
     assert all(c.usage is None for c in chunks)  # the caller did not ask for usage
     assert_charged(world, expected_cost(10, 20, MINI_IN, MINI_OUT))
 

@@ -283,9 +283,10 @@ def test_malformed_bodies_are_400_naming_the_field(world):
     with pytest.raises(openai.BadRequestError, match="messages"):
         world.openai().chat.completions.create(model="gpt-4o-mini", messages=[])
     no_max = httpx.post(
-        f"{world.relay}/v1/messages", headers={"x-api-key": world.key, "anthropic-version": "2023-06-01"},
+        f"{world.relay}/v1/messages",
+        headers={"x-api-key": world.key, "anthropic-version": "2023-06-01"},
         json={"model": "claude-haiku-4-5", "messages": PROMPT},
-    )  # fmt: skip
+    )
     assert no_max.status_code == 400 and no_max.json()["error"]["message"].startswith("max_tokens")
     assert no_max.json()["type"] == "error"
 
@@ -293,9 +294,11 @@ def test_malformed_bodies_are_400_naming_the_field(world):
 def test_body_too_large_is_413_in_the_callers_format(world):
     huge = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * 21_000_000}]}
     response = httpx.post(
-        f"{world.relay}/v1/chat/completions", content=json.dumps(huge), timeout=30,
+        f"{world.relay}/v1/chat/completions",
+        content=json.dumps(huge),
+        timeout=30,
         headers={"authorization": f"Bearer {world.key}", "content-type": "application/json"},
-    )  # fmt: skip
+    )
     assert response.status_code == 413 and "larger than" in response.json()["error"]["message"]
 
 

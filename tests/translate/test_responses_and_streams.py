@@ -16,15 +16,24 @@ MODEL = ModelDefaults("the-model-the-caller-named", default_output_tokens=1024)
 
 
 ANTHROPIC_MESSAGE = {
-    "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+    "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-haiku-4-5",
     "content": [
         {"type": "thinking", "thinking": "The user wants weather.", "signature": "EqQB…"},
         {"type": "text", "text": "Let me check."},
         {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Paris"}},
     ],
-    "stop_reason": "tool_use", "stop_sequence": None,
-    "usage": {"input_tokens": 100, "output_tokens": 30, "cache_read_input_tokens": 50, "cache_creation_input_tokens": 10},
-}  # fmt: skip
+    "stop_reason": "tool_use",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 100,
+        "output_tokens": 30,
+        "cache_read_input_tokens": 50,
+        "cache_creation_input_tokens": 10,
+    },
+}
 
 
 def test_anthropic_message_becomes_a_chat_completion():
@@ -34,9 +43,17 @@ def test_anthropic_message_becomes_a_chat_completion():
     choice = out["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"] == {
-        "role": "assistant", "content": "Let me check.", "reasoning_content": "The user wants weather.",
-        "tool_calls": [{"id": "toolu_01A", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}],
-    }  # fmt: skip
+        "role": "assistant",
+        "content": "Let me check.",
+        "reasoning_content": "The user wants weather.",
+        "tool_calls": [
+            {
+                "id": "toolu_01A",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ],
+    }
     # prompt tokens include cached reads and cache writes, as OpenAI counts them
     assert out["usage"] == {
         "prompt_tokens": 160,
@@ -62,30 +79,64 @@ def test_stop_reasons_map_to_finish_reasons(stop, finish):
 
 
 OPENAI_COMPLETION = {
-    "id": "chatcmpl-abc123", "object": "chat.completion", "created": 1, "model": "deepseek-reasoner",
-    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-        "role": "assistant", "content": "Checking.", "reasoning_content": "Need the tool.",
-        "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-            {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}},
-        ]}}],
-    "usage": {"prompt_tokens": 120, "completion_tokens": 40, "total_tokens": 160, "prompt_tokens_details": {"cached_tokens": 20}},
-}  # fmt: skip
+    "id": "chatcmpl-abc123",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "deepseek-reasoner",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "tool_calls",
+            "message": {
+                "role": "assistant",
+                "content": "Checking.",
+                "reasoning_content": "Need the tool.",
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                    },
+                    {
+                        "id": "call_2",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
+                    },
+                ],
+            },
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 120,
+        "completion_tokens": 40,
+        "total_tokens": 160,
+        "prompt_tokens_details": {"cached_tokens": 20},
+    },
+}
 
 
 def test_chat_completion_becomes_an_anthropic_message():
     out = anthropic_to_openai.response(OPENAI_COMPLETION, MODEL)
     assert out == {
-        "id": "msg_abc123", "type": "message", "role": "assistant", "model": "the-model-the-caller-named",
+        "id": "msg_abc123",
+        "type": "message",
+        "role": "assistant",
+        "model": "the-model-the-caller-named",
         "content": [
             {"type": "thinking", "thinking": "Need the tool.", "signature": ""},
             {"type": "text", "text": "Checking."},
             {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
             {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {"city": "Rome"}},
         ],
-        "stop_reason": "tool_use", "stop_sequence": None,
-        "usage": {"input_tokens": 100, "output_tokens": 40, "cache_read_input_tokens": 20, "cache_creation_input_tokens": 0},
-    }  # fmt: skip
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 100,
+            "output_tokens": 40,
+            "cache_read_input_tokens": 20,
+            "cache_creation_input_tokens": 0,
+        },
+    }
 
 
 @pytest.mark.parametrize(
@@ -107,26 +158,50 @@ def anthropic_event(name: str, data: dict) -> bytes:
     return encode(json.dumps({"type": name, **data}, ensure_ascii=False), name)
 
 
-ANTHROPIC_STREAM = b"".join([
-    anthropic_event("message_start", {"message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude", "content": [],
-                                                  "stop_reason": None, "stop_sequence": None,
-                                                  "usage": {"input_tokens": 25, "output_tokens": 1, "cache_read_input_tokens": 5}}}),
-    anthropic_event("content_block_start", {"index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
-    anthropic_event("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta", "thinking": "Hmm…"}}),
-    anthropic_event("content_block_delta", {"index": 0, "delta": {"type": "signature_delta", "signature": "abc"}}),
-    anthropic_event("content_block_stop", {"index": 0}),
-    anthropic_event("ping", {}),
-    anthropic_event("content_block_start", {"index": 1, "content_block": {"type": "text", "text": ""}}),
-    anthropic_event("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "Café "}}),
-    anthropic_event("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "😀 ok"}}),
-    anthropic_event("content_block_stop", {"index": 1}),
-    anthropic_event("content_block_start", {"index": 2, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}}),
-    anthropic_event("content_block_delta", {"index": 2, "delta": {"type": "input_json_delta", "partial_json": '{"ci'}}),
-    anthropic_event("content_block_delta", {"index": 2, "delta": {"type": "input_json_delta", "partial_json": 'ty": "Zürich"}'}}),
-    anthropic_event("content_block_stop", {"index": 2}),
-    anthropic_event("message_delta", {"delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {"output_tokens": 42}}),
-    anthropic_event("message_stop", {}),
-])  # fmt: skip
+ANTHROPIC_STREAM = b"".join(
+    [
+        anthropic_event(
+            "message_start",
+            {
+                "message": {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "claude",
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 25, "output_tokens": 1, "cache_read_input_tokens": 5},
+                }
+            },
+        ),
+        anthropic_event("content_block_start", {"index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+        anthropic_event("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta", "thinking": "Hmm…"}}),
+        anthropic_event("content_block_delta", {"index": 0, "delta": {"type": "signature_delta", "signature": "abc"}}),
+        anthropic_event("content_block_stop", {"index": 0}),
+        anthropic_event("ping", {}),
+        anthropic_event("content_block_start", {"index": 1, "content_block": {"type": "text", "text": ""}}),
+        anthropic_event("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "Café "}}),
+        anthropic_event("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "😀 ok"}}),
+        anthropic_event("content_block_stop", {"index": 1}),
+        anthropic_event(
+            "content_block_start",
+            {"index": 2, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}},
+        ),
+        anthropic_event(
+            "content_block_delta", {"index": 2, "delta": {"type": "input_json_delta", "partial_json": '{"ci'}}
+        ),
+        anthropic_event(
+            "content_block_delta", {"index": 2, "delta": {"type": "input_json_delta", "partial_json": 'ty": "Zürich"}'}}
+        ),
+        anthropic_event("content_block_stop", {"index": 2}),
+        anthropic_event(
+            "message_delta",
+            {"delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {"output_tokens": 42}},
+        ),
+        anthropic_event("message_stop", {}),
+    ]
+)
 
 
 def chat_chunk(delta: dict | None, finish=None, usage=None) -> bytes:
@@ -142,21 +217,53 @@ def chat_chunk(delta: dict | None, finish=None, usage=None) -> bytes:
     return encode(json.dumps(data, ensure_ascii=False))
 
 
-OPENAI_STREAM = b"".join([
-    chat_chunk({"role": "assistant", "content": ""}),
-    chat_chunk({"reasoning_content": "Think "}),
-    chat_chunk({"reasoning_content": "more."}),
-    chat_chunk({"content": "Naïve "}),
-    chat_chunk({"content": "😀"}),
-    chat_chunk({"tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
-    chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Pa'}}]}),
-    chat_chunk({"tool_calls": [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": '{"tz"'}}]}),
-    chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ris"}'}}]}),
-    chat_chunk({"tool_calls": [{"index": 1, "function": {"arguments": ': "CET"}'}}]}),
-    chat_chunk({}, finish="tool_calls"),
-    chat_chunk(None, usage={"prompt_tokens": 50, "completion_tokens": 12, "total_tokens": 62, "prompt_tokens_details": {"cached_tokens": 8}}),
-    encode("[DONE]"),
-])  # fmt: skip
+OPENAI_STREAM = b"".join(
+    [
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk({"reasoning_content": "Think "}),
+        chat_chunk({"reasoning_content": "more."}),
+        chat_chunk({"content": "Naïve "}),
+        chat_chunk({"content": "😀"}),
+        chat_chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_a",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": ""},
+                    }
+                ]
+            }
+        ),
+        chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Pa'}}]}),
+        chat_chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 1,
+                        "id": "call_b",
+                        "type": "function",
+                        "function": {"name": "get_time", "arguments": '{"tz"'},
+                    }
+                ]
+            }
+        ),
+        chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ris"}'}}]}),
+        chat_chunk({"tool_calls": [{"index": 1, "function": {"arguments": ': "CET"}'}}]}),
+        chat_chunk({}, finish="tool_calls"),
+        chat_chunk(
+            None,
+            usage={
+                "prompt_tokens": 50,
+                "completion_tokens": 12,
+                "total_tokens": 62,
+                "prompt_tokens_details": {"cached_tokens": 8},
+            },
+        ),
+        encode("[DONE]"),
+    ]
+)
 
 
 def splits(data: bytes):

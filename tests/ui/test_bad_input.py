@@ -27,8 +27,14 @@ UNPRINTABLE = ["nul\x00name", "bell\x07", "line\nbreak", "bidi\u202eevil", "zero
 def alice_with_a_call(alice):
     ledger.grant(user_id=alice.pk, amount=Decimal("1"), memo="t", actor="t", kind=TransactionKind.GRANT)
     key, _ = keys.create_key(alice, "calls")
-    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="rq-1", api_key_id=key.pk, model="gpt-4o-mini",
-                prices=Prices(input=Decimal("0.15"), output=Decimal("0.6")))  # fmt: skip
+    ledger.hold(
+        user_id=alice.pk,
+        amount=Decimal("0.01"),
+        request_id="rq-1",
+        api_key_id=key.pk,
+        model="gpt-4o-mini",
+        prices=Prices(input=Decimal("0.15"), output=Decimal("0.6")),
+    )
     ledger.settle(request_id="rq-1", usage=Usage(input_tokens=10, output_tokens=20), model="gpt-4o-mini")
     return alice
 

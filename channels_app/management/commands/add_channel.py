@@ -38,9 +38,17 @@ class Command(BaseCommand):
             raise CommandError(f"--cut must be a percentage between 0 and 50, got {cut!r}") from exc
         mapping = dict(item.split("=", 1) for item in map if "=" in item)
         draft = ChannelDraft(
-            owner_id=user.pk, provider=provider, base_url=base_url, model_names=models.split(","),
-            upstream_keys=keys, name=name, owner_cut=owner_cut, priority=priority, weight=weight, model_mapping=mapping,
-        )  # fmt: skip
+            owner_id=user.pk,
+            provider=provider,
+            base_url=base_url,
+            model_names=models.split(","),
+            upstream_keys=keys,
+            name=name,
+            owner_cut=owner_cut,
+            priority=priority,
+            weight=weight,
+            model_mapping=mapping,
+        )
         try:
             channel, warnings = create_channel(draft)
         except ValidationError as exc:
