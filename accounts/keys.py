@@ -68,10 +68,6 @@ class KeyIdentity:
             return f"This API key expired at {self.expires_at:%Y-%m-%d %H:%M} UTC."
         return None
 
-    def allows_model(self, model_names: tuple[str, ...] | list[str]) -> bool:
-        """True when the allow-list is empty or names one of the model's names (canonical or alias)."""
-        return not self.allowed_models or any(name in self.allowed_models for name in model_names)
-
 
 def _identity(key: ApiKey) -> KeyIdentity:
     return KeyIdentity(

@@ -141,10 +141,6 @@ def earnings(owner_id: int) -> dict:
     }
 
 
-def usage_status_counts(user_id: int) -> dict[str, int]:
-    return dict(UsageRecord.objects.filter(user_id=user_id).values_list("status").annotate(n=Count("id")))
-
-
 def distinct_models(user_id: int) -> list[str]:
     return list(
         UsageRecord.objects.filter(user_id=user_id).values_list("model", flat=True).distinct().order_by("model")

@@ -47,11 +47,6 @@ def _breaker_key(channel_id: int) -> str:
     return f"breaker:{channel_id}"
 
 
-def states(channel_ids) -> dict[int, BreakerState]:
-    """Breaker states of several channels in one cache round trip (closed ones are absent)."""
-    return look(channel_ids, ())[0]
-
-
 def _rpm_key(channel_id: int, minute: int | None = None) -> str:
     return f"rpm:{channel_id}:{minute if minute is not None else int(time.time() // 60)}"
 

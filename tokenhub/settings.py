@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -31,9 +32,27 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def env_int(name: str, default: int) -> int:
+def _env_number(name: str, default, parse, what: str):
+    """A number from the environment; a bad value stops startup naming the variable, not a bare ValueError."""
     value = os.environ.get(name, "").strip()
-    return int(value) if value else default
+    if not value:
+        return default
+    try:
+        return parse(value)
+    except (ValueError, ArithmeticError):
+        raise ImproperlyConfigured(f"{name} must be {what}, not {value!r}.") from None
+
+
+def env_int(name: str, default: int) -> int:
+    return _env_number(name, default, int, "a whole number")
+
+
+def env_float(name: str, default: float) -> float:
+    return _env_number(name, default, float, "a number")
+
+
+def env_decimal(name: str, default: str) -> Decimal:
+    return _env_number(name, Decimal(default), Decimal, "a decimal amount")
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -257,24 +276,24 @@ TOKENHUB_PUBLIC_URL = os.environ.get("TOKENHUB_PUBLIC_URL", "").strip().rstrip("
 TOKENHUB_KEY_CACHE_SECONDS = env_int("TOKENHUB_KEY_CACHE_SECONDS", 300)
 # The relay also keeps identities in process memory this long: a revocation made elsewhere
 # reaches a busy process within this time (0 turns the copy off).
-TOKENHUB_KEY_LOCAL_SECONDS = float(os.environ.get("TOKENHUB_KEY_LOCAL_SECONDS", "2"))
+TOKENHUB_KEY_LOCAL_SECONDS = env_float("TOKENHUB_KEY_LOCAL_SECONDS", 2)
 # last_used_at is written at most once per key per this many seconds per process.
 TOKENHUB_KEY_TOUCH_SECONDS = env_int("TOKENHUB_KEY_TOUCH_SECONDS", 60)
-TOKENHUB_SIGNUP_GRANT_USD = Decimal(os.environ.get("TOKENHUB_SIGNUP_GRANT_USD", "0"))
+TOKENHUB_SIGNUP_GRANT_USD = env_decimal("TOKENHUB_SIGNUP_GRANT_USD", "0")
 # The daily check-in reward, USD.
-TOKENHUB_CHECKIN_REWARD_USD = Decimal(os.environ.get("TOKENHUB_CHECKIN_REWARD_USD", "0.10"))
+TOKENHUB_CHECKIN_REWARD_USD = env_decimal("TOKENHUB_CHECKIN_REWARD_USD", "0.10")
 # How long a process reuses the channels' breaker states it read (failures it records clear it).
-TOKENHUB_HEALTH_LOCAL_SECONDS = float(os.environ.get("TOKENHUB_HEALTH_LOCAL_SECONDS", "0.5"))
+TOKENHUB_HEALTH_LOCAL_SECONDS = env_float("TOKENHUB_HEALTH_LOCAL_SECONDS", 0.5)
 # A channel whose reported usage costs more than the call's hold this many times within the window
 # is paused, and its owner and staff are told (the excess is never billed: the hold is the maximum).
 TOKENHUB_EXCESS_PAUSE_COUNT = env_int("TOKENHUB_EXCESS_PAUSE_COUNT", 3)
 TOKENHUB_EXCESS_WINDOW_SECONDS = env_int("TOKENHUB_EXCESS_WINDOW_SECONDS", 3600)
 # How often each process asks the cache whether routing data (channels, catalog) changed.
-TOKENHUB_ROUTING_CHECK_SECONDS = float(os.environ.get("TOKENHUB_ROUTING_CHECK_SECONDS", "1"))
+TOKENHUB_ROUTING_CHECK_SECONDS = env_float("TOKENHUB_ROUTING_CHECK_SECONDS", 1)
 # Upstream timeouts, seconds: connect; first byte and each pause between chunks; a whole answer.
-TOKENHUB_UPSTREAM_CONNECT_TIMEOUT = float(os.environ.get("TOKENHUB_UPSTREAM_CONNECT_TIMEOUT", "5"))
-TOKENHUB_UPSTREAM_READ_TIMEOUT = float(os.environ.get("TOKENHUB_UPSTREAM_READ_TIMEOUT", "120"))
-TOKENHUB_UPSTREAM_TOTAL_TIMEOUT = float(os.environ.get("TOKENHUB_UPSTREAM_TOTAL_TIMEOUT", "900"))
+TOKENHUB_UPSTREAM_CONNECT_TIMEOUT = env_float("TOKENHUB_UPSTREAM_CONNECT_TIMEOUT", 5)
+TOKENHUB_UPSTREAM_READ_TIMEOUT = env_float("TOKENHUB_UPSTREAM_READ_TIMEOUT", 120)
+TOKENHUB_UPSTREAM_TOTAL_TIMEOUT = env_float("TOKENHUB_UPSTREAM_TOTAL_TIMEOUT", 900)
 # Pooled connections per worker process to all upstreams together.
 TOKENHUB_UPSTREAM_MAX_CONNECTIONS = env_int("TOKENHUB_UPSTREAM_MAX_CONNECTIONS", 1000)
 # The relay: request body cap, failover attempts, per-key requests and tokens per minute (0 = no limit),
@@ -299,8 +318,8 @@ TOKENHUB_DISCONNECT_POLICY = os.environ.get("TOKENHUB_DISCONNECT_POLICY", "cance
 DATA_UPLOAD_MAX_MEMORY_SIZE = TOKENHUB_MAX_BODY_BYTES + 1
 # On SIGTERM: how long open streams may go on before they are cut (an error event, settled for what was
 # delivered), and how long the worker then waits for settlements; both within gunicorn's graceful_timeout.
-TOKENHUB_SHUTDOWN_STREAM_GRACE_SECONDS = float(os.environ.get("TOKENHUB_SHUTDOWN_STREAM_GRACE_SECONDS", "15"))
-TOKENHUB_SHUTDOWN_SETTLE_SECONDS = float(os.environ.get("TOKENHUB_SHUTDOWN_SETTLE_SECONDS", "8"))
+TOKENHUB_SHUTDOWN_STREAM_GRACE_SECONDS = env_float("TOKENHUB_SHUTDOWN_STREAM_GRACE_SECONDS", 15)
+TOKENHUB_SHUTDOWN_SETTLE_SECONDS = env_float("TOKENHUB_SHUTDOWN_SETTLE_SECONDS", 8)
 # An open hold older than this belongs to a crashed worker and is released.
 TOKENHUB_HOLD_TIMEOUT_SECONDS = env_int("TOKENHUB_HOLD_TIMEOUT_SECONDS", 1800)
 

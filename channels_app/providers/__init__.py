@@ -11,7 +11,6 @@ import time
 import weakref
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -139,11 +138,6 @@ def pinned_address(scheme: str, host: str, port: int) -> str:
     address = str(addresses[0])
     _pins[(scheme, host, port)] = (address, time.monotonic())
     return address
-
-
-def check_at_connect(url: str) -> None:
-    parts = urlsplit(url)
-    pinned_address(parts.scheme, parts.hostname or "", default_port(parts.scheme, parts.port))
 
 
 class PinnedTransport(LeanTransport):

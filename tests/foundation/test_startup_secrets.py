@@ -101,3 +101,26 @@ def test_generate_encryption_key_and_collectstatic_run_without_secrets(tmp_path)
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "static" / "staticfiles.json").exists()
+
+
+def test_a_bad_number_in_the_environment_stops_startup_naming_the_variable():
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT
+
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "tokenhub.settings", "PYTHONPATH": str(ROOT)}
+    for name, value in [
+        ("TOKENHUB_UPSTREAM_READ_TIMEOUT", "2m"),
+        ("TOKENHUB_KEY_RPM", "lots"),
+        ("TOKENHUB_CHECKIN_REWARD_USD", "ten cents"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-c", "import django; django.setup()"],
+            env={**env, name: value},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode != 0
+        assert f"ImproperlyConfigured: {name} must be" in result.stderr and repr(value) in result.stderr
