@@ -87,7 +87,7 @@ class Call:
     # True once the hold's settlement or release is under way (or the stream's pump owns it):
     # from then on nothing else may end it. See _end_unowned.
     owned: bool = False
-    detached: bool = False  # served from a task of its own (non-streamed calls): see handle
+    delegated: bool = False  # a task of its own (the pump, a non-streamed answer) owns the hold: _hand_over
 
     def prepared_for(self, route: routing.Route) -> Prepared:
         return self.prepared[select.key(self.operation, route.api_format, route.provider)]
@@ -372,8 +372,7 @@ async def handle(request, operation: str, caller_format: str):
         # The upstream makes a non-streamed answer whole whether or not the caller waits for it, so
         # it is billed either way: the call runs in a task of its own (which from here owns the hold)
         # and a caller leaving cancels only the wait.
-        call.detached = True
-        return await asyncio.shield(in_background(_serve_detached(call)))
+        return await asyncio.shield(_hand_over(call, _serve(call)))
     except RelayError as exc:
         return _error(caller_format, exc.status, exc.message, exc.code, request_id, exc.headers)
     except Exception as exc:
@@ -383,16 +382,20 @@ async def handle(request, operation: str, caller_format: str):
         message = "TokenHub failed while handling this call; anything held for it is refunded. Retry, and report "
         return _error(caller_format, 500, message + "the x-request-id if it persists.", "internal_error", request_id)
     finally:
-        if call is not None and not call.owned and not call.detached:
+        if call is not None and not call.owned and not call.delegated:
             _end_unowned(call)
 
 
-async def _serve_detached(call: Call):
-    try:
-        return await _serve(call)
-    finally:
-        if not call.owned:
-            _end_unowned(call)
+def _hand_over(call: Call, coroutine) -> asyncio.Task:
+    """The rest of the call runs in a task of its own, which from here owns the hold.
+
+    Whichever way that task ends (a task cancelled before its first step never runs its `finally`),
+    its end releases the hold unless it arranged a settlement or release itself.
+    """
+    call.delegated = True
+    task = in_background(coroutine)
+    task.add_done_callback(lambda _task: call.owned or _end_unowned(call))
+    return task
 
 
 async def _serve(call: Call):
@@ -748,8 +751,7 @@ class Pump:
         self.translator = found.stream() if found else None
 
     def start(self) -> None:
-        self.call.owned = True
-        self.task = in_background(self.run())
+        self.task = _hand_over(self.call, self.run())
         _live_pumps.add(self)
         self.task.add_done_callback(lambda _task: _live_pumps.discard(self))
 
@@ -826,6 +828,7 @@ class Pump:
             error = self.error
             if self.client_gone:
                 error = "client disconnected; upstream drained" if complete else "client disconnected"
+            call.owned = True
             if state.usage is None and state.content_events == 0:
                 # Not one event and no usage (an HTML page, a stream dead at once): nothing to bill, as
                 # for a plain answer TokenHub cannot read; the estimate would charge for the prompt.
