@@ -9,6 +9,8 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
+from tokenhub.lib.counters import count
+
 RATE_WINDOW_SECONDS = 3600  # the *_RATE_LIMIT settings count per hour
 
 
@@ -26,13 +28,7 @@ def is_locked_out(username: str, address: str) -> bool:
 
 
 def record_failure(username: str, address: str) -> None:
-    key = _key(username, address)
-    if cache.add(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS):
-        return
-    try:
-        cache.incr(key)
-    except ValueError:  # expired between add() and incr()
-        cache.add(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
+    count(_key(username, address), timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
 
 
 def clear_failures(username: str, address: str) -> None:
@@ -47,13 +43,7 @@ def retry_after(action: str, subject: str, limit: int, window: int = RATE_WINDOW
     now = time.time()
     digest = hashlib.sha256(f"{action}|{subject.lower()}".encode()).hexdigest()[:32]
     key = f"rate:{action}:{digest}:{int(now // window)}"
-    cache.add(key, 0, timeout=window + 60)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # evicted between add() and incr()
-        cache.add(key, 1, timeout=window + 60)
-        count = 1
-    if count <= limit:
+    if count(key, timeout=window + 60) <= limit:
         return None
     return max(1, int(window - now % window))
 

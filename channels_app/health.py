@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,9 +19,11 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.core.cache import cache
 
-FAILURE_THRESHOLD = getattr(settings, "TOKENHUB_BREAKER_FAILURES", 3)
-FAILURE_WINDOW_SECONDS = getattr(settings, "TOKENHUB_BREAKER_WINDOW_SECONDS", 60)
-BASE_BACKOFF_SECONDS = getattr(settings, "TOKENHUB_BREAKER_BACKOFF_SECONDS", 15)
+from tokenhub.lib.counters import count, uncount
+
+FAILURE_THRESHOLD = settings.TOKENHUB_BREAKER_FAILURES
+FAILURE_WINDOW_SECONDS = settings.TOKENHUB_BREAKER_WINDOW_SECONDS
+BASE_BACKOFF_SECONDS = settings.TOKENHUB_BREAKER_BACKOFF_SECONDS
 MAX_BACKOFF_SECONDS = 600
 MAX_RETRY_AFTER_SECONDS = 120
 PROBE_SECONDS = 30
@@ -86,25 +87,14 @@ def look(channel_ids, limited_ids) -> tuple[dict[int, BreakerState], dict[int, t
     return breakers, usage
 
 
-def _increment(key: str, timeout: int) -> int:
-    if cache.add(key, 1, timeout=timeout):
-        return 1
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired in between
-        cache.add(key, 1, timeout=timeout)
-        return 1
-
-
 def call_started(channel_id: int) -> None:
     """Count a call against the channel's RPM and concurrency limits (the relay calls this)."""
-    _increment(_rpm_key(channel_id), timeout=120)
-    _increment(_inflight_key(channel_id), timeout=3600)
+    count(_rpm_key(channel_id), timeout=120)
+    count(_inflight_key(channel_id), timeout=3600)
 
 
 def call_finished(channel_id: int) -> None:
-    with contextlib.suppress(ValueError):
-        cache.decr(_inflight_key(channel_id))
+    uncount(_inflight_key(channel_id))
 
 
 def is_usable(channel_id: int, state: BreakerState | None, now: float | None = None) -> bool:
@@ -146,14 +136,7 @@ def record_failure(
         opens = previous.opens + 1
         return _open(channel_id, reason, min(BASE_BACKOFF_SECONDS * 2**opens, MAX_BACKOFF_SECONDS), opens)
     key = f"breaker-failures:{channel_id}"
-    if cache.add(key, 1, timeout=FAILURE_WINDOW_SECONDS):
-        failures = 1
-    else:
-        try:
-            failures = cache.incr(key)
-        except ValueError:
-            failures = 1
-            cache.add(key, 1, timeout=FAILURE_WINDOW_SECONDS)
+    failures = count(key, timeout=FAILURE_WINDOW_SECONDS)
     if failures >= FAILURE_THRESHOLD:
         cache.delete(key)
         return _open(channel_id, reason, BASE_BACKOFF_SECONDS, opens=0)
@@ -167,7 +150,7 @@ def record_excess(channel_id: int) -> bool:
     caller pauses it, and the count starts over.
     """
     key = f"excess:{channel_id}"
-    if _increment(key, timeout=settings.TOKENHUB_EXCESS_WINDOW_SECONDS) < settings.TOKENHUB_EXCESS_PAUSE_COUNT:
+    if count(key, timeout=settings.TOKENHUB_EXCESS_WINDOW_SECONDS) < settings.TOKENHUB_EXCESS_PAUSE_COUNT:
         return False
     cache.delete(key)
     return True

@@ -93,6 +93,44 @@ def merge_anthropic(start: Usage | None, delta) -> Usage | None:
         return None
 
 
+# --- Usage in each caller format (a translated answer reports the channel's usage in the caller's terms)
+
+
+def as_openai(usage: Usage | None) -> dict:
+    """Chat Completions usage: prompt_tokens counts cached reads and cache writes too."""
+    usage = usage or Usage()
+    prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": prompt + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
+    }
+
+
+def as_anthropic(usage: Usage | None) -> dict:
+    usage = usage or Usage()
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_input_tokens": usage.cache_read_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+    }
+
+
+def as_responses(usage: Usage | None) -> dict:
+    """Responses API usage: input_tokens counts cached reads; output_tokens counts reasoning."""
+    usage = usage or Usage()
+    prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": usage.cache_read_tokens},
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "total_tokens": prompt + usage.output_tokens,
+    }
+
+
 def estimate_tokens_from_bytes(byte_count: int) -> int:
     """A rough local count (about 4 bytes a token) for upstreams that report nothing."""
     return math.ceil(byte_count / 4)

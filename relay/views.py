@@ -4,26 +4,31 @@ import functools
 
 from django.views.decorators.csrf import csrf_exempt
 
-from . import pipeline, queries
+from . import local_endpoints, pipeline
+from .call import new_request_id
 from .errors import ANTHROPIC, OPENAI, caller_format, error_response
 
 
-def relay_endpoint(method: str):
-    """Async endpoint taking one method; a wrong method is a 405 in the caller's format.
+def relay_endpoint(method: str | None):
+    """Async endpoint taking one method (None: any); a wrong method is a 405 in the caller's format.
 
-    The relay authenticates sk-hub keys, not cookies: CSRF does not apply (and /v1 runs
-    without the site's middleware).
+    Every answer carries the call's `x-request-id` (the id its usage record and logs have), whether
+    relayed, answered here or refused. The relay authenticates sk-hub keys, not cookies: CSRF does
+    not apply (and /v1 runs without the site's middleware).
     """
 
     def decorate(view):
         @csrf_exempt
         @functools.wraps(view)
         async def wrapper(request, *args, **kwargs):
-            if request.method != method:
+            request.request_id = new_request_id()
+            if method is not None and request.method != method:
                 response = error_response(caller_format(request), 405, f"{request.path} takes {method} only.")
                 response["allow"] = method
-                return response
-            return await view(request, *args, **kwargs)
+            else:
+                response = await view(request, *args, **kwargs)
+            response["x-request-id"] = request.request_id
+            return response
 
         return wrapper
 
@@ -52,19 +57,20 @@ async def responses(request):
 
 @relay_endpoint("POST")
 async def count_tokens(request):
-    return await queries.count_tokens(request)
+    return await local_endpoints.count_tokens(request)
 
 
 @relay_endpoint("GET")
 async def models(request):
-    return await queries.list_models(request)
+    return await local_endpoints.list_models(request)
 
 
 @relay_endpoint("GET")
 async def usage(request):
-    return await queries.key_usage(request)
+    return await local_endpoints.key_usage(request)
 
 
+@relay_endpoint(None)
 async def not_served(request, path: str = ""):
     """Any /v1 route TokenHub does not serve: a clear 404 in the caller's format."""
     return error_response(

@@ -10,8 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokenhub.settings")
 
 site_application = get_asgi_application()
 
+from relay.asgi import RelayASGIHandler, TokenHubASGI  # noqa: E402
 from tokenhub.checks import exit_if_secrets_missing  # noqa: E402  (needs settings loaded)
-from tokenhub.handlers import RelayASGIHandler, TokenHubASGI  # noqa: E402
 
 exit_if_secrets_missing()
 

@@ -284,6 +284,11 @@ TOKENHUB_SIGNUP_GRANT_USD = env_decimal("TOKENHUB_SIGNUP_GRANT_USD", "0")
 TOKENHUB_CHECKIN_REWARD_USD = env_decimal("TOKENHUB_CHECKIN_REWARD_USD", "0.10")
 # How long a process reuses the channels' breaker states it read (failures it records clear it).
 TOKENHUB_HEALTH_LOCAL_SECONDS = env_float("TOKENHUB_HEALTH_LOCAL_SECONDS", 0.5)
+# A channel's breaker opens after this many failures within the window, for the backoff (doubled
+# after each failed probe).
+TOKENHUB_BREAKER_FAILURES = env_int("TOKENHUB_BREAKER_FAILURES", 3)
+TOKENHUB_BREAKER_WINDOW_SECONDS = env_int("TOKENHUB_BREAKER_WINDOW_SECONDS", 60)
+TOKENHUB_BREAKER_BACKOFF_SECONDS = env_int("TOKENHUB_BREAKER_BACKOFF_SECONDS", 15)
 # A channel whose reported usage costs more than the call's hold this many times within the window
 # is paused, and its owner and staff are told (the excess is never billed: the hold is the maximum).
 TOKENHUB_EXCESS_PAUSE_COUNT = env_int("TOKENHUB_EXCESS_PAUSE_COUNT", 3)
@@ -300,7 +305,7 @@ TOKENHUB_UPSTREAM_MAX_CONNECTIONS = env_int("TOKENHUB_UPSTREAM_MAX_CONNECTIONS",
 # and what a client disconnect mid-stream does: "cancel" the upstream and bill what was delivered,
 # or "drain" the upstream in the background and bill its reported usage.
 TOKENHUB_MAX_BODY_BYTES = env_int("TOKENHUB_MAX_BODY_BYTES", 20_000_000)
-# Every other path (pages, forms, /api): bodies past this are refused while they arrive (tokenhub/handlers.py).
+# Every other path (pages, forms, /api): bodies past this are refused while they arrive (relay/asgi.py).
 TOKENHUB_SITE_MAX_BODY_BYTES = env_int("TOKENHUB_SITE_MAX_BODY_BYTES", 2_500_000)
 TOKENHUB_MAX_ATTEMPTS = env_int("TOKENHUB_MAX_ATTEMPTS", 3)
 # PostgreSQL: the relay's holds and settlements share statements and commits under load (billing/batched.py).

@@ -3,7 +3,7 @@
 On SIGTERM (a deploy) gunicorn gives a worker `graceful_timeout` seconds and then kills it. A stream
 still open then would be cut with its hold open and no usage record. So once the server stops taking
 requests, streams get TOKENHUB_SHUTDOWN_STREAM_GRACE_SECONDS to finish; any still open are ended with
-an error event and settled for what was delivered (relay.pipeline.cut_streams_after); the ASGI
+an error event and settled for what was delivered (relay.streaming.cut_streams_after); the ASGI
 lifespan then waits for the settlements. See gunicorn.conf.py for how the timeouts nest.
 """
 
@@ -20,7 +20,7 @@ from uvicorn_worker import UvicornWorker
 
 class RelayServer(Server):
     async def shutdown(self, sockets=None) -> None:
-        from relay.pipeline import cut_streams_after
+        from relay.streaming import cut_streams_after
 
         cut_streams_after(settings.TOKENHUB_SHUTDOWN_STREAM_GRACE_SECONDS)
         await super().shutdown(sockets)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 
+from .. import usage as usage_of
 from ..sse import Event, encode
 from . import OPENAI_TO_ANTHROPIC_STOP, ModelDefaults, TranslationError
 
@@ -206,14 +207,7 @@ def request(body: dict, model: ModelDefaults) -> dict:
 
 
 def usage(openai_usage: dict | None) -> dict:
-    u = openai_usage or {}
-    cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    return {
-        "input_tokens": max(int(u.get("prompt_tokens") or 0) - cached, 0),
-        "output_tokens": int(u.get("completion_tokens") or 0),
-        "cache_read_input_tokens": cached,
-        "cache_creation_input_tokens": 0,
-    }
+    return usage_of.as_anthropic(usage_of.from_openai(openai_usage))
 
 
 def _tool_input(arguments: str) -> dict:

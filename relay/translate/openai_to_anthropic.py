@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 
+from .. import usage as usage_of
 from ..sse import Event, encode
 from . import ANTHROPIC_TO_OPENAI_STOP, ModelDefaults, TranslationError
 
@@ -210,16 +211,7 @@ def request(body: dict, model: ModelDefaults) -> dict:
 
 
 def usage(anthropic_usage: dict | None) -> dict:
-    u = anthropic_usage or {}
-    cached = int(u.get("cache_read_input_tokens") or 0)
-    prompt = int(u.get("input_tokens") or 0) + cached + int(u.get("cache_creation_input_tokens") or 0)
-    completion = int(u.get("output_tokens") or 0)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }
+    return usage_of.as_openai(usage_of.from_anthropic(anthropic_usage))
 
 
 def response(message: dict, model: ModelDefaults) -> dict:

@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 
+from .. import usage as usage_of
 from ..sse import Event, encode
 from . import ModelDefaults, TranslationError
 
@@ -155,18 +156,7 @@ def request(body: dict, model: ModelDefaults) -> dict:
 
 
 def usage(chat_usage: dict | None) -> dict:
-    u = chat_usage or {}
-    return {
-        "input_tokens": int(u.get("prompt_tokens") or 0),
-        "input_tokens_details": {
-            "cached_tokens": int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-        },
-        "output_tokens": int(u.get("completion_tokens") or 0),
-        "output_tokens_details": {
-            "reasoning_tokens": int((u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
-        },
-        "total_tokens": int(u.get("prompt_tokens") or 0) + int(u.get("completion_tokens") or 0),
-    }
+    return usage_of.as_responses(usage_of.from_openai(chat_usage))
 
 
 def _shell(response_id: str, model: ModelDefaults, body: dict, status: str) -> dict:

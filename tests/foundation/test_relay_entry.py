@@ -12,8 +12,8 @@ import openai
 import pytest
 from asgiref.sync import async_to_sync
 
+from relay.asgi import is_relay_path
 from tokenhub.asgi import application
-from tokenhub.handlers import is_relay_path
 
 # Django's request_finished signal checks the (test) database connection.
 pytestmark = pytest.mark.django_db
@@ -80,16 +80,16 @@ def test_shutdown_waits_for_settlements_still_running():
     """ASGI lifespan: a stopping worker lets background settlements finish before it says it is done."""
     import asyncio
 
-    from relay import pipeline
+    from relay import settlement
 
     events = []
 
     async def go():
-        async def settlement():
+        async def settling():
             await asyncio.sleep(0.2)
             events.append("settled")
 
-        pipeline.in_background(settlement())
+        settlement.in_background(settling())
         inbox = asyncio.Queue()
         for message in ({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}):
             inbox.put_nowait(message)
@@ -127,3 +127,35 @@ def test_relay_requests_leave_no_reference_cycles_behind():
         name: in_cycles[name] for name in ("frame", "traceback", "ASGIRequest", "HttpResponse") if in_cycles[name]
     }
     assert server_side == {}, in_cycles.most_common(10)
+
+
+def asgi_request(method: str, path: str, **options) -> httpx.Response:
+    async def go():
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            return await client.request(method, path, **options)
+
+    return async_to_sync(go)()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "options"),
+    [
+        ("GET", "/v1/models", {}),  # answered here (401 without a key)
+        ("GET", "/v1/usage", {}),
+        ("POST", "/v1/messages/count_tokens", {"json": {"model": "x"}}),
+        ("GET", "/v1/completions", {}),  # 404
+        ("GET", "/v1/chat/completions", {}),  # 405
+        ("POST", "/v1/chat/completions", {"content": b"{not json"}),  # 400
+        ("POST", "/v1/chat/completions", {"content": b"x" * 10, "headers": {"content-length": str(10**9)}}),  # 413
+    ],
+)
+def test_every_v1_answer_carries_a_request_id(method, path, options):
+    response = asgi_request(method, path, **options)
+    assert response.status_code >= 400
+    assert response.headers["x-request-id"].startswith("req_") and len(response.headers["x-request-id"]) == 36
+
+
+def test_request_ids_differ_per_answer():
+    ids = {asgi_request("GET", "/v1/models").headers["x-request-id"] for _ in range(3)}
+    assert len(ids) == 3

@@ -68,9 +68,10 @@ FAULTS = {
     "absurd-usage": Fault("absurd", ANSWERED, ANSWERED),
     "negative-usage": Fault("negusage", ANSWERED, ANSWERED),
     "float-usage": Fault("floatusage", ANSWERED, ANSWERED),
-    # The translation for an Anthropic caller cannot read these two (a stricter outcome, the books as whole).
-    "infinite-usage": Fault("infusage", ANSWERED, ANSWERED, translated=(REFUSED, CUT)),
-    "text-usage": Fault("textusage", ANSWERED, ANSWERED, translated=(REFUSED, CUT)),
+    # Translated answers read usage as plain ones do (relay/usage.py): unreadable counts are reported
+    # as zero and the call is billed on TokenHub's estimate, in every format.
+    "infinite-usage": Fault("infusage", ANSWERED, ANSWERED),
+    "text-usage": Fault("textusage", ANSWERED, ANSWERED),
     "2xx-not-200": Fault("status-205", ANSWERED, ANSWERED),
 }
 

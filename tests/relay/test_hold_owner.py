@@ -10,7 +10,7 @@ import pytest
 
 from billing import ledger
 from billing.models import Hold, HoldStatus
-from relay import pipeline
+from relay import settlement
 from tests.billing.conftest import fund
 from tests.billing.test_batched import in_one_loop
 
@@ -28,12 +28,12 @@ def test_a_task_owning_a_call_releases_its_hold_however_it_is_cancelled(alice, w
         await asyncio.sleep(10)
 
     async def run():
-        task = pipeline._hand_over(call, the_rest_of_the_call())
+        task = settlement.hand_over(call, the_rest_of_the_call())
         if when == "while-it-runs":
             await asyncio.sleep(0.01)
         task.cancel()
         await asyncio.sleep(0)
-        assert await pipeline.finish_background(5) == 0
+        assert await settlement.finish_background(5) == 0
 
     in_one_loop(run)
     assert call.delegated and Hold.objects.get(request_id="owned-1").status == HoldStatus.RELEASED

@@ -81,7 +81,7 @@ def test_a_successful_call_costs_two_transactions_and_at_most_one_redis_round_tr
                 headers={"authorization": f"Bearer {raw}"},
             )
             assert response.status_code == 200, response.text
-            from relay.pipeline import _background
+            from relay.settlement import _background
 
             await asyncio.gather(*_background)  # the settlement follows the answer
             await batched.close()  # this loop's ledger connections (async_to_sync makes a loop per call)

@@ -16,8 +16,9 @@ from channels_app.models import ChannelStatus
 from channels_app.urlcheck import UnsafeUpstream
 
 from . import usage as usage_of
+from .admission import authenticate, forwarded_headers, read_json
+from .call import RelayError
 from .errors import ANTHROPIC, OPENAI, error_response
-from .pipeline import RelayError, authenticate, forwarded_headers, read_json
 from .usage import MAX_TOKENS
 
 USAGE_ROWS = 20

@@ -1,4 +1,4 @@
-"""The ASGI entry: the /v1 relay gets a handler without the site's middleware.
+"""The ASGI application: /v1 goes to the relay's own handler, without the site's middleware.
 
 Django's built-in middleware are async-capable only on the surface: each
 `process_request`/`process_response` of a MiddlewareMixin runs through
@@ -19,6 +19,10 @@ from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
+
+from .call import new_request_id
+from .errors import caller_format_of, error_body
+from .settlement import finish_background
 
 RELAY_PREFIX = "/v1"
 _resolved: dict = {}
@@ -155,14 +159,14 @@ def body_limit(path: str) -> int:
 
 async def send_too_large(scope, send, limit: int) -> None:
     """413 in the shape the path's callers read: the relay's caller format, the JSON API's, or text."""
-    from relay.errors import caller_format_of, error_body
-
     path = scope["path"]
     message = f"The request body is larger than the limit of {limit / 1_000_000:g} MB."
     content_type = b"application/json"
+    extra = []
     if is_relay_path(path):
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", ())}
         body = json.dumps(error_body(caller_format_of(path, headers), 413, message, "request_too_large"))
+        extra.append((b"x-request-id", new_request_id().encode()))
     elif path.startswith("/api/"):
         body = json.dumps({"error": {"code": "request_too_large", "message": message}})
     else:
@@ -173,6 +177,7 @@ async def send_too_large(scope, send, limit: int) -> None:
         (b"content-length", str(len(payload)).encode()),
         (b"x-content-type-options", b"nosniff"),
         (b"connection", b"close"),
+        *extra,
     ]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
@@ -205,8 +210,6 @@ class TokenHubASGI:
 
     async def lifespan(self, receive, send):
         """On shutdown (after the server stopped taking requests), settlements still running finish."""
-        from relay.pipeline import finish_background
-
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
