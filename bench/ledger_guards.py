@@ -5,7 +5,7 @@ migration weighed against it (a statement trigger that also reads the transactio
 entries; a row-level constraint trigger deferred to commit):
 
 - 2,000 hold+settle pairs through `billing.ledger`, one call after another (its one-statement paths);
-- one INSERT of 200 calls' settlement entries (800 rows), the size of a full batch in billing/batched.py,
+- one INSERT of 200 calls' settlement entries (800 rows), the size of a full batch in billing/ledger/batcher.py,
   and of one call's (4 rows): the trigger's cost without the noise of whole calls.
 
 Needs a migrated scratch database (it writes to it, and leaves the migrated triggers as it found them):
@@ -101,7 +101,7 @@ def pairs(users: list[int], owner: int, run: str) -> float:
 def batch_insert(users: list[int], owner: int, size: int, repeats: int) -> float:
     """Median seconds for one INSERT of `size` settlements' entries (4 legs each), rolled back."""
     user_accounts = [ledger.user_account(u).pk for u in users]
-    hold_accounts = [ledger.hold_account(u).pk for u in users]
+    hold_accounts = [ledger.accounts.account(*ledger.accounts.hold_spec(u)).pk for u in users]
     revenue, earnings = ledger.platform_account("revenue").pk, ledger.owner_account(owner).pk
     times = []
     for _ in range(repeats):

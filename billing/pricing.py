@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 
+from tokenhub.lib.money import MAX_OWNER_CUT
+
 CENT_FRACTION = Decimal("0.00000001")  # 8 decimal places
 PER_TOKEN = Decimal(1_000_000)
 ZERO = Decimal("0")
-MAX_OWNER_CUT = Decimal("0.5")
 
 
 def to_decimal(value) -> Decimal:

@@ -14,14 +14,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.keys import normalise_model_list
+from tokenhub.lib.money import MAX_OWNER_CUT
 
 from . import crypto, owner_input
 from .models import DEFAULT_BASE_URL, Channel, ChannelKey, ChannelStatus, Provider
 from .urlcheck import UnsafeUpstream, validate_base_url
 
 logger = logging.getLogger(__name__)
-
-MAX_OWNER_CUT = Decimal("0.5")
 
 
 @dataclass

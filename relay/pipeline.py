@@ -25,7 +25,8 @@ import traceback
 from django.db import DatabaseError
 
 from accounts import keys
-from billing import batched, ledger
+from billing import ledger
+from billing.ledger import batched
 from billing.pricing import Prices, estimate_max_cost
 
 from . import admission, answers, failover, limits, settlement, translate

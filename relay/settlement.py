@@ -15,7 +15,7 @@ import time
 
 from django.db import DatabaseError
 
-from billing import batched
+from billing.ledger import batched
 from billing.models import Hold
 from billing.pricing import Usage
 

@@ -308,8 +308,13 @@ TOKENHUB_MAX_BODY_BYTES = env_int("TOKENHUB_MAX_BODY_BYTES", 20_000_000)
 # Every other path (pages, forms, /api): bodies past this are refused while they arrive (relay/asgi.py).
 TOKENHUB_SITE_MAX_BODY_BYTES = env_int("TOKENHUB_SITE_MAX_BODY_BYTES", 2_500_000)
 TOKENHUB_MAX_ATTEMPTS = env_int("TOKENHUB_MAX_ATTEMPTS", 3)
-# PostgreSQL: the relay's holds and settlements share statements and commits under load (billing/batched.py).
+# PostgreSQL: the relay's holds and settlements share statements and commits under load
+# (billing/ledger/batched.py).
 TOKENHUB_LEDGER_BATCHING = env_bool("TOKENHUB_LEDGER_BATCHING", True)
+# Each ledger batch's own timeouts (SET LOCAL in its transaction; 0 = none): a batch that waits longer
+# for a row lock, or runs longer, is refused whole and its calls take the per-call path.
+TOKENHUB_LEDGER_LOCK_TIMEOUT_MS = env_int("TOKENHUB_LEDGER_LOCK_TIMEOUT_MS", 2000)
+TOKENHUB_LEDGER_STATEMENT_TIMEOUT_MS = env_int("TOKENHUB_LEDGER_STATEMENT_TIMEOUT_MS", 10000)
 # How long a settlement waits for others to share its statement (callers never wait for settlements).
 TOKENHUB_SETTLEMENT_GATHER_MS = env_int("TOKENHUB_SETTLEMENT_GATHER_MS", 50)
 # Settlements a worker may have waiting for their statement before new calls wait (then, after the

@@ -5,8 +5,8 @@
    not sum to zero: `GROUP BY transaction_id HAVING sum(amount) <> 0`.
 
    Why per statement and not a deferred constraint trigger at commit: every writer inserts all of a
-   transaction's entries in one INSERT (`ledger._post` and `sql.post`, one multi-row INSERT each,
-   and billing/batched.py, whose one INSERT carries the entries of up to 200 calls), so the end of that statement is as good a moment as the commit. Constraint triggers must
+   transaction's entries in one INSERT (`billing/ledger/posting.py`'s `post`, one multi-row INSERT,
+   and billing/ledger/batch_statements.py, whose one INSERT carries the entries of up to 200 calls), so the end of that statement is as good a moment as the commit. Constraint triggers must
    be FOR EACH ROW: six entries a call would each run a query at commit, where this runs one small
    aggregate over the statement's own rows (a batch's included). A future writer that split one
    transaction's entries over two INSERTs is refused — the rule becomes "one INSERT per transaction".

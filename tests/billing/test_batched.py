@@ -1,4 +1,4 @@
-"""The relay's batched holds and settlements (billing/batched.py) on PostgreSQL.
+"""The relay's batched holds and settlements (billing/ledger/batched.py) on PostgreSQL.
 
 Each test runs its calls concurrently in one event loop, as a worker does, so batches of more than
 one call really form; the ledger must come out exactly as if each call had been posted alone.
@@ -15,7 +15,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection
 
-from billing import batched, ledger
+from billing import ledger
+from billing.ledger import batch_statements, batched, batcher
 from billing.models import Account, Hold, HoldStatus, Transaction, UsageRecord, UsageStatus
 from billing.pricing import Prices, Usage
 from tests.billing.conftest import fund
@@ -262,7 +263,7 @@ def test_settlements_find_their_holds_by_id_whatever_the_status_index_holds(alic
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE billing_hold")
         cursor.execute("SET plan_cache_mode = force_generic_plan")  # what a prepared statement ends up with
-        cursor.execute(f"PREPARE settle_plan(text) AS {batched.SETTLES_SQL.replace('%(rows)s', '$1')}")
+        cursor.execute(f"PREPARE settle_plan(text) AS {batch_statements.SETTLES_SQL.replace('%(rows)s', '$1')}")
         cursor.execute("EXPLAIN EXECUTE settle_plan('[]')")
         plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("DEALLOCATE settle_plan")
@@ -303,7 +304,7 @@ def test_an_unbalanced_batch_is_refused_whole_by_the_database(alice, bob, assert
         "estimated": False,
         "error": "",
     }
-    writers = batched._Writers()
+    writers = batcher._Writers()
 
     async def write(row):
         try:
@@ -466,4 +467,36 @@ def test_batched_holds_and_per_call_settlements_of_one_key_take_locks_in_one_ord
     assert key.spent_usd == Decimal("0.01") * rounds * calls
     assert key.reserved_usd == Decimal("0.01") * rounds * calls
     assert Hold.objects.filter(status=HoldStatus.OPEN).count() == rounds * calls
+    assert_ledger_whole()
+
+
+def test_a_batch_that_waits_past_its_lock_timeout_is_refused_and_its_calls_take_the_per_call_path(
+    alice, settings, assert_ledger_whole
+):
+    """An operator's open transaction on a caller's balance must not hold up the worker's batches."""
+    settings.TOKENHUB_LEDGER_LOCK_TIMEOUT_MS = 200
+    fund_with_accounts(alice, "1.00")
+    refused_before = batched.stats.refused
+    blocker = psycopg.connect(**batched.connection_params())
+    blocker.execute("SELECT balance FROM billing_account WHERE code = %s FOR UPDATE", [f"user:{alice.pk}"])
+
+    async def held_while_blocked():
+        loop = asyncio.get_running_loop()
+        # The per-call path waits for the lock without a timeout; end the blocker once the batch gave up.
+        loop.call_later(1.0, blocker.rollback)
+        made = await hold(alice, "blocked")
+        holds = batcher.for_this_loop().holds.connection
+        settings_after = await (await holds.execute("SELECT current_setting('lock_timeout')")).fetchone()
+        return made, settings_after[0], holds.info.transaction_status
+
+    try:
+        made, lock_timeout_after, status_after = in_one_loop(held_while_blocked)
+    finally:
+        blocker.close()
+    assert batched.stats.refused == refused_before + 1
+    assert Hold.objects.get(request_id="blocked").pk == made.pk
+    # SET LOCAL: nothing of the batch's settings outlives its transaction on the connection.
+    assert lock_timeout_after == "0"
+    assert status_after == psycopg.pq.TransactionStatus.IDLE
+    assert balance(f"user:{alice.pk}") == Decimal("0.99")
     assert_ledger_whole()

@@ -14,7 +14,8 @@ from django.db import connection, transaction
 from accounts import keys
 from accounts.models import ApiKey
 from billing import codes, ledger
-from billing.models import Account
+from billing.models import Account, Hold
+from billing.pricing import Usage
 from billing.reconcile import reconcile
 from tests.billing.conftest import fund
 
@@ -81,7 +82,7 @@ def test_fifty_concurrent_settles_and_holds_keep_the_ledger_whole(alice, bob):
         ledger.settle(
             request_id=f"s-{index}",
             cost=Decimal("0.03"),
-            usage=ledger.Usage(output_tokens=3),
+            usage=Usage(output_tokens=3),
             owner_id=bob.pk,
             owner_cut=Decimal("0.25"),
         )
@@ -133,7 +134,7 @@ def test_async_holds_and_settles_borrow_connections_briefly(alice, settings):
     async def one(index: int):
         await ledger.ahold(user_id=alice.pk, amount=Decimal("0.01"), request_id=f"a-{index}")
         await asyncio.sleep(0.05)  # the stream, during which no connection is held
-        await ledger.asettle(request_id=f"a-{index}", cost=Decimal("0.004"), usage=ledger.Usage(output_tokens=4))
+        await ledger.asettle(request_id=f"a-{index}", cost=Decimal("0.004"), usage=Usage(output_tokens=4))
 
     async def all_calls():
         await asyncio.gather(*(one(i) for i in range(calls)))
@@ -179,8 +180,8 @@ def test_twenty_concurrent_holds_on_a_one_dollar_cap_admit_exactly_three(alice):
     key.refresh_from_db()
     assert key.reserved_usd == Decimal("0.90") and key.spent_usd == 0
     for index in range(20):
-        with contextlib.suppress(ledger.Hold.DoesNotExist):
-            ledger.settle(request_id=f"k-{index}", cost=Decimal("0.25"), usage=ledger.Usage(output_tokens=1))
+        with contextlib.suppress(Hold.DoesNotExist):
+            ledger.settle(request_id=f"k-{index}", cost=Decimal("0.25"), usage=Usage(output_tokens=1))
     key.refresh_from_db()
     assert key.reserved_usd == 0 and key.spent_usd == Decimal("0.75") <= key.spend_cap_usd
     assert ledger.balance_of(alice.pk) == Decimal("9.25")
@@ -192,7 +193,7 @@ def test_twenty_concurrent_batched_holds_on_a_one_dollar_cap_admit_exactly_three
 
     from asgiref.sync import async_to_sync
 
-    from billing import batched
+    from billing.ledger import batched
     from billing.pricing import Prices
 
     fund(alice, "10.00")
@@ -218,8 +219,8 @@ def test_twenty_concurrent_batched_holds_on_a_one_dollar_cap_admit_exactly_three
         try:
             made = await asyncio.gather(*(attempt(i) for i in range(20)))
             for hold in made:
-                if isinstance(hold, ledger.Hold):
-                    await batched.settle(hold, usage=ledger.Usage(), cost=Decimal("0.25"))
+                if isinstance(hold, Hold):
+                    await batched.settle(hold, usage=Usage(), cost=Decimal("0.25"))
             return made
         finally:
             await batched.close()

@@ -90,7 +90,7 @@ def test_reconcile_finds_earnings_moved_to_another_users_balance(settled_call, b
 def test_reconcile_finds_a_settlement_that_bills_no_call(alice, bob):
     fund(alice, "1")
     with transaction.atomic():
-        ledger._post(
+        ledger.posting.transfer(
             "settle", [(ledger.user_account(alice.pk), -CENT), (ledger.platform_account("revenue"), CENT)], memo="x"
         )
     assert any("bills no call" in p for p in reconcile().problems)
@@ -133,7 +133,7 @@ def test_reconcile_finds_a_key_whose_reservation_disagrees_with_its_open_holds(a
 @pytest.mark.parametrize("kind", ["user", "hold"])
 def test_the_database_refuses_a_null_cached_balance(alice, kind):
     fund(alice, "1")
-    ledger.hold_account(alice.pk)
+    ledger.accounts.account(*ledger.accounts.hold_spec(alice.pk))
     with pytest.raises(IntegrityError), transaction.atomic():
         Account.objects.filter(code=f"{kind}:{alice.pk}").update(balance=None)
 

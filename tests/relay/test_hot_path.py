@@ -20,7 +20,8 @@ from django.db.backends.utils import CursorWrapper
 
 from accounts import keys
 from accounts.models import User
-from billing import batched, ledger
+from billing import ledger
+from billing.ledger import batched
 from billing.models import TransactionKind, UsageRecord
 from channels_app import routing
 from channels_app.catalog import import_catalog

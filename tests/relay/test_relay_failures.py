@@ -245,7 +245,7 @@ def test_a_stalled_ledger_refuses_new_calls_with_a_503_and_charges_nothing(world
     """Settlements the database cannot write must not pile up without end: new calls wait, then are refused."""
     import psycopg
 
-    from billing import batched
+    from billing.ledger import batched
     from tests.servers import asgi_server
 
     stalled = dict(

@@ -8,6 +8,9 @@ from typing import Annotated
 from pydantic import PlainSerializer
 
 EIGHT_PLACES = Decimal("0.00000001")
+# The most a channel's owner may take of each call on it (the brief's 0–50 %): channels refuse more
+# when set, billing when split.
+MAX_OWNER_CUT = Decimal("0.5")
 
 
 def plain(amount: Decimal) -> str:

@@ -1,4 +1,4 @@
-"""Plain SQL for the two hottest ledger writes (a call's hold and settlement).
+"""Plain SQL for the per-call path's writes (a call's hold and settlement, and every cached balance).
 
 The ORM spends ~300 µs of Python per statement here, several times the database's own round trip
 (~70 µs on localhost), and every relayed call makes two of these transactions. The statements are
@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 
-from .models import Account, Entry, Hold, Transaction, UsageRecord
-from .pricing import quantize
+from ..models import Account, Entry, Hold, Transaction, UsageRecord
+from ..pricing import quantize
 
 ACCOUNT = Account._meta.db_table
 TRANSACTION = Transaction._meta.db_table
@@ -73,25 +73,6 @@ def move(code: str, amount: Decimal, *, require_funds: bool = False) -> int | No
 def account_ids(codes: list[str]) -> dict[str, int]:
     placeholders = ", ".join(["%s"] * len(codes))
     return dict(run(f"SELECT code, id FROM {ACCOUNT} WHERE code IN ({placeholders})", codes))  # noqa: S608
-
-
-def post(
-    kind: str, legs: list[tuple[int, Decimal]], *, idempotency_key: str | None, memo: str = "", actor: str = "system"
-) -> int:
-    """The transaction row and its entries; the legs must sum to zero (zero legs are left out)."""
-    if sum((amount for _id, amount in legs), Decimal(0)) != 0:
-        raise ValueError(f"unbalanced {kind} transaction: {legs}")
-    txn_id = run(
-        f"INSERT INTO {TRANSACTION} (kind, idempotency_key, memo, actor, created_at) "  # noqa: S608
-        "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-        [kind, idempotency_key, memo[:200], actor[:120], now()],
-    )[0][0]
-    entries = [(account_id, amount) for account_id, amount in legs if amount]
-    if entries:
-        values = ", ".join(["(%s, %s, %s)"] * len(entries))
-        params = [value for account_id, amount in entries for value in (txn_id, account_id, amount)]
-        run(f"INSERT INTO {ENTRY} (transaction_id, account_id, amount) VALUES {values}", params)  # noqa: S608
-    return txn_id
 
 
 def insert_hold(*, request_id: str, user_id: int, api_key_id: int | None, model: str, amount: Decimal, prices) -> int:
