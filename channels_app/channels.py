@@ -16,8 +16,8 @@ from django.utils import timezone
 from accounts.keys import normalise_model_list
 from tokenhub.lib.money import MAX_OWNER_CUT
 
-from . import crypto, owner_input
-from .models import DEFAULT_BASE_URL, Channel, ChannelKey, ChannelStatus, Provider
+from . import crypto, owner_input, providers
+from .models import Channel, ChannelKey, ChannelStatus
 from .urlcheck import UnsafeUpstream, validate_base_url
 
 logger = logging.getLogger(__name__)
@@ -85,8 +85,8 @@ def validate(draft: ChannelDraft) -> list[str]:
     """Raises ValidationError naming the field; returns warnings (e.g. a host that does not resolve yet)."""
     fields = ("name", "model_names", "weight", "priority", "upstream_keys", "owner_cut")
     errors = _field_errors({"model_mapping": draft.model_mapping or {}, **{f: getattr(draft, f) for f in fields}})
-    if draft.provider not in Provider.values:
-        errors["provider"] = f"Unknown provider {draft.provider!r}; one of {', '.join(Provider.values)}."
+    if draft.provider not in providers.PROVIDERS:
+        errors["provider"] = f"Unknown provider {draft.provider!r}; one of {', '.join(providers.names())}."
     warnings: list[str] = []
     try:
         verdict = validate_base_url(draft.base_url)
@@ -116,7 +116,8 @@ def _seal_keys(channel: Channel, upstream_keys: list[str]) -> None:
 
 
 def create_channel(draft: ChannelDraft) -> tuple[Channel, list[str]]:
-    draft.base_url = (draft.base_url or DEFAULT_BASE_URL.get(draft.provider, "")).strip().rstrip("/")
+    spec = providers.PROVIDERS.get(draft.provider)  # an unknown one is validate()'s to refuse
+    draft.base_url = (draft.base_url or (spec.default_base_url if spec else "")).strip().rstrip("/")
     warnings = validate(draft)
     with transaction.atomic():
         channel = Channel.objects.create(

@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 
 from django.utils import timezone
 
-from . import channels, health, providers, routing
+from . import channels, health, routing
 from .models import LOW_BALANCE_REASON, Channel, ChannelStatus
+from .providers import probes
 
 
-def _auto_disable_reason(result: providers.ProbeResult) -> str:
+def _auto_disable_reason(result: probes.ProbeResult) -> str:
     what = "authentication failed" if result.kind == health.AUTH else "insufficient quota"
     return f"{result.status or result.kind} at {datetime.now(UTC):%H:%M} UTC ({what})"
 
@@ -29,7 +30,7 @@ def probe_model(channel: Channel) -> str:
     return channel.model_names[0] if channel.model_names else ""
 
 
-def record_outcome(channel: Channel, result: providers.ProbeResult) -> None:
+def record_outcome(channel: Channel, result: probes.ProbeResult) -> None:
     """Store the result; apply the health rules (auth/quota auto-disable, re-enable on success)."""
     channel.last_test_at = timezone.now()
     channel.last_test_ok = result.ok
@@ -52,14 +53,14 @@ def record_outcome(channel: Channel, result: providers.ProbeResult) -> None:
         health.record_failure(channel.pk, result.kind or health.SERVER, result.message, result.retry_after)
 
 
-def test_channel(channel: Channel) -> providers.ProbeResult:
+def test_channel(channel: Channel) -> probes.ProbeResult:
     keys = channels.upstream_keys(channel)
     if not keys:
-        result = providers.ProbeResult(False, 0, "the channel has no upstream key", health.AUTH)
+        result = probes.ProbeResult(False, 0, "the channel has no upstream key", health.AUTH)
     else:
         key = keys[health.pick_key(channel.pk, len(keys))]
         result = asyncio.run(
-            providers.test_call(channel.provider, channel.base_url, key, probe_model(channel), channel.pk)
+            probes.test_call(channel.provider, channel.base_url, key, probe_model(channel), channel.pk)
         )
     record_outcome(channel, result)
     return result
@@ -69,12 +70,12 @@ def retest_auto_disabled() -> dict[str, bool]:
     return {c.public_id: test_channel(c).ok for c in Channel.objects.filter(status=ChannelStatus.AUTO_DISABLED)}
 
 
-def probe_balance(channel: Channel) -> providers.BalanceResult:
+def probe_balance(channel: Channel) -> probes.BalanceResult:
     """Query the upstream balance; a low balance pauses the channel, a failed query never disables it."""
     keys = channels.upstream_keys(channel)
     if not keys:
-        return providers.BalanceResult(False, message="no upstream key")
-    result = asyncio.run(providers.fetch_balance(channel.provider, channel.base_url, keys[0], channel.pk))
+        return probes.BalanceResult(False, message="no upstream key")
+    result = asyncio.run(probes.fetch_balance(channel.provider, channel.base_url, keys[0], channel.pk))
     channel.balance_checked_at = timezone.now()
     if not result.supported:
         channel.balance_status = "unsupported"

@@ -4,8 +4,8 @@ from decimal import Decimal
 
 from django import forms
 
+from . import providers
 from .channels import parse_upstream_keys
-from .models import Provider
 from .owner_input import WEIGHT_RANGE
 
 
@@ -15,7 +15,7 @@ def _lines(text: str) -> list[str]:
 
 class ChannelForm(forms.Form):
     name = forms.CharField(max_length=100)
-    provider = forms.ChoiceField(choices=Provider.choices)
+    provider = forms.ChoiceField(choices=providers.choices)
     base_url = forms.URLField(
         required=False,
         max_length=300,

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from . import providers
 from .owner_input import (
     PRIORITY_RANGE,
     WEIGHT_RANGE,
@@ -20,32 +21,6 @@ from .owner_input import (
 from .urlcheck import UnsafeUpstream, validate_base_url
 
 PRICE = {"max_digits": 20, "decimal_places": 8}
-
-
-class Provider(models.TextChoices):
-    OPENAI = "openai", "OpenAI"
-    ANTHROPIC = "anthropic", "Anthropic"
-    GEMINI = "gemini", "Google Gemini (OpenAI-compatible endpoint)"
-    DEEPSEEK = "deepseek", "DeepSeek (OpenAI-compatible)"
-    OPENAI_COMPATIBLE = "openai-compatible", "Other OpenAI-compatible"
-
-
-# The wire format each provider speaks: Gemini and DeepSeek through their OpenAI-compatible endpoints.
-API_FORMAT = {
-    Provider.OPENAI: "openai",
-    Provider.ANTHROPIC: "anthropic",
-    Provider.GEMINI: "openai",
-    Provider.DEEPSEEK: "openai",
-    Provider.OPENAI_COMPATIBLE: "openai",
-}
-
-DEFAULT_BASE_URL = {
-    Provider.OPENAI: "https://api.openai.com/v1",
-    Provider.ANTHROPIC: "https://api.anthropic.com",
-    Provider.GEMINI: "https://generativelanguage.googleapis.com/v1beta/openai",
-    Provider.DEEPSEEK: "https://api.deepseek.com",
-    Provider.OPENAI_COMPATIBLE: "",
-}
 
 
 class CatalogModel(models.Model):
@@ -146,7 +121,7 @@ class Channel(models.Model):
     public_id = models.CharField(max_length=20, unique=True, default=new_channel_id, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="channels")
     name = models.CharField(max_length=100, validators=[validate_text])
-    provider = models.CharField(max_length=24, choices=Provider.choices)
+    provider = models.CharField(max_length=24, choices=providers.choices)
     base_url = models.URLField(max_length=300, validators=[validate_upstream_url])
     model_names = models.JSONField(
         default=list,
@@ -224,7 +199,7 @@ class Channel(models.Model):
 
     @property
     def api_format(self) -> str:
-        return API_FORMAT[self.provider]
+        return providers.get(self.provider).wire_format
 
     @property
     def on_probation(self) -> bool:

@@ -32,8 +32,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 
-from . import crypto, health
-from .models import API_FORMAT, LOW_BALANCE_REASON, CatalogModel, Channel, ChannelStatus, ModelAlias
+from . import crypto, health, providers
+from .models import LOW_BALANCE_REASON, CatalogModel, Channel, ChannelStatus, ModelAlias
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def build_snapshot() -> Snapshot:
                     name=channel.name,
                     owner_id=channel.owner_id,
                     provider=channel.provider,
-                    api_format=API_FORMAT[channel.provider],
+                    api_format=providers.get(channel.provider).wire_format,
                     base_url=channel.base_url,
                     upstream_model=upstream,
                     owner_cut=channel.owner_cut,

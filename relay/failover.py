@@ -19,6 +19,7 @@ from django.db import connection
 
 from billing.pricing import usd
 from channels_app import channels, health, providers, routing
+from channels_app.providers import client, probes
 from channels_app.urlcheck import UnsafeUpstream
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def bind_output(outgoing: dict, operation: str, provider: str, budget: int | Non
     if not budget:
         return
     if operation == "chat":
-        field = "max_completion_tokens" if provider == "openai" else "max_tokens"
+        field = providers.get(provider).chat_output_field
     else:
         field = "max_output_tokens" if operation == "responses" else "max_tokens"
     outgoing[field] = budget
@@ -158,8 +159,9 @@ async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) ->
     try:
         position = health.pick_key(route.channel_id, len(keys)) if len(keys) > 1 else 0
         prepared = prepared_for(route)
-        url = providers.endpoint(route.provider, route.base_url, prepared.operation)
-        headers = providers.auth_headers(route.provider, keys[position])
+        spec = providers.get(route.provider)
+        url = spec.endpoint(route.base_url, prepared.operation)
+        headers = spec.auth_headers(keys[position])
         if route.api_format == "anthropic":
             headers.update(forward_headers)  # anthropic-version / anthropic-beta from the caller
         headers["content-type"] = "application/json"
@@ -168,7 +170,7 @@ async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) ->
             health.call_started(route.channel_id)
             counted = True
         try:
-            response = await providers.post_streaming(url, headers, content, route.channel_id)
+            response = await client.post_streaming(url, headers, content, route.channel_id)
         except UnsafeUpstream as exc:
             logger.warning("channel %s refused at connect: %s", route.public_id, exc)
             health.record_failure(route.channel_id, health.CONNECT, "address not allowed")
@@ -207,9 +209,11 @@ async def _refused(route: routing.Route, position: int, response: httpx.Response
     error_body = await response.aread()
     if response.status_code in CALLER_FAULT_STATUSES:
         return UpstreamFailure(response.status_code, "the upstream rejected the request", error_body, route.api_format)
-    kind = providers.classify(response.status_code, error_body[:2000].decode("utf-8", "replace"))
+    kind = probes.classify(
+        providers.get(route.provider), response.status_code, error_body[:2000].decode("utf-8", "replace")
+    )
     if kind is not None:  # None, e.g. 404: this channel cannot serve it; not a health problem
-        await _channel_failed(route, position, kind, f"HTTP {response.status_code}", providers.retry_after(response))
+        await _channel_failed(route, position, kind, f"HTTP {response.status_code}", probes.retry_after(response))
     return f"an upstream answered {response.status_code}"
 
 

@@ -13,6 +13,7 @@ from billing import ledger
 from billing.models import UsageRecord
 from channels_app import providers, routing
 from channels_app.models import ChannelStatus
+from channels_app.providers import client
 from channels_app.urlcheck import UnsafeUpstream
 
 from . import usage as usage_of
@@ -89,11 +90,12 @@ async def _count_upstream(plan, route, body: dict, forward: dict[str, str]) -> i
     keys = plan.upstream_keys(route.channel_id)
     if not keys:
         return None
-    headers = {**providers.auth_headers(route.provider, keys[0]), **forward, "content-type": "application/json"}
+    spec = providers.get(route.provider)
+    headers = {**spec.auth_headers(keys[0]), **forward, "content-type": "application/json"}
     content = json.dumps({**body, "model": route.upstream_model}).encode()
-    url = providers.endpoint(route.provider, route.base_url, "count_tokens")
+    url = spec.endpoint(route.base_url, "count_tokens")
     try:
-        response = await providers.post_streaming(url, headers, content, route.channel_id)
+        response = await client.post_streaming(url, headers, content, route.channel_id)
         try:
             answer = await response.aread()
         finally:

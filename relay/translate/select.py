@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from channels_app import providers
+
 from ..sse import SSEParser
 from . import ModelDefaults, anthropic_to_openai, openai_to_anthropic, responses_to_chat
 
@@ -40,7 +42,7 @@ class Chained:
 def key(operation: str, api_format: str, provider: str) -> str:
     """Routes sharing a key take the same upstream body."""
     if operation == "responses" and api_format == "openai":
-        return "native" if provider == "openai" else "openai"
+        return "native" if providers.get(provider).native_responses else "openai"
     return api_format
 
 

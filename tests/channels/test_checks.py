@@ -123,44 +123,44 @@ def test_balance_probe_records_pauses_low_and_never_disables_on_errors(celery_wo
 
 @pytest.mark.django_db
 def test_connect_time_check_refuses_a_target_no_longer_allowed(catalog, bob, fake_upstream, settings):
-    from channels_app import providers
+    from channels_app.providers import pinning
 
     channel = make_channel(bob, base_url=fake_upstream, keys=["good"])
-    providers._pins.clear()
+    pinning._pins.clear()
     settings.TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS = []  # the operator withdrew the permission after saving
     result = checks.test_channel(channel)
     assert not result.ok and "refused" in result.message and "private or loopback" in result.message
-    providers._pins.clear()
+    pinning._pins.clear()
 
 
 @pytest.mark.django_db
 def test_connections_are_pinned_to_the_checked_address_and_keep_the_host_name(catalog, bob, fake_upstream):
     import httpx
 
-    from channels_app import providers
+    from channels_app.providers import pinning
 
     port = fake_upstream.rsplit(":", 1)[1].split("/")[0]
-    providers._pins.clear()
+    pinning._pins.clear()
     channel = make_channel(bob, base_url=f"http://localhost:{port}/v1", keys=["good"])
     assert checks.test_channel(channel).ok
-    assert providers._pins[("http", "localhost", int(port))][0] in {"127.0.0.1", "::1"}
+    assert pinning._pins[("http", "localhost", int(port))][0] in {"127.0.0.1", "::1"}
     # The upstream saw the name the owner configured, while the socket went to the pinned IP.
     seen = httpx.get(f"http://127.0.0.1:{port}/_stats").json()
     assert seen["last_host"] == f"localhost:{port}"
-    providers._pins.clear()
+    pinning._pins.clear()
 
 
 @pytest.mark.django_db
 def test_connect_time_check_applies_the_allowed_port(catalog, bob, fake_upstream, settings):
-    from channels_app import providers
+    from channels_app.providers import pinning
 
     port = int(fake_upstream.rsplit(":", 1)[1].split("/")[0])
-    providers._pins.clear()
+    pinning._pins.clear()
     settings.TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS = [f"127.0.0.1:{port}"]
     channel = make_channel(bob, base_url=fake_upstream, keys=["good"])
     assert checks.test_channel(channel).ok
-    providers._pins.clear()
+    pinning._pins.clear()
     settings.TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS = [f"127.0.0.1:{port + 1}"]  # another port of the same host
     result = checks.test_channel(channel)
     assert not result.ok and "private or loopback" in result.message
-    providers._pins.clear()
+    pinning._pins.clear()

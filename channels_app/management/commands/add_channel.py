@@ -7,8 +7,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
+from channels_app import providers
 from channels_app.channels import ChannelDraft, create_channel, parse_upstream_keys
-from channels_app.models import Provider
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--owner", required=True, help="Username of the channel owner.")
-        parser.add_argument("--provider", required=True, choices=Provider.values)
+        parser.add_argument("--provider", required=True, choices=providers.names())
         parser.add_argument("--base-url", default="", help="Default: the provider's public API.")
         parser.add_argument("--models", required=True, help="Comma-separated model names.")
         parser.add_argument("--cut", default="0", help="The owner's cut in percent, 0-50 (20 = 20 %%).")

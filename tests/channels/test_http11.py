@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from channels_app.providers.transport import LeanTransport
+from channels_app.providers.http11 import LeanTransport
 
 
 class Server:
@@ -346,7 +346,7 @@ def test_connections_are_never_shared_between_pool_keys():
     ],
 )
 def test_an_unsendable_url_or_key_is_that_attempts_failure_not_a_crash(base_url, key):
-    from channels_app import providers
+    from channels_app.providers import probes
 
-    result = run(providers.test_call("openai", base_url, key, "gpt-4o-mini"))
+    result = run(probes.test_call("openai", base_url, key, "gpt-4o-mini"))
     assert not result.ok and result.message == "cannot connect: LocalProtocolError"
