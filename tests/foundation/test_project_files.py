@@ -74,3 +74,12 @@ def test_env_example_lists_every_setting_read_from_the_environment():
     )
     env_example = (ROOT / ".env.example").read_text()
     assert names and not sorted(name for name in names if f"{name}=" not in env_example)
+
+
+def test_every_module_the_architecture_page_names_exists():
+    import re
+
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`((?:accounts|billing|channels_app|relay|tokenhub)/[\w/]+\.py)", page))
+    assert len(named) > 20
+    assert sorted(path for path in named if not (ROOT / path).exists()) == []
