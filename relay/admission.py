@@ -152,8 +152,8 @@ def prepare(operation: str, body: dict, model: translate.ModelDefaults, routes, 
         key = select.key(operation, route.api_format, route.provider)
         if key in prepared:
             continue
-        found = select.translation(operation, route.api_format, route.provider, model, body, include_usage)
         try:
+            found = select.translation(operation, route.api_format, route.provider, model, body, include_usage)
             upstream_body = found.request(body) if found else body
         except translate.TranslationError as exc:
             raise RelayError(400, str(exc), "invalid_request") from None

@@ -137,5 +137,10 @@ async def serve(call: Call):
     if call.stream:
         pump = Pump(call, outcome)
         pump.start()  # the pump owns the hold from here
-        return RelayStream(pump)
-    return await answers.complete(call, outcome)
+        response = RelayStream(pump)
+    else:
+        response = await answers.complete(call, outcome)
+    translation = call.prepared_for(outcome.route).translation
+    for name, value in (translation.headers if translation else {}).items():
+        response[name] = value  # what the translation had to leave out (tools only OpenAI runs)
+    return response

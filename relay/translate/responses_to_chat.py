@@ -17,6 +17,7 @@ import uuid
 from .. import usage as usage_of
 from ..sse import Event, encode
 from . import ModelDefaults, TranslationError
+from .responses_tools import ToolMap
 
 # --- Request ------------------------------------------------------------------------------------
 
@@ -43,7 +44,11 @@ def _content_parts(content, field: str, role: str):
     return parts
 
 
-def _messages(items, field: str) -> list[dict]:
+CALLS = ("function_call", "custom_tool_call", "local_shell_call")
+OUTPUTS = ("function_call_output", "custom_tool_call_output", "local_shell_call_output")
+
+
+def _messages(items, field: str, tools: ToolMap) -> list[dict]:
     if isinstance(items, str):
         return [{"role": "user", "content": items}]
     if not isinstance(items, list):
@@ -59,23 +64,19 @@ def _messages(items, field: str) -> list[dict]:
             if role not in ("user", "assistant", "system", "developer"):
                 raise TranslationError(f"{where}.role", f"{role!r} is not a message role")
             messages.append({"role": role, "content": _content_parts(item.get("content"), f"{where}.content", role)})
-        elif kind == "function_call":
-            call = {
-                "id": item.get("call_id", ""),
-                "type": "function",
-                "function": {"name": item.get("name", ""), "arguments": item.get("arguments") or "{}"},
-            }
+        elif kind in CALLS:
+            call = tools.history_call(item)
             last = messages[-1] if messages else None
             if last and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
+        elif kind in OUTPUTS:
             output = item.get("output")
             messages.append(
                 {
                     "role": "tool",
-                    "tool_call_id": item.get("call_id", ""),
+                    "tool_call_id": item.get("call_id") or item.get("id") or "",
                     "content": output if isinstance(output, str) else json.dumps(output),
                 }
             )
@@ -88,30 +89,13 @@ def _messages(items, field: str) -> list[dict]:
     return messages
 
 
-def _tools(tools) -> list[dict]:
-    converted = []
-    for index, tool in enumerate(tools):
-        if not isinstance(tool, dict) or tool.get("type") != "function":
-            raise TranslationError(f"tools[{index}]", "only function tools can be relayed to this model")
-        function = {
-            "name": tool.get("name", ""),
-            "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
-        }
-        if tool.get("description"):
-            function["description"] = tool["description"]
-        converted.append({"type": "function", "function": function})
-    return converted
+def request(body: dict, model: ModelDefaults, tools: ToolMap | None = None) -> dict:
+    """The chat.completions body; `tools`: the request's tools as the channel takes them (built if None).
 
-
-def _tool_choice(choice):
-    if choice in (None, "auto", "none", "required"):
-        return choice
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"type": "function", "function": {"name": choice.get("name", "")}}
-    raise TranslationError("tool_choice", "must be auto, none, required or a named function")
-
-
-def request(body: dict, model: ModelDefaults) -> dict:
+    `include`, `store`, `reasoning`, `prompt_cache_key`, `service_tier`, `client_metadata` and
+    `text.verbosity` mean nothing to a chat-only channel and are left out.
+    """
+    tools = tools if tools is not None else ToolMap(body.get("tools"))
     if body.get("previous_response_id"):
         raise TranslationError(
             "previous_response_id", "TokenHub keeps no responses; send the whole conversation in input instead"
@@ -119,13 +103,13 @@ def request(body: dict, model: ModelDefaults) -> dict:
     messages = []
     if body.get("instructions"):
         messages.append({"role": "system", "content": str(body["instructions"])})
-    messages += _messages(body.get("input"), "input")
+    messages += _messages(body.get("input"), "input", tools)
     out: dict = {
         "model": body["model"],
         "messages": messages,
         "max_tokens": model.output_budget(body.get("max_output_tokens")),
     }
-    for name in ("temperature", "top_p", "parallel_tool_calls", "user"):
+    for name in ("temperature", "top_p", "user"):
         if body.get(name) is not None:
             out[name] = body[name]
     text_format = ((body.get("text") or {}).get("format") or {}).get("type")
@@ -141,11 +125,13 @@ def request(body: dict, model: ModelDefaults) -> dict:
                 "strict": fmt.get("strict", False),
             },
         }
-    if body.get("tools"):
-        out["tools"] = _tools(body["tools"])
-        choice = _tool_choice(body.get("tool_choice"))
+    choice = tools.tool_choice(body.get("tool_choice"))  # refuses a choice no tool left can meet
+    if tools.chat_tools:
+        out["tools"] = tools.chat_tools
         if choice is not None:
             out["tool_choice"] = choice
+        if body.get("parallel_tool_calls") is not None:  # chat APIs take it only beside tools
+            out["parallel_tool_calls"] = body["parallel_tool_calls"]
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
@@ -192,17 +178,6 @@ def _message_item(item_id: str, text: str, status: str = "completed") -> dict:
     }
 
 
-def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str = "completed") -> dict:
-    return {
-        "type": "function_call",
-        "id": item_id,
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments,
-        "status": status,
-    }
-
-
 def _finish(response: dict, finish_reason: str | None) -> dict:
     if finish_reason == "length":
         response["status"] = "incomplete"
@@ -215,7 +190,8 @@ def _finish(response: dict, finish_reason: str | None) -> dict:
     return response
 
 
-def response(completion: dict, model: ModelDefaults, body: dict) -> dict:
+def response(completion: dict, model: ModelDefaults, body: dict, tools: ToolMap | None = None) -> dict:
+    tools = tools if tools is not None else ToolMap(body.get("tools"))
     choice = (completion.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     result = _shell("resp_" + uuid.uuid4().hex, model, body, "completed")
@@ -224,7 +200,7 @@ def response(completion: dict, model: ModelDefaults, body: dict) -> dict:
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         result["output"].append(
-            _call_item(
+            tools.output_item(
                 "fc_" + uuid.uuid4().hex, call.get("id", ""), function.get("name", ""), function.get("arguments", "")
             )
         )
@@ -238,8 +214,9 @@ def response(completion: dict, model: ModelDefaults, body: dict) -> dict:
 class StreamTranslator:
     """chat.completion.chunk events in, Responses events out (response.created … response.completed)."""
 
-    def __init__(self, model: ModelDefaults, body: dict):
+    def __init__(self, model: ModelDefaults, body: dict, tools: ToolMap | None = None):
         self.model, self.body = model, body
+        self.tools = tools if tools is not None else ToolMap(body.get("tools"))
         self.response = _shell("resp_" + uuid.uuid4().hex, model, body, "in_progress")
         self.sequence = 0
         self.started = False
@@ -348,19 +325,40 @@ class StreamTranslator:
             }
             self.calls[call.get("index", 0)] = entry
             self.outputs.append({"kind": "call", "ref": entry})
-            item = _call_item(entry["id"], entry["call_id"], entry["name"], "", "in_progress")
+            item = self._item(entry, "in_progress", arguments="")
             out.append(self._event("response.output_item.added", output_index=entry["index"], item=item))
         if function.get("arguments"):
             entry["arguments"] += function["arguments"]
-            out.append(
-                self._event(
-                    "response.function_call_arguments.delta",
-                    item_id=entry["id"],
-                    output_index=entry["index"],
-                    delta=function["arguments"],
+            # Only a function's arguments stream as they come: a custom tool's input and a shell
+            # action are read out of the whole arguments, at the end.
+            if self.tools.kind_of(entry["name"]) == "function":
+                out.append(
+                    self._event(
+                        "response.function_call_arguments.delta",
+                        item_id=entry["id"],
+                        output_index=entry["index"],
+                        delta=function["arguments"],
+                    )
                 )
-            )
         return out
+
+    def _item(self, entry: dict, status: str = "completed", arguments: str | None = None) -> dict:
+        arguments = entry["arguments"] if arguments is None else arguments
+        return self.tools.output_item(entry["id"], entry["call_id"], entry["name"], arguments, status)
+
+    def _close_call(self, entry: dict) -> list[bytes]:
+        item, kind = self._item(entry), self.tools.kind_of(entry["name"])
+        where = {"item_id": entry["id"], "output_index": entry["index"]}
+        if kind == "function":
+            done = [self._event("response.function_call_arguments.done", **where, arguments=entry["arguments"])]
+        elif kind == "custom":
+            done = [
+                self._event("response.custom_tool_call_input.delta", **where, delta=item["input"]),
+                self._event("response.custom_tool_call_input.done", **where, input=item["input"]),
+            ]
+        else:
+            done = []
+        return [*done, self._event("response.output_item.done", output_index=entry["index"], item=item)]
 
     def finish(self) -> list[bytes]:
         if self.done:
@@ -369,21 +367,10 @@ class StreamTranslator:
         out = [] if self.started else self._start()
         out += self._close_text()
         for entry in self.calls.values():
-            item = _call_item(entry["id"], entry["call_id"], entry["name"], entry["arguments"])
-            out.append(
-                self._event(
-                    "response.function_call_arguments.done",
-                    item_id=entry["id"],
-                    output_index=entry["index"],
-                    arguments=entry["arguments"],
-                )
-            )
-            out.append(self._event("response.output_item.done", output_index=entry["index"], item=item))
+            out += self._close_call(entry)
         final = dict(self.response)
         final["output"] = [
-            _message_item(o["ref"]["id"], o["ref"]["text"])
-            if o["kind"] == "text"
-            else _call_item(o["ref"]["id"], o["ref"]["call_id"], o["ref"]["name"], o["ref"]["arguments"])
+            _message_item(o["ref"]["id"], o["ref"]["text"]) if o["kind"] == "text" else self._item(o["ref"])
             for o in self.outputs
         ]
         final["usage"] = usage(self.usage)

@@ -7,12 +7,13 @@ stream events back into the caller's format; `None` means a same-format pass-thr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from channels_app import providers
 
 from ..sse import SSEParser
 from . import ModelDefaults, anthropic_to_openai, openai_to_anthropic, responses_to_chat
+from .responses_tools import ToolMap
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Translation:
     request: Callable[[dict], dict]
     response: Callable[[dict], dict]
     stream: Callable[[], object]  # a fresh stream translator with feed(event) -> list[bytes]
+    headers: dict[str, str] = field(default_factory=dict)  # added to the caller's answer
 
 
 class Chained:
@@ -70,19 +72,24 @@ def translation(
             lambda: anthropic_to_openai.StreamTranslator(model),
         )
     if operation == "responses" and key(operation, api_format, provider) == "openai":
+        tools = ToolMap(body.get("tools"))  # raises TranslationError for tools that cannot be mapped
         return Translation(
             "chat",
-            lambda b: responses_to_chat.request(b, model),
-            lambda data: responses_to_chat.response(data, model, body),
-            lambda: responses_to_chat.StreamTranslator(model, body),
+            lambda b: responses_to_chat.request(b, model, tools),
+            lambda data: responses_to_chat.response(data, model, body, tools),
+            lambda: responses_to_chat.StreamTranslator(model, body, tools),
+            tools.headers(),
         )
     if operation == "responses" and api_format == "anthropic":
+        tools = ToolMap(body.get("tools"))
         return Translation(
             "messages",
-            lambda b: openai_to_anthropic.request(responses_to_chat.request(b, model), model),
-            lambda data: responses_to_chat.response(openai_to_anthropic.response(data, model), model, body),
+            lambda b: openai_to_anthropic.request(responses_to_chat.request(b, model, tools), model),
+            lambda data: responses_to_chat.response(openai_to_anthropic.response(data, model), model, body, tools),
             lambda: Chained(
-                openai_to_anthropic.StreamTranslator(model, True), responses_to_chat.StreamTranslator(model, body)
+                openai_to_anthropic.StreamTranslator(model, True),
+                responses_to_chat.StreamTranslator(model, body, tools),
             ),
+            tools.headers(),
         )
     return None
