@@ -149,6 +149,10 @@ def build_snapshot() -> Snapshot:
     # A deactivated owner's channels leave the marketplace with them (and earn nothing more).
     channels = Channel.objects.filter(owner__is_active=True).prefetch_related("keys")
     for channel in channels:
+        spec = providers.PROVIDERS.get(channel.provider)
+        if spec is None:  # its provider module was removed: the channel cannot be called
+            logger.warning("channel %s names unknown provider %r; not routed", channel.public_id, channel.provider)
+            continue
         if channel.status == ChannelStatus.ACTIVE:
             snap.upstream_keys[channel.pk] = _decrypt_keys(channel)
         mapping = channel.model_mapping or {}
@@ -165,7 +169,7 @@ def build_snapshot() -> Snapshot:
                     name=channel.name,
                     owner_id=channel.owner_id,
                     provider=channel.provider,
-                    api_format=providers.get(channel.provider).wire_format,
+                    api_format=spec.wire_format,
                     base_url=channel.base_url,
                     upstream_model=upstream,
                     owner_cut=channel.owner_cut,

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from tokenhub.lib.locks import single_run
 
 from . import checks
 from .models import Channel
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task
@@ -22,7 +26,10 @@ def probe_balances() -> int:
             return 0
         channels = list(Channel.objects.exclude(status="auto_disabled"))
         for channel in channels:
-            checks.probe_balance(channel)
+            try:
+                checks.probe_balance(channel)
+            except Exception:  # one owner's endpoint must not stop the probe of every channel after it
+                logger.exception("balance probe of channel %s failed", channel.public_id)
         return len(channels)
 
 

@@ -49,6 +49,11 @@ def hold(
         raise ValueError("a hold cannot be negative")
 
     def operation() -> Hold:
+        # Idempotent before anything moves: a hold already written for this request id (a batch that
+        # committed but whose answer was lost, a retry) is the answer, not a second debit refused.
+        existing = Hold.objects.filter(request_id=request_id).first()
+        if existing is not None:
+            return existing
         captured = prices.as_dict() if prices else None
         legs = []
         if amount:

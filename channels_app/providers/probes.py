@@ -11,7 +11,7 @@ import httpx
 
 from .. import health
 from ..urlcheck import UnsafeUpstream
-from . import get
+from . import PROVIDERS
 from .client import build_request, client
 from .spec import ProviderSpec
 
@@ -49,7 +49,9 @@ class ProbeResult:
 
 async def test_call(provider: str, base_url: str, api_key: str, model: str, pool_key: object = None) -> ProbeResult:
     """One minimal real call (1 output token) through the relay's own client code."""
-    spec = get(provider)
+    spec = PROVIDERS.get(provider)
+    if spec is None:  # a channel of a provider module since removed
+        return ProbeResult(False, 0, f"unknown provider {provider!r}", health.CONNECT)
     operation, body = spec.probe(model)
     url = spec.endpoint(base_url, operation)
     started = time.perf_counter()
@@ -85,10 +87,11 @@ class BalanceResult:
 
 async def fetch_balance(provider: str, base_url: str, api_key: str, pool_key: object = None) -> BalanceResult:
     """The upstream account's remaining credit where the provider has an API for it."""
-    balance = get(provider).balance
+    spec = PROVIDERS.get(provider)
+    balance = spec.balance if spec else None
     if balance is None:
         return BalanceResult(False, message=f"{provider} has no balance API")
-    headers = get(provider).auth_headers(api_key)
+    headers = spec.auth_headers(api_key)
     try:
         response = await client().send(build_request("GET", balance.url(base_url), pool_key, headers=headers))
     except (UnsafeUpstream, httpx.HTTPError) as exc:
@@ -99,5 +102,5 @@ async def fetch_balance(provider: str, base_url: str, api_key: str, pool_key: ob
         return BalanceResult(True, message=f"balance query failed: HTTP {response.status_code}")
     try:
         return BalanceResult(True, balance.read(response.content))
-    except (KeyError, TypeError, ValueError, InvalidOperation, IndexError, AttributeError):
+    except (KeyError, TypeError, ValueError, InvalidOperation, IndexError, AttributeError, StopIteration):
         return BalanceResult(True, message="balance answer not understood")

@@ -15,6 +15,8 @@ from decimal import Decimal
 
 OPENAI, ANTHROPIC = "openai", "anthropic"  # the wire formats
 ANTHROPIC_VERSION = "2023-06-01"
+MAX_BALANCE_ANSWER = 64 * 1024  # bytes
+MAX_BALANCE = Decimal(10) ** 11  # USD: the column holds 12 digits before the point
 
 # Operation -> path under the channel's base URL, per wire format.
 OPENAI_PATHS = {
@@ -53,7 +55,20 @@ class Balance:
     absent_on_404: bool = False
 
     def read(self, content: bytes) -> Decimal:
-        return self.parse(json.loads(content, parse_float=Decimal))
+        """The remaining USD in an answer; ValueError for one that is not a plausible amount.
+
+        The answer comes from wherever a stranger's base URL points: size, nesting and numbers are
+        all checked before the figure is trusted (it is stored, and can pause the channel).
+        """
+        if len(content) > MAX_BALANCE_ANSWER:
+            raise ValueError("the balance answer is too large")
+        try:
+            found = self.parse(json.loads(content, parse_float=Decimal))
+        except (ArithmeticError, RecursionError) as exc:
+            raise ValueError(f"the balance answer is not an amount: {type(exc).__name__}") from None
+        if not isinstance(found, Decimal) or not found.is_finite() or abs(found) >= MAX_BALANCE:
+            raise ValueError("the balance answer is not an amount")
+        return found.quantize(Decimal("0.00000001"))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ play a healthy channel and a broken one side by side:
   huge-<n>        the answer is n words instead of --tokens (still at most max_tokens), e.g. huge-20000
                   for a multi-megabyte stream or body
 Tools: when a request offers tools and its last turn is the user's (not a tool result), the
-answer is a call of the first tool with arguments {"city": "Paris"} (9 output tokens).
+answer is a call of one of them; after the tool's result, text (devtools/fake_provider/tools.py says
+which tool and what arguments, deterministically).
 Any other key succeeds. Paths are matched by suffix, so base URLs with or
 without `/v1` both work.
 """
@@ -35,6 +36,8 @@ import itertools
 import json
 import time
 from dataclasses import dataclass, field
+
+from . import tools
 
 WORDS = [
     "alpha",
@@ -80,27 +83,6 @@ NONSENSE_USAGE = {
     "infusage": {"prompt_tokens": float("inf")},  # sent as the bare word Infinity, which Python's json reads
     "textusage": {"completion_tokens": "lots"},
 }
-
-TOOL_ARGUMENTS = '{"city": "Paris"}'
-TOOL_OUTPUT_TOKENS = 9
-
-
-def tool_to_call(body: dict, anthropic: bool) -> str | None:
-    """The first offered tool's name when the model should call it now."""
-    tools = body.get("tools") or []
-    if not tools or body.get("tool_choice") in ("none", {"type": "none"}):
-        return None
-    last = (body.get("messages") or [{}])[-1]
-    if anthropic:
-        content = last.get("content")
-        if last.get("role") != "user" or (
-            isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
-        ):
-            return None
-        return tools[0].get("name")
-    if last.get("role") != "user":
-        return None
-    return (tools[0].get("function") or {}).get("name")
 
 
 def answer_words(count: int) -> list[str]:
@@ -302,7 +284,7 @@ class FakeProvider:
         temperature = body.get("temperature")
         if isinstance(temperature, int | float) and temperature > 2:
             return await self.error(send, 400, f"Invalid 'temperature': {temperature} is greater than 2.", False)
-        tool = tool_to_call(body, anthropic=False)
+        tool = tools.chat_tool(body)
         if tool:
             return await self.openai_tool_call(body, key, tool, send)
         words = answer_words(self.answer_length(body, None, key))
@@ -388,6 +370,9 @@ class FakeProvider:
 
     async def responses(self, body: dict, key: str, send):
         """The OpenAI Responses API: input as a string or a list of message items."""
+        tool = tools.responses_tool(body)
+        if tool:
+            return await self.responses_tool_call(body, key, tool, send)
         items = body.get("input")
         messages = [{"content": items}] if isinstance(items, str) else [i for i in items or [] if isinstance(i, dict)]
         input_tokens = count_input_tokens({"messages": messages}, False) + (
@@ -460,12 +445,70 @@ class FakeProvider:
             }
         )
 
-    async def openai_tool_call(self, body: dict, key: str, tool: str, send):
+    async def responses_tool_call(self, body: dict, key: str, tool: tools.ToolCall, send):
+        items = body.get("input")
+        messages = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else [{"content": items}]
+        input_tokens = count_input_tokens({"messages": messages}, False)
+        usage = {
+            "input_tokens": input_tokens,
+            "output_tokens": tool.output_tokens,
+            "total_tokens": input_tokens + tool.output_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        item = {
+            "type": "function_call",
+            "id": f"fc_fake{next(self.counter)}",
+            "call_id": f"call_fake{next(self.counter)}",
+            "name": tool.name,
+            "arguments": tool.arguments,
+            "status": "completed",
+        }
+        if tool.namespace:
+            item["namespace"] = tool.namespace
+        full = {
+            "id": f"resp_fake{next(self.counter)}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "model": body.get("model"),
+            "output": [item],
+            "usage": usage,
+        }
+        await self.first_byte_wait(key)
+        if not body.get("stream"):
+            return await self.respond_json(send, 200, full)
+        await self.start_stream(send)
+        started = {**item, "status": "in_progress", "arguments": ""}
+        events = [
+            {"type": "response.created", "response": {**full, "status": "in_progress", "output": [], "usage": None}},
+            {"type": "response.output_item.added", "output_index": 0, "item": started},
+            {
+                "type": "response.function_call_arguments.delta",
+                "item_id": item["id"],
+                "output_index": 0,
+                "delta": tool.arguments,
+            },
+            {
+                "type": "response.function_call_arguments.done",
+                "item_id": item["id"],
+                "output_index": 0,
+                "arguments": tool.arguments,
+            },
+            {"type": "response.output_item.done", "output_index": 0, "item": item},
+            {"type": "response.completed", "response": full},
+        ]
+        for number, data in enumerate(events):
+            payload = f"event: {data['type']}\ndata: {json.dumps({**data, 'sequence_number': number})}\n\n"
+            await send({"type": "http.response.body", "body": payload.encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def openai_tool_call(self, body: dict, key: str, tool: tools.ToolCall, send):
         prompt_tokens = count_input_tokens(body, False)
         usage = {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": TOOL_OUTPUT_TOKENS,
-            "total_tokens": prompt_tokens + TOOL_OUTPUT_TOKENS,
+            "completion_tokens": tool.output_tokens,
+            "total_tokens": prompt_tokens + tool.output_tokens,
             "prompt_tokens_details": {"cached_tokens": 0},
         }
         call_id = f"call_fake{next(self.counter)}"
@@ -475,7 +518,7 @@ class FakeProvider:
                 "role": "assistant",
                 "content": None,
                 "tool_calls": [
-                    {"id": call_id, "type": "function", "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}
+                    {"id": call_id, "type": "function", "function": {"name": tool.name, "arguments": tool.arguments}}
                 ],
             }
             return await self.respond_json(
@@ -500,19 +543,24 @@ class FakeProvider:
                 data["usage"] = usage_value
             return b"data: " + json.dumps(data).encode() + b"\n\n"
 
-        half = len(TOOL_ARGUMENTS) // 2
+        half = len(tool.arguments) // 2
         parts = [
             chunk(
                 {
                     "role": "assistant",
                     "content": None,
                     "tool_calls": [
-                        {"index": 0, "id": call_id, "type": "function", "function": {"name": tool, "arguments": ""}}
+                        {
+                            "index": 0,
+                            "id": call_id,
+                            "type": "function",
+                            "function": {"name": tool.name, "arguments": ""},
+                        }
                     ],
                 }
             ),
-            chunk({"tool_calls": [{"index": 0, "function": {"arguments": TOOL_ARGUMENTS[:half]}}]}),
-            chunk({"tool_calls": [{"index": 0, "function": {"arguments": TOOL_ARGUMENTS[half:]}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": tool.arguments[:half]}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": tool.arguments[half:]}}]}),
             chunk({}, "tool_calls"),
         ]
         if (body.get("stream_options") or {}).get("include_usage"):
@@ -522,11 +570,11 @@ class FakeProvider:
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
-    async def anthropic_tool_call(self, body: dict, key: str, tool: str, send):
+    async def anthropic_tool_call(self, body: dict, key: str, tool: tools.ToolCall, send):
         input_tokens = count_input_tokens(body, True)
         usage = {
             "input_tokens": input_tokens,
-            "output_tokens": TOOL_OUTPUT_TOKENS,
+            "output_tokens": tool.output_tokens,
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
         }
@@ -541,7 +589,7 @@ class FakeProvider:
         if not body.get("stream"):
             content = [
                 {"type": "text", "text": "Let me check."},
-                {"type": "tool_use", "id": tool_id, "name": tool, "input": json.loads(TOOL_ARGUMENTS)},
+                {"type": "tool_use", "id": tool_id, "name": tool.name, "input": json.loads(tool.arguments)},
             ]
             return await self.respond_json(
                 send, 200, {**message, "content": content, "stop_reason": "tool_use", "usage": usage}
@@ -551,7 +599,7 @@ class FakeProvider:
         def event(name, data):
             return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
 
-        half = len(TOOL_ARGUMENTS) // 2
+        half = len(tool.arguments) // 2
         parts = [
             event(
                 "message_start",
@@ -562,22 +610,22 @@ class FakeProvider:
             event("content_block_stop", {"index": 0}),
             event(
                 "content_block_start",
-                {"index": 1, "content_block": {"type": "tool_use", "id": tool_id, "name": tool, "input": {}}},
+                {"index": 1, "content_block": {"type": "tool_use", "id": tool_id, "name": tool.name, "input": {}}},
             ),
             event(
                 "content_block_delta",
-                {"index": 1, "delta": {"type": "input_json_delta", "partial_json": TOOL_ARGUMENTS[:half]}},
+                {"index": 1, "delta": {"type": "input_json_delta", "partial_json": tool.arguments[:half]}},
             ),
             event(
                 "content_block_delta",
-                {"index": 1, "delta": {"type": "input_json_delta", "partial_json": TOOL_ARGUMENTS[half:]}},
+                {"index": 1, "delta": {"type": "input_json_delta", "partial_json": tool.arguments[half:]}},
             ),
             event("content_block_stop", {"index": 1}),
             event(
                 "message_delta",
                 {
                     "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                    "usage": {"output_tokens": TOOL_OUTPUT_TOKENS},
+                    "usage": {"output_tokens": tool.output_tokens},
                 },
             ),
             event("message_stop", {}),
@@ -648,7 +696,7 @@ class FakeProvider:
             return await self.error(send, 400, "temperature: Input should be less than or equal to 1", True)
         if "BAD" in (body.get("stop_sequences") or []):
             return await self.error(send, 400, "stop_sequences: each sequence must contain non-whitespace", True)
-        tool = tool_to_call(body, anthropic=True)
+        tool = tools.anthropic_tool(body)
         if tool:
             return await self.anthropic_tool_call(body, key, tool, send)
         words = answer_words(self.answer_length(body, body.get("max_tokens"), key))

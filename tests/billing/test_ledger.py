@@ -84,6 +84,19 @@ def test_holding_twice_with_one_request_id_holds_once(alice):
     assert ledger.balance_of(alice.pk) == Decimal("0.6")
 
 
+@pytest.mark.parametrize("cap", [None, "1.00"])
+def test_a_hold_written_before_is_the_answer_even_when_it_took_the_whole_balance_or_cap(alice, cap):
+    """A batch that committed but whose answer was lost sends its calls here again: the request id
+    decides before any debit, so the call is not refused for the money its own hold took."""
+    fund(alice, "1.00")
+    key, _raw = keys.create_key(alice, "k", spend_cap_usd=Decimal(cap) if cap else None)
+    first = ledger.hold(user_id=alice.pk, amount=Decimal("1.00"), request_id="lost-answer", api_key_id=key.pk)
+    again = ledger.hold(user_id=alice.pk, amount=Decimal("1.00"), request_id="lost-answer", api_key_id=key.pk)
+    assert again.pk == first.pk
+    assert ledger.balance_of(alice.pk) == Decimal("0")
+    assert Transaction.objects.filter(kind="hold").count() == 1
+
+
 def test_insufficient_balance_is_refused_clearly_and_changes_nothing(alice):
     fund(alice, "0.10")
     with pytest.raises(ledger.InsufficientBalance, match=r"insufficient balance: need \$0.25, have \$0.10"):

@@ -70,6 +70,40 @@ def test_balance_answers_are_read_per_provider_in_usd_without_floats():
 
 
 @pytest.mark.parametrize(
+    "answer",
+    [
+        b'{"data": {"total_credits": NaN, "total_usage": 0}}',
+        b'{"data": {"total_credits": Infinity, "total_usage": 0}}',
+        b'{"data": {"total_credits": "-Infinity", "total_usage": 0}}',
+        b'{"data": {"total_credits": "1e999999999", "total_usage": 1}}',
+        b'{"data": {"total_credits": 1e30, "total_usage": 0}}',
+        b'{"data": ' * 100_000 + b"1" + b"}" * 100_000,
+        b'{"data": {"total_credits": 5, "total_usage": 0, "pad": "' + b"x" * 70_000 + b'"}}',
+    ],
+    ids=["nan", "infinity", "text-infinity", "huge-exponent", "beyond-the-column", "deep", "oversized"],
+)
+def test_a_hostile_balance_answer_is_refused_as_not_an_amount(answer):
+    with pytest.raises(ValueError):
+        providers.get("openai-compatible").balance.read(answer)
+
+
+def test_a_balance_probe_that_fails_for_one_channel_goes_on_to_the_next(monkeypatch, alice, catalog):
+    from channels_app import checks, tasks
+
+    first, second = make_channel(alice, approved=True), make_channel(alice, approved=True)
+    probed = []
+
+    def probe(channel):
+        probed.append(channel.pk)
+        if channel.pk == first.pk:
+            raise RuntimeError("an owner's endpoint answered something nobody foresaw")
+
+    monkeypatch.setattr(checks, "probe_balance", probe)
+    assert tasks.probe_balances.apply().get() == 2
+    assert sorted(probed) == sorted([first.pk, second.pk])
+
+
+@pytest.mark.parametrize(
     ("status", "body", "kind"),
     [
         (401, "", health.AUTH),
