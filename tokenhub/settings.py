@@ -311,8 +311,9 @@ TOKENHUB_MAX_ATTEMPTS = env_int("TOKENHUB_MAX_ATTEMPTS", 3)
 # PostgreSQL: the relay's holds and settlements share statements and commits under load
 # (billing/ledger/batched.py).
 TOKENHUB_LEDGER_BATCHING = env_bool("TOKENHUB_LEDGER_BATCHING", True)
-# Each ledger batch's own timeouts (SET LOCAL in its transaction; 0 = none): a batch that waits longer
-# for a row lock, or runs longer, is refused whole and its calls take the per-call path.
+# Ledger batches' timeouts (0 = none): a settlement batch sets both with SET LOCAL in its transaction;
+# a hold batch is cancelled by the worker after the lock timeout. A batch past them is refused whole
+# and its calls take the per-call path (billing/ledger/batcher.py).
 TOKENHUB_LEDGER_LOCK_TIMEOUT_MS = env_int("TOKENHUB_LEDGER_LOCK_TIMEOUT_MS", 2000)
 TOKENHUB_LEDGER_STATEMENT_TIMEOUT_MS = env_int("TOKENHUB_LEDGER_STATEMENT_TIMEOUT_MS", 10000)
 # How long a settlement waits for others to share its statement (callers never wait for settlements).

@@ -1,10 +1,18 @@
 """The batcher: one writer per kind of batched write per event loop, on its own async connection.
 
 While a batch commits the next one gathers, so under load many calls share a statement and a commit,
-and a lone call waits for nothing: it is a batch of one. Each batch is one database transaction whose
-lock and statement timeouts are set with SET LOCAL inside it (no session state: a connection pooler
-may hand the connection to anyone between batches); a batch that times out is refused whole and each
-of its calls takes the per-call path.
+and a lone call waits for nothing: it is a batch of one.
+
+No batch may hold up the worker behind a row lock (an operator's long transaction, a stuck writer):
+- a settlement batch is its own transaction, its `lock_timeout` and `statement_timeout` set with SET
+  LOCAL inside it (no session state: a connection pooler may hand the connection to anyone between
+  batches). Settlements gather for 50 ms anyway; the two round trips more cost them nothing;
+- a hold batch, which callers wait on, stays one autocommit statement: the same two round trips on
+  every batch cost 10-20 % of the throughput at 50 callers (make bench, 2026-12-03). The worker
+  cancels it itself after TOKENHUB_LEDGER_LOCK_TIMEOUT_MS (psycopg sends the server a cancel request
+  when the await is cancelled; the statement ends, the connection stays usable).
+A batch refused or timed out is declined whole and each of its calls takes the per-call path, which
+returns a hold the batch did write (a cancel that came after the commit) rather than hold twice.
 """
 
 from __future__ import annotations
@@ -37,8 +45,16 @@ class _Batcher:
     back new work rather than let a stalled database grow the queue (and the memory) without end.
     """
 
-    def __init__(self, statement: str, gather_seconds: float = 0.0, backlog_max: int = 0, backlog_wait: float = 0.0):
+    def __init__(
+        self,
+        statement: str,
+        gather_seconds: float = 0.0,
+        backlog_max: int = 0,
+        backlog_wait: float = 0.0,
+        own_transaction: bool = False,
+    ):
         self.statement, self.gather_seconds = statement, gather_seconds
+        self.own_transaction = own_transaction  # SET LOCAL timeouts in a transaction; else a deadline
         self.backlog_max, self.backlog_wait = backlog_max, backlog_wait
         self.pending: list[tuple[dict, asyncio.Future]] = []
         self.connection: psycopg.AsyncConnection | None = None
@@ -116,7 +132,9 @@ class _Batcher:
             if self.connection is None or self.connection.closed:
                 self.connection = await psycopg.AsyncConnection.connect(**connection_params(), autocommit=True)
             try:
-                return await self._in_transaction(params)
+                if self.own_transaction:
+                    return await self._in_transaction(params)
+                return await self._with_deadline(params)
             except psycopg.Error:
                 if not self.connection.broken:
                     await self._roll_back()
@@ -140,6 +158,15 @@ class _Batcher:
         _ok, request_ids, ids = await cursor.fetchone()
         if begin:
             await self.connection.execute("COMMIT")
+        return dict(zip(request_ids, ids, strict=True))
+
+    async def _with_deadline(self, params: dict) -> dict[str, int]:
+        """The statement alone (autocommit), cancelled if it runs past the lock timeout."""
+        deadline_ms = settings.TOKENHUB_LEDGER_LOCK_TIMEOUT_MS or settings.TOKENHUB_LEDGER_STATEMENT_TIMEOUT_MS
+        async with asyncio.timeout(deadline_ms / 1000 if deadline_ms else None):
+            cursor = await self.connection.execute(self.statement, params, prepare=True)
+            stats.statements += 1
+            _ok, request_ids, ids = await cursor.fetchone()
         return dict(zip(request_ids, ids, strict=True))
 
     async def _roll_back(self) -> None:
@@ -208,11 +235,12 @@ def busy() -> list[asyncio.Task]:
 
 class _Writers:
     def __init__(self):
-        self.holds = _Batcher(HOLDS_SQL)
+        self.holds = _Batcher(HOLDS_SQL)  # callers wait on it: one statement, under a deadline
         # Nobody waits for a settlement: letting them gather for a moment puts several calls in one
         # statement even for a single caller, whose settlements otherwise cost the database a statement each.
         self.settles = _Batcher(
             SETTLES_SQL,
+            own_transaction=True,
             gather_seconds=settings.TOKENHUB_SETTLEMENT_GATHER_MS / 1000,
             backlog_max=settings.TOKENHUB_SETTLEMENT_BACKLOG_MAX,
             backlog_wait=settings.TOKENHUB_SETTLEMENT_BACKLOG_WAIT_SECONDS,

@@ -74,6 +74,7 @@ class Stats:
     by_path: dict = field(default_factory=dict)
     last_headers: dict = field(default_factory=dict)
     last_body: dict = field(default_factory=dict)
+    tool_results: list = field(default_factory=list)  # the last tool results sent back, newest last
 
 
 # Keys that make chat completions report usage that is not a count of tokens.
@@ -180,6 +181,8 @@ class FakeProvider:
                 send, 400, {"error": {"message": "bad JSON", "type": "invalid_request_error"}}
             )
         stats.last_body = body
+        if (result := tools.tool_result_in(body)) is not None:
+            stats.tool_results = [*stats.tool_results[-19:], result]
         anthropic = path.endswith("/messages") or path.endswith("/messages/count_tokens")
         fault = await self.fault_for(key, anthropic, send)
         if fault:
@@ -247,6 +250,7 @@ class FakeProvider:
             "last_host": s.last_headers.get("host"),
             "last_anthropic_beta": s.last_headers.get("anthropic-beta"),
             "last_body": s.last_body,
+            "tool_results": s.tool_results,
         }
 
     # --- Behaviour knobs from the key ---------------------------------------------

@@ -112,3 +112,19 @@ def responses_tool(body: dict) -> ToolCall | None:
     choice = body.get("tool_choice")
     named = choice.get("name") if isinstance(choice, dict) else None
     return _pick([o for o in offered if o[0]], named)
+
+
+def tool_result_in(body: dict) -> str | None:
+    """The text of the last tool result a request sends back (any of the three formats), if any."""
+    if not isinstance(body, dict):
+        return None
+    turns = body.get("messages") if isinstance(body.get("messages"), list) else body.get("input")
+    last = turns[-1] if isinstance(turns, list) and turns and isinstance(turns[-1], dict) else {}
+    if last.get("role") == "tool" or str(last.get("type", "")).endswith("_output"):
+        return json.dumps(last.get("content", last.get("output")))
+    content = last.get("content")
+    if isinstance(content, list):
+        results = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+        if results:
+            return json.dumps(results[-1].get("content"))
+    return None

@@ -470,10 +470,11 @@ def test_batched_holds_and_per_call_settlements_of_one_key_take_locks_in_one_ord
     assert_ledger_whole()
 
 
-def test_a_batch_that_waits_past_its_lock_timeout_is_refused_and_its_calls_take_the_per_call_path(
+def test_a_hold_batch_that_waits_past_the_lock_timeout_is_cancelled_and_its_calls_take_the_per_call_path(
     alice, settings, assert_ledger_whole
 ):
-    """An operator's open transaction on a caller's balance must not hold up the worker's batches."""
+    """An operator's open transaction on a caller's balance must not hold up the worker's batches:
+    the worker cancels the hold statement it waits on (no transaction: callers wait on every one)."""
     settings.TOKENHUB_LEDGER_LOCK_TIMEOUT_MS = 200
     fund_with_accounts(alice, "1.00")
     refused_before = batched.stats.refused
@@ -499,4 +500,35 @@ def test_a_batch_that_waits_past_its_lock_timeout_is_refused_and_its_calls_take_
     assert lock_timeout_after == "0"
     assert status_after == psycopg.pq.TransactionStatus.IDLE
     assert balance(f"user:{alice.pk}") == Decimal("0.99")
+    assert_ledger_whole()
+
+
+def test_a_settlement_batch_that_waits_past_its_lock_timeout_is_refused_and_settled_call_by_call(
+    alice, settings, assert_ledger_whole
+):
+    """A settlement batch is its own transaction with SET LOCAL lock_timeout: past it, PostgreSQL ends
+    the statement, the batch is refused whole and the per-call path settles the call once the lock is free."""
+    settings.TOKENHUB_LEDGER_LOCK_TIMEOUT_MS = 200
+    fund_with_accounts(alice, "1.00")
+    made = ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="to-settle", prices=PRICES)
+    refused_before = batched.stats.refused
+    blocker = psycopg.connect(**batched.connection_params())
+    blocker.execute("SELECT balance FROM billing_account WHERE code = %s FOR UPDATE", [f"user:{alice.pk}"])
+
+    async def settled_while_blocked():
+        asyncio.get_running_loop().call_later(1.0, blocker.rollback)
+        record = await batched.settle(made, usage=USAGE, urgent=True)
+        settles = batcher.for_this_loop().settles.connection
+        after = await (await settles.execute("SELECT current_setting('lock_timeout')")).fetchone()
+        return record, after[0], settles.info.transaction_status
+
+    try:
+        record, lock_timeout_after, status_after = in_one_loop(settled_while_blocked)
+    finally:
+        blocker.close()
+    assert batched.stats.refused == refused_before + 1
+    assert record.cost_usd == COST and UsageRecord.objects.filter(request_id="to-settle").count() == 1
+    assert lock_timeout_after == "0"  # SET LOCAL ended with the batch's transaction
+    assert status_after == psycopg.pq.TransactionStatus.IDLE
+    assert balance(f"user:{alice.pk}") == Decimal("1.00") - COST
     assert_ledger_whole()
