@@ -417,14 +417,21 @@ class FakeProvider:
             return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()
 
         created = {**full, "status": "in_progress", "output": [], "usage": None}
-        await send(
+        opening = [
+            {"type": "response.created", "response": created},
+            {"type": "response.output_item.added", "output_index": 0, "item": {**message, "content": []}},
             {
-                "type": "http.response.body",
-                "more_body": True,
-                "body": event({"type": "response.created", "sequence_number": 0, "response": created}),
-            }
-        )
-        for index, word in enumerate(words, start=1):
+                "type": "response.content_part.added",
+                "item_id": item_id,
+                "output_index": 0,
+                "content_index": 0,
+                "part": {"type": "output_text", "text": "", "annotations": []},
+            },
+        ]
+        for number, data in enumerate(opening):
+            body_part = event({**data, "sequence_number": number})
+            await send({"type": "http.response.body", "more_body": True, "body": body_part})
+        for index, word in enumerate(words, start=len(opening)):
             await self.chunk_wait(key)
             await send(
                 {
@@ -442,12 +449,33 @@ class FakeProvider:
                     ),
                 }
             )
-        await send(
+        closing = [
             {
-                "type": "http.response.body",
-                "body": event({"type": "response.completed", "sequence_number": len(words) + 1, "response": full}),
-            }
-        )
+                "type": "response.output_text.done",
+                "item_id": item_id,
+                "output_index": 0,
+                "content_index": 0,
+                "text": text,
+            },
+            {
+                "type": "response.content_part.done",
+                "item_id": item_id,
+                "output_index": 0,
+                "content_index": 0,
+                "part": message["content"][0],
+            },
+            {"type": "response.output_item.done", "output_index": 0, "item": message},
+            {"type": "response.completed", "response": full},
+        ]
+        for number, data in enumerate(closing, start=len(opening) + len(words)):
+            last = data["type"] == "response.completed"
+            await send(
+                {
+                    "type": "http.response.body",
+                    "more_body": not last,
+                    "body": event({**data, "sequence_number": number}),
+                }
+            )
 
     async def responses_tool_call(self, body: dict, key: str, tool: tools.ToolCall, send):
         items = body.get("input")

@@ -60,13 +60,20 @@ def _pick(offered: list[tuple[str, object, str | None]], choice_name: str | None
     return ToolCall(name, arguments_for(schema), namespace)
 
 
+def _last_turn(messages) -> dict:
+    """The last message that is a turn: system and developer messages between turns do not count
+    (Claude Code 2.1 puts its environment in a `system` message after the user's)."""
+    turns = [m for m in messages or [] if isinstance(m, dict) and m.get("role") not in ("system", "developer")]
+    return turns[-1] if turns else {}
+
+
 def _declined(choice) -> bool:
     return choice in ("none", {"type": "none"})
 
 
 def chat_tool(body: dict) -> ToolCall | None:
     tools = body.get("tools") or []
-    last = (body.get("messages") or [{}])[-1]
+    last = _last_turn(body.get("messages"))
     if not tools or _declined(body.get("tool_choice")) or last.get("role") != "user":
         return None
     offered = [
@@ -81,7 +88,7 @@ def chat_tool(body: dict) -> ToolCall | None:
 
 def anthropic_tool(body: dict) -> ToolCall | None:
     tools = body.get("tools") or []
-    last = (body.get("messages") or [{}])[-1]
+    last = _last_turn(body.get("messages"))
     content = last.get("content")
     answered = isinstance(content, list) and any(
         isinstance(block, dict) and block.get("type") == "tool_result" for block in content

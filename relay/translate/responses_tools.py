@@ -29,6 +29,7 @@ from . import TranslationError
 DROPPED_TOOLS_HEADER = "x-tokenhub-dropped-tools"
 NAMESPACE_SEPARATOR = "__"
 MAX_NAME = 64  # OpenAI's limit for function names (Anthropic's is 128)
+MAX_NAMED = 20  # dropped tools named in the header
 _NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 LOCAL_SHELL_PARAMETERS = {
@@ -142,7 +143,14 @@ class ToolMap:
     # --- The way up ----------------------------------------------------------------------------------
 
     def headers(self) -> dict[str, str]:
-        return {DROPPED_TOOLS_HEADER: ", ".join(self.dropped)} if self.dropped else {}
+        """The dropped tools' names, each once, at most MAX_NAMED (the caller sets how many it sends)."""
+        if not self.dropped:
+            return {}
+        names = list(dict.fromkeys(self.dropped))
+        listed = ", ".join(names[:MAX_NAMED])
+        if len(names) > MAX_NAMED:
+            listed += f", and {len(names) - MAX_NAMED} more"
+        return {DROPPED_TOOLS_HEADER: listed}
 
     def upstream_name(self, kind: str, name, namespace=None) -> str:
         """The upstream function name of a tool the caller names (in history or tool_choice)."""

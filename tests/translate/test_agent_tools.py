@@ -89,6 +89,14 @@ def test_hosted_tools_are_dropped_and_named_in_a_header():
     assert "tools" not in responses_to_chat.request({**mcp, "input": "hi", "tool_choice": "auto"}, MODEL)
 
 
+def test_the_dropped_tools_header_names_each_once_only_from_safe_characters_and_not_without_end():
+    hostile = [{"type": "web_search"}, {"type": "web_search"}, {"type": "x\r\nSet-Cookie: a=b"}]
+    hostile += [{"type": f"hosted_{n}"} for n in range(40)]
+    header = ToolMap(hostile).headers()[DROPPED_TOOLS_HEADER]
+    assert header.startswith("web_search, x__Set-Cookie-_a_b, hosted_0,") and header.endswith(", and 22 more")
+    assert "\r" not in header and "\n" not in header
+
+
 def test_openai_itself_gets_codex_request_unchanged():
     assert select.translation("responses", "openai", "openai", MODEL, CODEX, True) is None
 
