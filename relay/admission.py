@@ -157,7 +157,7 @@ def prepare(operation: str, body: dict, model: translate.ModelDefaults, routes, 
             upstream_body = found.request(body) if found else body
         except translate.TranslationError as exc:
             raise RelayError(400, str(exc), "invalid_request") from None
-        except (TypeError, AttributeError, KeyError, ValueError, IndexError):
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError, RecursionError):
             # validation.check covers the fields translators read; this catches a shape it missed.
             raise RelayError(
                 400,
@@ -168,3 +168,18 @@ def prepare(operation: str, body: dict, model: translate.ModelDefaults, routes, 
         upstream_operation = found.upstream_operation if found else operation
         prepared[key] = Prepared(upstream_operation, upstream_body, found, None if found else unbounded)
     return prepared
+
+
+def translation_growth(prepared: dict, caller_bytes: int) -> int:
+    """How many bytes more than the caller sent the largest translated body has (0 when none is larger).
+
+    The hold bounds input tokens by bytes; a translation can write more than it was given (a
+    namespace's functions under longer names, a free-form tool's schema), and the upstream bills
+    what it is sent.
+    """
+    sizes = [
+        len(json.dumps(p.body, separators=(",", ":"), ensure_ascii=False).encode())
+        for p in prepared.values()
+        if p.translation is not None
+    ]
+    return max(0, max(sizes, default=0) - caller_bytes)

@@ -77,6 +77,7 @@ async def admit(request, operation: str, caller_format: str) -> Call:
     prices = Prices(**plan.model.prices)
     # The hold is the most the call can cost (billing charges no more): bound both sides of it.
     input_bound = usage_of.input_token_bound(request.body, body, plan.model.context_window)
+    input_bound += admission.translation_growth(prepared, len(request.body))
     estimate = estimate_max_cost(input_bound, admission.held_output_tokens(operation, body, budget), prices)
     hold = await _hold(identity, estimate, request.request_id, plan.model.name, prices)
     return Call(

@@ -30,6 +30,7 @@ DROPPED_TOOLS_HEADER = "x-tokenhub-dropped-tools"
 NAMESPACE_SEPARATOR = "__"
 MAX_NAME = 64  # OpenAI's limit for function names (Anthropic's is 128)
 MAX_NAMED = 20  # dropped tools named in the header
+MAX_TOOLS = 512  # functions one request may offer a channel (agents send dozens; providers cap near here)
 _NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 LOCAL_SHELL_PARAMETERS = {
@@ -86,6 +87,7 @@ class ToolMap:
         self.origins: dict[str, Origin] = {}  # upstream function name -> what it stands for
         self._names: dict[Origin, str] = {}
         self.dropped: list[str] = []
+        self._next_suffix: dict[str, int] = {}  # flattened name -> the next suffix to try
         if tools is None:
             return
         if not isinstance(tools, list):
@@ -129,10 +131,14 @@ class ToolMap:
     def _offer(self, origin: Origin, description, parameters: dict) -> None:
         if origin in self._names:
             return  # the same tool twice: one is enough
+        if len(self.chat_tools) >= MAX_TOOLS:
+            raise TranslationError("tools", f"at most {MAX_TOOLS} tools (namespaces' functions counted) can be relayed")
         upstream = origin.name if origin.namespace is None else _flat_name(origin.namespace, origin.name)
-        base, suffix = upstream, 2
-        while upstream in self.origins:  # a flattened name that a plain function already has
-            upstream, suffix = f"{base[: MAX_NAME - 4]}_{suffix}", suffix + 1
+        base = upstream
+        while upstream in self.origins:  # a flattened name that another tool already has
+            suffix = self._next_suffix.get(base, 2)
+            self._next_suffix[base] = suffix + 1
+            upstream = f"{base[: MAX_NAME - len(str(suffix)) - 1]}_{suffix}"
         self.origins[upstream] = origin
         self._names[origin] = upstream
         function = {"name": upstream, "parameters": parameters}
@@ -173,6 +179,7 @@ class ToolMap:
             raise TranslationError("tool_choice", "must be auto, none, required or a tool")
         kind = choice.get("type")
         if kind == "allowed_tools":
+            self._allow_only(choice.get("tools"))
             mode = choice.get("mode", "auto")
             return self.tool_choice(mode if mode in ("auto", "required") else "auto")
         if kind in ("function", "custom"):
@@ -189,6 +196,26 @@ class ToolMap:
             f"requires {label}, a tool only OpenAI's own Responses API runs; this model's channels are "
             "chat-only or Anthropic, so TokenHub drops such tools for them",
         )
+
+    def _allow_only(self, allowed) -> None:
+        """`allowed_tools`: the model is offered only these (the rest stay mapped, for the history)."""
+        if not isinstance(allowed, list):
+            raise TranslationError("tool_choice.tools", "must be a list of tools")
+        keep = set()
+        for index, tool in enumerate(allowed):
+            if not isinstance(tool, dict):
+                raise TranslationError(f"tool_choice.tools[{index}]", "must be an object")
+            kind = tool.get("type")
+            name = tool.get("name") if isinstance(tool.get("name"), str) else ""
+            namespace = tool.get("namespace") if isinstance(tool.get("namespace"), str) else None
+            if kind == "local_shell":
+                name = "local_shell"
+            found = self._names.get(Origin(kind, name, namespace)) if isinstance(kind, str) else None
+            if found is not None:
+                keep.add(found)
+            elif kind == "namespace":  # a whole namespace
+                keep |= {up for origin, up in self._names.items() if origin.namespace == name}
+        self.chat_tools = [tool for tool in self.chat_tools if tool["function"]["name"] in keep]
 
     def _none_left(self) -> str:
         if self.dropped:
@@ -216,7 +243,9 @@ class ToolMap:
 
     def output_item(self, item_id: str, call_id: str, upstream_name: str, arguments: str, status="completed") -> dict:
         """The model's call of `upstream_name`, as the item of the caller's kind of tool."""
-        origin = self.origins.get(upstream_name) or Origin("function", upstream_name)
+        if not isinstance(arguments, str):  # an upstream that sent an object: the caller's format wants text
+            arguments = json.dumps(arguments)
+        origin = self.origins.get(upstream_name) or Origin("function", str(upstream_name))
         if origin.kind == "custom":
             return {
                 "type": "custom_tool_call",
@@ -251,10 +280,13 @@ class ToolMap:
         return origin.kind if origin else "function"
 
 
-def _arguments(arguments: str) -> dict | None:
+def _arguments(arguments) -> dict | None:
+    """The model's arguments as an object, or None (not a string, not JSON, nested past parsing)."""
+    if not isinstance(arguments, str):
+        return None
     try:
         parsed = json.loads(arguments or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return parsed if isinstance(parsed, dict) else None
 
@@ -264,7 +296,7 @@ def custom_input(arguments: str) -> str:
     parsed = _arguments(arguments)
     if parsed is not None and isinstance(parsed.get("input"), str):
         return parsed["input"]
-    return arguments  # a model that wrote the input bare: pass it as it is
+    return arguments if isinstance(arguments, str) else ""  # a model that wrote the input bare: as it is
 
 
 def shell_action(arguments: str) -> dict:

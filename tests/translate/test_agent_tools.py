@@ -262,3 +262,61 @@ def test_a_tool_choice_naming_a_namespaced_or_custom_tool_names_its_upstream_fun
     assert responses_to_chat.request(body, MODEL)["tool_choice"]["function"]["name"] == "apply_patch"
     with pytest.raises(TranslationError, match="not among tools"):
         responses_to_chat.request({**body, "tool_choice": {"type": "function", "name": "nope"}}, MODEL)
+
+
+def test_allowed_tools_offers_the_model_only_those():
+    tools = [{"type": "local_shell"}, APPLY_PATCH, {"type": "web_search"}]
+    allowed = {"type": "allowed_tools", "mode": "required", "tools": [{"type": "custom", "name": "apply_patch"}]}
+    chat = responses_to_chat.request({"model": "m", "input": "x", "tools": tools, "tool_choice": allowed}, MODEL)
+    assert [t["function"]["name"] for t in chat["tools"]] == ["apply_patch"] and chat["tool_choice"] == "required"
+    only_hosted = {**allowed, "tools": [{"type": "web_search"}]}
+    with pytest.raises(TranslationError, match="requires a tool"):
+        responses_to_chat.request({"model": "m", "input": "x", "tools": tools, "tool_choice": only_hosted}, MODEL)
+    whole_namespace = {
+        "type": "allowed_tools",
+        "mode": "auto",
+        "tools": [{"type": "namespace", "name": "multi_agent_v1"}],
+    }
+    chat = responses_to_chat.request({**CODEX, "tool_choice": whole_namespace}, MODEL)
+    assert {t["function"]["name"] for t in chat["tools"]} == {
+        f"multi_agent_v1__{n}" for n in ("close_agent", "resume_agent", "send_input", "spawn_agent", "wait_agent")
+    }
+
+
+def test_thousands_of_clashing_names_map_quickly_and_stay_valid():
+    members = [{"type": "function", "name": "b" + chr(0x4E00 + i)} for i in range(500)]
+    mapped = ToolMap([{"type": "namespace", "name": "a", "tools": members}])
+    names = [t["function"]["name"] for t in mapped.chat_tools]
+    assert len(set(names)) == 500 and all(FUNCTION_NAME.match(n) for n in names)
+    assert mapped.output_item("fc", "c", names[-1], "{}")["name"] == "b" + chr(0x4E00 + 499)
+
+
+def test_more_tools_than_can_be_relayed_is_a_clear_refusal():
+    members = [{"type": "function", "name": f"f{i}"} for i in range(600)]
+    with pytest.raises(TranslationError, match="at most 512 tools"):
+        ToolMap([{"type": "namespace", "name": "big", "tools": members}])
+
+
+@pytest.mark.parametrize("arguments", ['{"input": ' + "[" * 30_000 + "]" * 30_000 + "}", {"command": ["ls"]}, None])
+def test_arguments_an_upstream_mangles_still_make_an_item(arguments):
+    body = {"model": "m", "input": "x", "tools": [APPLY_PATCH, {"type": "local_shell"}]}
+    for name in ("apply_patch", "local_shell", "not_offered"):
+        completion = completion_calling(name, arguments)
+        (item,) = responses_to_chat.response(completion, MODEL, body)["output"]
+        assert item["call_id"] == "call_1"
+        json.dumps(item)  # the caller's SDK gets plain JSON
+
+
+def test_the_hold_counts_the_bytes_a_translation_adds():
+    from relay.admission import translation_growth
+    from relay.call import Prepared
+
+    members = [{"type": "function", "name": f"f{i}"} for i in range(300)]
+    body = {"model": "m", "input": "x", "tools": [{"type": "namespace", "name": "n" * 40, "tools": members}]}
+    caller_bytes = len(json.dumps(body, separators=(",", ":")).encode())
+    translation = select.translation("responses", "openai", "deepseek", MODEL, body, True)
+    upstream = translation.request(body)
+    prepared = {"openai": Prepared("chat", upstream, translation), "native": Prepared("responses", body, None)}
+    growth = translation_growth(prepared, caller_bytes)
+    assert growth == len(json.dumps(upstream, separators=(",", ":")).encode()) - caller_bytes > 10_000
+    assert translation_growth({"native": prepared["native"]}, caller_bytes) == 0

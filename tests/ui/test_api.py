@@ -190,3 +190,19 @@ def test_payouts_through_the_api(bob, catalog):
     moved = client.post("/api/earnings/move", {}, content_type="application/json").json()
     assert Decimal(moved["balance_usd"]) == Decimal("0.5") and Decimal(moved["earnings_usd"]) == 0
     assert [p["amount"] for p in client.get("/api/payouts").json()] == ["1.50000000"]
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "status"),
+    [
+        ("3173-01-25T15:57:21-19:23", 201),  # ISO 8601 allows offsets PostgreSQL does not: stored in UTC
+        ("9999-12-31T23:00:00-05:00", 422),  # past the last datetime once in UTC
+        ("2030-01-01T00:00:00", 422),  # no timezone
+    ],
+)
+def test_a_key_expiry_in_any_offset_is_stored_in_utc_or_refused_clearly(alice, expires_at, status):
+    client, _raw = key_client(alice)
+    created = client.post("/api/keys", {"name": "k", "expires_at": expires_at}, content_type="application/json")
+    assert created.status_code == status, created.content
+    if status == 201:
+        assert created.json()["api_key"]["expires_at"] == "3173-01-26T11:20:21Z"

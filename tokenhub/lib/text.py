@@ -8,7 +8,7 @@ in a log line. Both apps' schemas and forms use these, so every name field refus
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from django.core.exceptions import ValidationError
@@ -44,9 +44,15 @@ def validate_printable(value: str) -> None:
 
 
 def check_aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.utcoffset() is None:
+    """An aware datetime, in UTC: PostgreSQL takes offsets up to ±15:59 only (ISO 8601 allows ±23:59)."""
+    if value is None:
+        return None
+    if value.utcoffset() is None:
         raise ValueError("include a timezone, e.g. 2027-01-31T12:00:00Z or +02:00")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
 
 
 def PrintableText(min_length: int = 0, max_length: int | None = None):
