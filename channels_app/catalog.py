@@ -186,7 +186,7 @@ def parse(text: str, filename: str, report: ImportReport) -> list[Row | CatalogF
     return list(rows_from_tokenhub_json(data))
 
 
-def _apply(row: Row, report: ImportReport) -> None:
+def apply_row(row: Row, report: ImportReport) -> None:
     clash = ModelAlias.objects.filter(alias=row.name).select_related("model").first()
     if clash is not None and clash.model.name != row.name:
         raise CatalogFormatError(f'"{row.name}" is already an alias of "{clash.model.name}"')
@@ -235,7 +235,7 @@ def import_catalog(text: str, filename: str, progress: Callable[[int, int], None
         else:
             try:
                 with transaction.atomic():
-                    _apply(row, report)
+                    apply_row(row, report)
             except (CatalogFormatError, ValidationError) as exc:
                 report.errors.append(f"{row.line}: {exc}")
         if progress:

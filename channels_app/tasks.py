@@ -3,10 +3,14 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
 
 from tokenhub.lib.locks import single_run
 
-from . import checks
+from . import checks, price_sync
+from .catalog import CatalogFormatError
 from .models import Channel
 
 logger = logging.getLogger(__name__)
@@ -37,3 +41,41 @@ def probe_balances() -> int:
 def test_channel(channel_id: int) -> bool:
     channel = Channel.objects.filter(pk=channel_id).first()
     return bool(channel and checks.test_channel(channel).ok)
+
+
+@shared_task
+def sync_prices() -> str:
+    """Compare TOKENHUB_PRICE_SYNC_URL's price map with the catalog, tell staff, apply only if allowed."""
+    source = settings.TOKENHUB_PRICE_SYNC_URL
+    if not source:
+        return "off"
+    with single_run("sync-prices", timeout=900) as acquired:
+        if not acquired:
+            return "running elsewhere"
+        try:
+            text, filename = price_sync.read_source(source)
+            result, rows = price_sync.diff(text, filename)
+        except CatalogFormatError as exc:
+            logger.warning("price sync from %s failed: %s", source, exc)
+            _tell_staff("TokenHub price sync failed", f"{source}: {exc}")
+            return "failed"
+        if result.empty and not result.vanished:
+            return "unchanged"
+        applied = settings.TOKENHUB_PRICE_SYNC_APPLY
+        if applied:
+            price_sync.apply(rows)
+        outcome = "Applied." if applied else "Not applied (TOKENHUB_PRICE_SYNC_APPLY is off): run sync_prices --yes."
+        _tell_staff(
+            f"TokenHub price sync: {result.summary()}",
+            f"{source}\n\n{price_sync.format_diff(result, 200)}\n\n{outcome}",
+        )
+        return "applied" if applied else "reported"
+
+
+def _tell_staff(subject: str, body: str) -> None:
+    staff = list(
+        get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="").values_list("email", flat=True)
+    )
+    logger.info("%s", subject)
+    if staff:
+        send_mail(subject[:200], body, None, staff, fail_silently=False)

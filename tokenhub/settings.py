@@ -179,7 +179,12 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-ledger": {"task": "billing.tasks.reconcile_ledger", "schedule": 3600.0},
     "retest-disabled-channels": {"task": "channels_app.tasks.retest_disabled_channels", "schedule": 300.0},
     "probe-balances": {"task": "channels_app.tasks.probe_balances", "schedule": 900.0},
+    "sync-prices": {"task": "channels_app.tasks.sync_prices", "schedule": 86400.0},
 }
+# A price map (e.g. LiteLLM's model_prices_and_context_window.json URL) compared daily with the
+# catalog; the diff goes to staff by e-mail, and is applied only when TOKENHUB_PRICE_SYNC_APPLY=1.
+TOKENHUB_PRICE_SYNC_URL = os.environ.get("TOKENHUB_PRICE_SYNC_URL", "").strip()
+TOKENHUB_PRICE_SYNC_APPLY = env_bool("TOKENHUB_PRICE_SYNC_APPLY", False)
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
