@@ -180,6 +180,7 @@ CELERY_BEAT_SCHEDULE = {
     "retest-disabled-channels": {"task": "channels_app.tasks.retest_disabled_channels", "schedule": 300.0},
     "probe-balances": {"task": "channels_app.tasks.probe_balances", "schedule": 900.0},
     "sync-prices": {"task": "channels_app.tasks.sync_prices", "schedule": 86400.0},
+    "heartbeat": {"task": "tokenhub.tasks.heartbeat", "schedule": 60.0},  # doctor: beat and a worker alive
 }
 # A price map (e.g. LiteLLM's model_prices_and_context_window.json URL) compared daily with the
 # catalog; the diff goes to staff by e-mail, and is applied only when TOKENHUB_PRICE_SYNC_APPLY=1.

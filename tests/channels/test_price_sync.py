@@ -84,7 +84,7 @@ def test_a_url_is_fetched(price_map):
 def test_a_missing_source_is_a_clear_error(catalog):
     from django.core.management import CommandError
 
-    with pytest.raises(CommandError, match="no such file: /nope.json"):
+    with pytest.raises(CommandError, match=r"no such file: /nope\.json"):
         sync("/nope.json")
 
 
