@@ -57,6 +57,7 @@ class KeyIdentity:
     spend_cap_usd: Decimal | None
     scope: str = KeyScope.RELAY
     user_active: bool = True
+    prefix: str = ""  # the key's displayed start (sk-hub-…), for logs: never the key
 
     def refusal(self, now: datetime | None = None) -> str | None:
         """Why this key may not be used now, or None."""
@@ -81,12 +82,13 @@ def _identity(key: ApiKey) -> KeyIdentity:
         spend_cap_usd=key.spend_cap_usd,
         scope=key.scope,
         user_active=key.user.is_active,
+        prefix=key.prefix,
     )
 
 
 def _cache_key(key_hash: str) -> str:
-    # v2: identities gained scope and user_active; never read a pickle of the old shape.
-    return f"apikey:v2:{key_hash}"
+    # v3: identities gained their prefix (v2: scope and user_active); never read a pickle of an old shape.
+    return f"apikey:v3:{key_hash}"
 
 
 # The cached value for "no key has this hash". Short-lived: it only has to absorb a burst of

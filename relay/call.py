@@ -69,6 +69,8 @@ class Call:
     prepared: dict[str, Prepared] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     attempt: Attempt | None = None  # the channel answering, once one does
+    attempts: int = 0  # channels tried
+    answered_at: float = 0.0  # perf_counter when the answering upstream's headers came
     # True once the hold's settlement or release is under way (or the stream's pump owns it):
     # from then on nothing else may end it. See settlement.end_unowned.
     owned: bool = False

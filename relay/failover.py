@@ -22,6 +22,8 @@ from channels_app import channels, health, providers, routing
 from channels_app.providers import client, probes
 from channels_app.urlcheck import UnsafeUpstream
 
+from . import observe
+
 logger = logging.getLogger(__name__)
 
 CALLER_FAULT_STATUSES = {400, 413, 422}
@@ -33,6 +35,7 @@ class Attempt:
     key_position: int
     response: httpx.Response
     operation: str  # what was called upstream: chat, messages, embeddings or responses
+    attempts: int = 1  # channels tried, this one included
 
 
 @dataclass
@@ -43,6 +46,7 @@ class UpstreamFailure:
     message: str
     caller_fault_body: bytes | None = None  # a caller-caused 4xx from the upstream
     channel_format: str = ""  # the format that caller-caused error is in
+    attempts: int = 0  # channels tried
 
 
 def _disable_in_thread(channel_id: int, reason: str) -> None:
@@ -53,6 +57,7 @@ def _disable_in_thread(channel_id: int, reason: str) -> None:
 
 
 async def _channel_failed(route: routing.Route, key_position: int, kind: str, detail: str, retry_after=None) -> None:
+    observe.upstream_failed(route.public_id, kind)
     if kind in (health.AUTH, health.QUOTA):
         health.bench_key(route.channel_id, key_position, seconds=health.KEY_BENCH_SECONDS)
         if route.key_count <= 1 and route.auto_disable:
@@ -132,7 +137,7 @@ async def open_stream(
     """
     failures: list[str] = []
     refused: UpstreamFailure | None = None
-    for route in routes[: settings.TOKENHUB_MAX_ATTEMPTS]:
+    for tried, route in enumerate(routes[: settings.TOKENHUB_MAX_ATTEMPTS], start=1):
         outcome = await _attempt(plan, route, prepared_for, forward_headers)
         if isinstance(outcome, str):
             failures.append(outcome)
@@ -140,8 +145,11 @@ async def open_stream(
         if isinstance(outcome, UpstreamFailure):
             refused = refused or outcome
             continue
+        outcome.attempts = tried
         return outcome
-    return refused if refused is not None else _summarise(failures)
+    failure = refused if refused is not None else _summarise(failures)
+    failure.attempts = min(len(routes), settings.TOKENHUB_MAX_ATTEMPTS)
+    return failure
 
 
 async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) -> Attempt | UpstreamFailure | str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 
 from django.db import DatabaseError
@@ -29,7 +30,7 @@ from billing import ledger
 from billing.ledger import batched
 from billing.pricing import Prices, estimate_max_cost
 
-from . import admission, answers, failover, limits, settlement, translate
+from . import admission, answers, failover, limits, observe, settlement, translate
 from . import usage as usage_of
 from .call import Call, RelayError
 from .errors import error_response
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 async def handle(request, operation: str, caller_format: str):
     call: Call | None = None
+    started = time.perf_counter()
     try:
         call = await admit(request, operation, caller_format)
         if call.stream:
@@ -49,6 +51,7 @@ async def handle(request, operation: str, caller_format: str):
         # and a caller leaving cancels only the wait.
         return await asyncio.shield(settlement.hand_over(call, serve(call)))
     except RelayError as exc:
+        observe.call_refused(request, caller_format, exc.status, exc.code, started=started)
         return error_response(caller_format, exc.status, exc.message, code=exc.code, headers=exc.headers)
     except Exception as exc:
         # Type and frames only: an exception's message may quote the data that caused it.
@@ -131,10 +134,11 @@ async def _hold(identity, amount, request_id: str, model: str, prices: Prices):
 async def serve(call: Call):
     """The upstream's answer, from the first planned channel that gives one."""
     outcome = await failover.open_stream(call.plan, call.routes, call.prepared_for, call.forward_headers)
+    call.attempts = outcome.attempts
     if isinstance(outcome, failover.UpstreamFailure):
         await settlement.release_now(call, outcome.message)
         return answers.upstream_refusal(call, outcome)
-    call.attempt = outcome
+    call.attempt, call.answered_at = outcome, time.perf_counter()
     if call.stream:
         pump = Pump(call, outcome)
         pump.start()  # the pump owns the hold from here

@@ -19,7 +19,7 @@ from billing.ledger import batched
 from billing.models import Hold
 from billing.pricing import Usage
 
-from . import failover, limits
+from . import failover, limits, observe
 from . import usage as usage_of
 from .call import Call
 
@@ -90,7 +90,8 @@ def end_unowned(call: Call) -> None:
 
 async def release(call: Call, error: str) -> None:
     try:
-        await batched.release(call.hold, error=error[:300], latency_ms=call.latency_ms())
+        record = await batched.release(call.hold, error=error[:300], latency_ms=call.latency_ms())
+        observe.call_ended(call, record)
     finally:
         if call.attempt is not None:
             limits.channel_call_finished(call.attempt)
@@ -135,6 +136,7 @@ async def settle(call: Call, attempt: failover.Attempt, usage: Usage | None, sta
     finally:
         limits.channel_call_finished(attempt)
     limits.count_tokens_used(call.identity.key_id, usage)
+    observe.call_ended(call, record)
     # A health event only when the channel's own report (not TokenHub's estimate) is beyond doubt: more
     # than twice the most the call could cost. Within that, the bound may simply be short for a part
     # it cannot size (an image, a provider's own prompt), and callers must not be able to get an

@@ -9,6 +9,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokenhub.settings")
 
 app = Celery("tokenhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# The worker's and beat's lines go through Django's LOGGING (LOG_FORMAT=json included), not Celery's own.
+app.conf.worker_hijack_root_logger = False
 app.autodiscover_tasks()
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from tokenhub.lib.logs import formatters as log_formatters
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -340,12 +342,27 @@ TOKENHUB_SHUTDOWN_SETTLE_SECONDS = env_float("TOKENHUB_SHUTDOWN_SETTLE_SECONDS",
 # An open hold older than this belongs to a crashed worker and is released.
 TOKENHUB_HOLD_TIMEOUT_SECONDS = env_int("TOKENHUB_HOLD_TIMEOUT_SECONDS", 1800)
 
+# Logs: readable lines, or one JSON object a line with LOG_FORMAT=json (Django, the relay, Celery, and
+# gunicorn through gunicorn.conf.py). `tokenhub.calls` writes one line per relayed call
+# (TOKENHUB_CALL_LOG=0 silences it); LOG_LEVEL sets everything else.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower() or "plain"
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
+TOKENHUB_CALL_LOG = env_bool("TOKENHUB_CALL_LOG", True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": log_formatters(),
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # httpx logs every request at INFO: per-call noise on the relay's hot path.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        # httpx logs every request at INFO: per-call noise on the relay's hot path.
+        "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "tokenhub.calls": {"level": "INFO" if TOKENHUB_CALL_LOG else "WARNING"},
+    },
 }
+# Prometheus metrics on /metrics for `Authorization: Bearer <token>` (404 while unset); ledger totals
+# there are recomputed at most this often (seconds).
+TOKENHUB_METRICS_TOKEN = os.environ.get("TOKENHUB_METRICS_TOKEN", "").strip()
+TOKENHUB_METRICS_LEDGER_SECONDS = env_int("TOKENHUB_METRICS_LEDGER_SECONDS", 300)

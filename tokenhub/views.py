@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import hmac
+
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
@@ -39,3 +41,20 @@ def api_not_found(request, rest: str = ""):
     return JsonResponse(
         {"error": {"code": "not_found", "message": f"The API has no {request.path}; see /api/docs."}}, status=404
     )
+
+
+@never_cache
+def metrics(request):
+    """Prometheus' scrape: 404 while TOKENHUB_METRICS_TOKEN is unset, 401 without the right bearer token."""
+    from . import metrics as exposition
+
+    token = settings.TOKENHUB_METRICS_TOKEN
+    if not token:
+        raise Http404("metrics are off (set TOKENHUB_METRICS_TOKEN)")
+    presented = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
+        response = HttpResponse("a bearer token is required\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    body, content_type = exposition.exposition()
+    return HttpResponse(body, content_type=content_type)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import psycopg
 from django.conf import settings
 
+from tokenhub.metrics import SETTLEMENT_BACKLOG
+
 from .batch_statements import HOLDS_SQL, SETTLES_SQL
 from .errors import LedgerBehind
 
@@ -71,6 +73,8 @@ class _Batcher:
         """
         future = asyncio.get_running_loop().create_future()
         self.pending.append((row, future))
+        if self.backlog_max:  # the settlements' batcher: its backlog is an operator's figure
+            SETTLEMENT_BACKLOG.set(len(self.pending))
         if self.backlog_max and len(self.pending) >= self.backlog_max:
             self.has_room.clear()
         if urgent:
@@ -111,6 +115,8 @@ class _Batcher:
                     await self._gather()
                 self.urgent = False
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+                if self.backlog_max:
+                    SETTLEMENT_BACKLOG.set(len(self.pending))
                 if len(self.pending) < self.backlog_max:
                     self.has_room.set()
                 try:
