@@ -51,7 +51,7 @@ async def handle(request, operation: str, caller_format: str):
         # and a caller leaving cancels only the wait.
         return await asyncio.shield(settlement.hand_over(call, serve(call)))
     except RelayError as exc:
-        observe.call_refused(request, caller_format, exc.status, exc.code, started=started)
+        observe.call_refused(request, caller_format, exc.status, exc.code, started)
         return error_response(caller_format, exc.status, exc.message, code=exc.code, headers=exc.headers)
     except Exception as exc:
         # Type and frames only: an exception's message may quote the data that caused it.

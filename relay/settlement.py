@@ -61,6 +61,7 @@ async def finish_background(seconds: float) -> int:
                 "stopping with %d settlement(s) unfinished; the stale-hold sweeper will release them", len(pending)
             )
             return len(pending)
+    observe.flush()
     return 0
 
 

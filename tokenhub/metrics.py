@@ -14,6 +14,7 @@ Redis and cheap queries (the ledger totals cached for TOKENHUB_METRICS_LEDGER_SE
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 
@@ -51,6 +52,23 @@ SETTLEMENT_BACKLOG = Gauge(
     "Settlements waiting for their ledger statement, summed over this node's live workers.",
     multiprocess_mode="livesum",
 )
+
+
+def observe_many(histogram_child, values: list[float]) -> None:
+    """`observe` for many values at once: one update per bucket touched and one for the sum.
+
+    prometheus-client keeps a histogram child's buckets non-cumulative in `_buckets` (one per upper
+    bound, exposition sums them) and the total in `_sum`, as `Histogram.observe` shows; this does
+    what `observe` does, grouped (tests/foundation/test_metrics_and_call_logs.py checks the counts).
+    """
+    bounds = histogram_child._upper_bounds
+    per_bucket: dict[int, int] = {}
+    for value in values:
+        index = bisect.bisect_left(bounds, value)
+        per_bucket[index] = per_bucket.get(index, 0) + 1
+    histogram_child._sum.inc(sum(values))
+    for index, count in per_bucket.items():
+        histogram_child._buckets[index].inc(count)
 
 
 def multiprocess() -> bool:
@@ -133,6 +151,9 @@ def _ledger_totals() -> dict[str, float]:
 
 def exposition() -> tuple[bytes, str]:
     """The text Prometheus scrapes: this node's workers merged (or this process), and the state read now."""
+    from relay import observe
+
+    observe.flush()  # this worker's calls of the last moments
     registry = CollectorRegistry()
     if multiprocess():
         from prometheus_client import multiprocess as mp

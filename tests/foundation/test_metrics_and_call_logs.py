@@ -131,3 +131,27 @@ def test_one_json_line_per_call_with_no_secret_prompt_or_answer(market, server):
     assert raw not in log and "a secret prompt" not in log and answer.choices[0].message.content not in log
     gunicorn_lines = [json.loads(x) for x in log.splitlines() if x.startswith("{") and '"gunicorn.error"' in x]
     assert gunicorn_lines, "gunicorn's own lines are JSON too"
+
+
+def test_observing_many_at_once_counts_as_observing_each():
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from tokenhub.metrics import LATENCY_BUCKETS, observe_many
+
+    values = [0.001, 0.005, 0.0051, 0.3, 2.5, 7.0, 1000.0, 0.005]
+    one, many = CollectorRegistry(), CollectorRegistry()
+    each = Histogram("h", "h", buckets=LATENCY_BUCKETS, registry=one)
+    grouped = Histogram("h", "h", buckets=LATENCY_BUCKETS, registry=many)
+    for value in values:
+        each.observe(value)
+    observe_many(grouped, values)
+
+    def samples(registry):
+        return sorted(
+            (s.name, tuple(s.labels.items()), s.value)
+            for m in registry.collect()
+            for s in m.samples
+            if not s.name.endswith("_created")
+        )
+
+    assert samples(one) == samples(many)
