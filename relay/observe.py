@@ -14,16 +14,13 @@ import logging
 import time
 
 from tokenhub import metrics
+from tokenhub.lib.logs import Fields
 
 logger = logging.getLogger("tokenhub.calls")
 
 
-FLUSH_SECONDS = 0.25  # how long a call's figures may wait to be added to the metrics
+FLUSH_SECONDS = 0.25  # how long a call's figures and log line may wait to be added and written
 FLUSH_AT = 256  # calls gathered before they are added at once
-
-
-def _line(fields: dict) -> str:
-    return " ".join(f"{key}={value}" for key, value in fields.items())
 
 
 class _Gathered:
@@ -69,6 +66,8 @@ class _Gathered:
         for histogram, gathered in ((metrics.RELAY_LATENCY, latency), (metrics.RELAY_TTFB, ttfb)):
             for labels, values in gathered.items():
                 metrics.observe_many(histogram.labels(*labels), values)
+        for handler in logger.handlers:  # the call lines of the same calls (tokenhub.lib.logs.BatchedStreamHandler)
+            handler.flush()
 
 
 _gathered = _Gathered()
@@ -104,7 +103,7 @@ def call_ended(call, record) -> None:
         "output_tokens": record.output_tokens,
         "cost_usd": format(record.cost_usd, "f"),
     }
-    logger.info("call %s", _line(fields), extra={"fields": fields})
+    logger.info("call %s", Fields(fields), extra={"fields": fields})
 
 
 def call_refused(request, caller_format: str, status: int, code: str, started: float = 0.0) -> None:
@@ -129,7 +128,7 @@ def call_refused(request, caller_format: str, status: int, code: str, started: f
         "output_tokens": 0,
         "cost_usd": "0",
     }
-    logger.info("call %s", _line(fields), extra={"fields": fields})
+    logger.info("call %s", Fields(fields), extra={"fields": fields})
 
 
 def upstream_failed(channel: str, kind: str) -> None:

@@ -353,13 +353,20 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": log_formatters(),
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+        "calls": {"class": "tokenhub.lib.logs.BatchedStreamHandler", "formatter": LOG_FORMAT},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         # httpx logs every request at INFO: per-call noise on the relay's hot path.
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
-        "tokenhub.calls": {"level": "INFO" if TOKENHUB_CALL_LOG else "WARNING"},
+        "tokenhub.calls": {
+            "handlers": ["calls"],
+            "propagate": False,
+            "level": "INFO" if TOKENHUB_CALL_LOG else "WARNING",
+        },
     },
 }
 # Prometheus metrics on /metrics for `Authorization: Bearer <token>` (404 while unset); ledger totals

@@ -89,11 +89,13 @@ def test_calls_are_counted_across_both_workers_with_latency_and_state(market, se
         )
     with pytest.raises(openai.APIStatusError):
         client.chat.completions.create(model="deepseek-chat", messages=PROMPT)
-    wait_for(lambda: UsageRecord.objects.count() == CALLS + 1 and not Hold.objects.filter(status=HoldStatus.OPEN))
+    wait_for(
+        lambda: UsageRecord.objects.count() == CALLS + 1 and not Hold.objects.filter(status=HoldStatus.OPEN), timeout=30
+    )
 
     ok = {"model": "gpt-4o-mini", "caller_format": "openai", "channel": channel.public_id, "status": "ok"}
     # A call is counted just after its settlement commits (the record can be seen a moment before).
-    wait_for(lambda: value(scrape(server).text, "tokenhub_relay_requests_total", **ok) == CALLS)
+    wait_for(lambda: value(scrape(server).text, "tokenhub_relay_requests_total", **ok) == CALLS, timeout=30)
     text = scrape(server).text
     assert value(text, "tokenhub_relay_requests_total", status="refused_401") == 1
     # A call no channel answered belongs to no channel; its channels' failures are counted by class.
@@ -155,3 +157,26 @@ def test_observing_many_at_once_counts_as_observing_each():
         )
 
     assert samples(one) == samples(many)
+
+
+def test_batched_call_lines_are_written_whole_at_a_flush_and_at_capacity():
+    import io
+    import logging
+
+    from tokenhub.lib.logs import BatchedStreamHandler, Fields, JsonFormatter
+
+    stream = io.StringIO()
+    handler = BatchedStreamHandler(stream, capacity=3)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("tests.batched")
+    log.handlers, log.propagate = [handler], False
+    log.setLevel(logging.INFO)
+    for n in range(2):
+        log.info("call %s", Fields({"n": n}), extra={"fields": {"n": n}})
+    assert stream.getvalue() == ""  # kept, not yet formatted or written
+    handler.flush()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["message"], line["n"]) for line in lines] == [("call n=0", 0), ("call n=1", 1)]
+    for n in range(3):
+        log.info("call %s", Fields({"n": n}), extra={"fields": {"n": n}})
+    assert len(stream.getvalue().splitlines()) == 5  # the third record filled the batch

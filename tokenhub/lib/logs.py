@@ -32,3 +32,53 @@ def formatters() -> dict:
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "tokenhub.lib.logs.JsonFormatter"},
     }
+
+
+class BatchedStreamHandler(logging.StreamHandler):
+    """A stream handler that formats and writes its records in batches (the per-call log).
+
+    A line per relayed call through a plain StreamHandler cost ~50 µs of the worker's time a call
+    (formatting, a write and a flush each), 7 % of a worker's throughput at 50 callers (make bench,
+    2026-12-03). Here a record is kept as it is; formatting and one write happen when `flush` runs:
+    every 256 records, when relay/observe.py flushes its gathered calls (within 0.25 s), and at
+    logging's shutdown.
+    """
+
+    def __init__(self, stream=None, capacity: int = 256):
+        super().__init__(stream)
+        self.capacity = capacity
+        self.pending: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.pending.append(record)  # under the handler's lock (Handler.handle)
+        if len(self.pending) >= self.capacity:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, []
+            if not pending:
+                return
+            lines = []
+            for record in pending:
+                try:
+                    lines.append(self.format(record) + self.terminator)
+                except Exception:
+                    self.handleError(record)
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except Exception:
+                self.handleError(pending[-1])
+
+
+class Fields:
+    """A record's key=value message, built only when the line is formatted (not on the request's path)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict):
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return " ".join(f"{key}={value}" for key, value in self.fields.items())
