@@ -80,7 +80,9 @@ def test_calls_are_counted_across_both_workers_with_latency_and_state(market, se
     for index in range(CALLS):
         # A fresh connection a call, so that both workers serve some: the counts are their files merged.
         with openai.OpenAI(base_url=f"{server}/v1", api_key=raw, max_retries=0) as fresh:
-            fresh.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=index % 2 == 1)
+            answer = fresh.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=index % 2 == 1)
+            if index % 2 == 1:
+                assert list(answer)  # read to its end: a stream left unread is cut, and billed partial
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{server}/v1", api_key="sk-hub-" + "x" * 48, max_retries=0).models.list()
     with pytest.raises(openai.AuthenticationError):

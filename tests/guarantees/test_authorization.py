@@ -103,6 +103,9 @@ RULES: list[tuple[str, str, dict, str | None]] = [
     (r"v1/(chat/completions|messages|messages/count_tokens|embeddings|responses)", "POST", RELAY, None),
     (r"v1/(models|usage)", "GET", RELAY, None),
     (r"v1/\^\(\?P<path>\.\*\)\$", "GET", NOWHERE, None),
+    # Off until TOKENHUB_METRICS_TOKEN is set; then only that bearer token, never a session or a key
+    # (tests/foundation/test_metrics_and_call_logs.py).
+    (r"metrics", "GET", NOWHERE, None),
 ]
 
 
