@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import csv
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -14,7 +12,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import ApiKey
 from tokenhub.lib.charts import stacked_bars
 
-from . import ledger, reports
+from . import exports, ledger, reports
 from .forms import MoveEarningsForm, PayoutForm, RedeemForm, UsageFilterForm
 from .models import CheckIn, Payout
 from .tasks import grant_checkin
@@ -109,11 +107,6 @@ def usage(request):
     return render(request, "billing/usage.html", context)
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @login_required
 def usage_csv(request):
     form, filters = _usage_filters(request)
@@ -121,43 +114,9 @@ def usage_csv(request):
         # Refuse before the first byte: an export must not quietly ignore the caller's filters.
         problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
         return HttpResponseBadRequest(f"Invalid filters: {problems}", content_type="text/plain")
-    usage = reports.usage_rows(request.user.pk, filters)
-    writer = csv.writer(_Echo())
-    header = [
-        "time",
-        "request_id",
-        "model",
-        "key",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "cost_usd",
-        "latency_ms",
-        "status",
-        "estimated",
-    ]
-
-    def rows():
-        yield writer.writerow(header)
-        for r in usage.iterator():
-            key_name = r.api_key.name if r.api_key else ""
-            tokens = [r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens]
-            yield writer.writerow(
-                [
-                    r.created_at.isoformat(),
-                    r.request_id,
-                    r.model,
-                    key_name,
-                    *tokens,
-                    r.cost_usd,
-                    r.latency_ms,
-                    r.status,
-                    r.estimated,
-                ]
-            )
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    records = reports.usage_rows(request.user.pk, filters).iterator()
+    lines = exports.csv_lines(exports.USAGE_COLUMNS, map(exports.usage_values, records))
+    response = StreamingHttpResponse(lines, content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="tokenhub-usage.csv"'
     return response
 

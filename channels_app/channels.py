@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -221,11 +222,15 @@ def suspend(channel: Channel, *, by: str) -> None:
     set_status(channel, ChannelStatus.SUSPENDED, "suspended by staff")
 
 
-def rotate_encryption() -> int:
+def rotate_encryption(progress: Callable[[int, int], None] | None = None) -> int:
     """Re-encrypt every key that is not under the current encryption key; returns how many."""
     current = crypto.current_key_id()
+    stale = ChannelKey.objects.exclude(key_id=current)
+    total = stale.count() if progress else 0
     rotated = 0
-    for key in ChannelKey.objects.exclude(key_id=current).iterator():
+    for done, key in enumerate(stale.iterator(), start=1):
+        if progress:
+            progress(done, total)
         plaintext = crypto.decrypt(key.key_id, key.ciphertext)
         box = crypto.encrypt(plaintext)
         # Compare-and-set: a concurrent rotation or key change wins, nothing is lost.

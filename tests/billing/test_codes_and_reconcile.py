@@ -58,6 +58,16 @@ def test_make_redemption_codes_writes_csv(alice):
     assert RedemptionCode.objects.filter(redeemed_by=alice).count() == 1
 
 
+def test_make_redemption_codes_run_twice_with_one_label_makes_one_batch():
+    args = ("make_redemption_codes", "--count", "3", "--amount", "2", "--batch", "launch", "--expires", "2099-12-31")
+    first, _ = run(*args)
+    again, err = run(*args)
+    assert again == first and "exists" in err
+    assert RedemptionCode.objects.filter(batch__label="launch").count() == 3
+    with pytest.raises(CommandError, match="already exists"):
+        run("make_redemption_codes", "--count", "5", "--amount", "2", "--batch", "launch")
+
+
 def test_make_redemption_codes_refuses_bad_input():
     with pytest.raises(CommandError, match="decimal number"):
         run("make_redemption_codes", "--count", "3", "--amount", "lots")

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts import keys
 from accounts.models import KeyScope, User
+from tokenhub.lib.commands import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Create an sk-hub API key for a user and print it, alone, on stdout (it is shown only once)."
 
     def add_arguments(self, parser):

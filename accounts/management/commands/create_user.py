@@ -3,13 +3,14 @@ from __future__ import annotations
 import secrets
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from accounts.models import User
+from tokenhub.lib.commands import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Create a user. The password comes from --password-stdin, or is generated and printed."
 
     def add_arguments(self, parser):

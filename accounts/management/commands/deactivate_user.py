@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts import users
+from tokenhub.lib.commands import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Deactivate a user (or --reactivate): their log-in, sessions and sk-hub keys stop working at once."
 
     def add_arguments(self, parser):

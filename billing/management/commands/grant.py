@@ -3,14 +3,15 @@ from __future__ import annotations
 import getpass
 from decimal import Decimal, InvalidOperation
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.models import User
 from billing import ledger
 from billing.pricing import usd
+from tokenhub.lib.commands import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Credit a user's balance (a negative AMOUNT debits it, never below zero). AMOUNT in USD."
 
     def add_arguments(self, parser):

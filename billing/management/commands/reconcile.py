@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from billing.reconcile import reconcile
+from tokenhub.lib.commands import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Check the ledger: balanced transactions, cached balances, no negative balances, no stale holds."
 
     def handle(self, *args, **options):

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
 
 from billing import ledger
+from tokenhub.lib.commands import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Release holds older than TOKENHUB_HOLD_TIMEOUT_SECONDS (left by a crashed worker)."
 
     def add_arguments(self, parser):

@@ -4,14 +4,15 @@ import sys
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.models import User
 from channels_app import providers
 from channels_app.channels import ChannelDraft, create_channel, parse_upstream_keys
+from tokenhub.lib.commands import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Add a channel. Upstream key(s) come from stdin, one per line; prints the channel's public id."
 
     def add_arguments(self, parser):

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from channels_app.crypto import new_key_value
+from tokenhub.lib.commands import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Print a new value for TOKENHUB_ENCRYPTION_KEYS (id:base64key), alone on stdout."
     requires_system_checks: list[str] = []
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from channels_app.catalog import CatalogFormatError, import_catalog
+from tokenhub.lib.commands import OperatorCommand
+from tokenhub.lib.progress import Progress
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Load or re-sync the model catalog from JSON, CSV or LiteLLM's model_prices_and_context_window.json."
 
     def add_arguments(self, parser):
@@ -22,13 +24,11 @@ class Command(BaseCommand):
             if not path.exists():
                 raise CommandError(f"No such file: {file}")
             text, name = path.read_text(encoding="utf-8"), path.name
-        progress = self._progress if self.stderr.isatty() else None
         try:
-            report = import_catalog(text, name, progress=progress)
+            with Progress(self.stderr, "models") as progress:
+                report = import_catalog(text, name, progress=progress.update)
         except CatalogFormatError as exc:
             raise CommandError(str(exc)) from exc
-        if progress:
-            self.stderr.write("")
         for error in report.errors:
             self.stderr.write(f"rejected {error}")
         self.stdout.write(
@@ -36,8 +36,3 @@ class Command(BaseCommand):
             f"aliases added {report.aliases_created}, skipped (other modes) {report.skipped}, "
             f"rejected {len(report.errors)}"
         )
-
-    def _progress(self, done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        self.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", ending="")

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
-
 from channels_app import checks
 from channels_app.models import Channel
+from tokenhub.lib.commands import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Query upstream balances where providers have an API; pause channels below their threshold."
 
     def handle(self, *args, **options):

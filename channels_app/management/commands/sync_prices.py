@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from channels_app import price_sync
 from channels_app.catalog import CatalogFormatError
+from tokenhub.lib.commands import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Compare a price map (LiteLLM's model_prices_and_context_window.json, TokenHub JSON or CSV; a file or "
         "an http(s) URL) with the catalog and print what changed, what is new and what vanished (old → new, per "

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from channels_app import checks
 from channels_app.models import Channel
+from tokenhub.lib.commands import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Make one minimal real call per channel (through the relay's client code) and record the result."
 
     def add_arguments(self, parser):

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
-
 from tokenhub import doctor
+from tokenhub.lib.commands import OperatorCommand
 
 MARKS = {doctor.ERROR: "ERROR", doctor.WARNING: "WARN ", doctor.OK: "ok   "}
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Check settings, secrets, the database and its migrations, Redis, the Celery broker, worker and beat, "
         "the encryption keys, the catalog and the channels; print each finding with its fix. Exits 1 on any "

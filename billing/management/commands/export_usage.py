@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import argparse
+from datetime import date
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
+
+from billing import exports
+from tokenhub.lib.commands import OperatorCommand
+from tokenhub.lib.progress import Progress
+
+
+def utc_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
+
+
+class Command(OperatorCommand):
+    help = (
+        "Write the usage records of UTC days FROM up to, not including, TO to stdout as CSV (the usage "
+        "download's columns, then user and channel) or JSON lines; progress goes to stderr."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--from", dest="start", type=utc_day, required=True, help="First UTC day, YYYY-MM-DD.")
+        parser.add_argument("--to", dest="end", type=utc_day, required=True, help="UTC day after the last one.")
+        parser.add_argument("--user", help="Only this user's calls (username or numeric id).")
+        parser.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+
+    def handle(self, *args, start, end, user, format, **options):
+        if end <= start:
+            raise CommandError(f"--to ({end}) must be after --from ({start}): --to is exclusive")
+        rows = exports.records_between(start, end, user_id=self._user_id(user) if user else None)
+        lines = exports.csv_lines if format == "csv" else exports.jsonl_lines
+        out = self.stdout._out  # lines are written as they are, without OutputWrapper's endings
+        with Progress(self.stderr, "rows", total=rows.count()) as progress:
+            for line in lines(exports.OPERATOR_COLUMNS, self._values(rows, progress)):
+                out.write(line)
+        out.flush()
+        self.stderr.write(f"exported {progress.done} row(s)")
+
+    def _values(self, rows, progress: Progress):
+        for record in exports.iterate(rows):
+            progress.advance()
+            yield exports.operator_values(record)
+
+    def _user_id(self, user: str) -> int:
+        users = get_user_model().objects
+        found = users.filter(pk=int(user)) if user.isdigit() else users.filter(username=user)
+        pk = found.values_list("pk", flat=True).first()
+        if pk is None:
+            raise CommandError(f"no such user: {user}")
+        return pk
