@@ -3,13 +3,14 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help venv venv-dev venv-bench demo test test-fast bench lint format run worker beat clean
+.PHONY: help venv venv-dev venv-bench demo test test-fast bench bench-pooler lint format run worker beat clean
 
 help:
 	@echo "make demo       set up and run the site on http://127.0.0.1:8000 with a demo upstream"
 	@echo "make test       set up and run the whole test suite (PostgreSQL + Redis, then SQLite)"
 	@echo "make test-fast  the suite on the embedded SQLite default only (no services needed)"
 	@echo "make bench      the benchmark (PEERS=litellm adds the LiteLLM proxy); never part of make test"
+	@echo "make bench-pooler  TokenHub on PostgreSQL directly and behind PgBouncer (transaction mode)"
 	@echo "make lint       ruff"
 	@echo "make run        the production ASGI stack (gunicorn + uvicorn workers) with your environment"
 	@echo "make worker / make beat   Celery worker / beat with your environment"
@@ -25,6 +26,9 @@ venv-bench:
 
 bench: venv-bench
 	@$(PY) -m bench.run
+
+bench-pooler: venv-bench
+	@$(PY) -m bench.pooler
 
 demo: venv-dev
 	@$(PY) -m devtools.demo

@@ -63,6 +63,8 @@ DEBUG = env_bool("DEBUG", False)
 # placeholder only keeps Django importable for commands that need no secret.
 SECRET_KEY_FROM_ENV = bool(os.environ.get("SECRET_KEY", "").strip())
 SECRET_KEY = os.environ.get("SECRET_KEY", "").strip() or "insecure-development-key-not-for-production"
+# Rotating SECRET_KEY: the old one here keeps sessions and password-reset links valid meanwhile.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -133,6 +135,9 @@ if DATABASE_URL:
             "max_size": env_int("DB_POOL_MAX_SIZE", 10),
             "timeout": env_int("DB_POOL_TIMEOUT", 10),
         }
+    # Behind PgBouncer in transaction mode (DB_TRANSACTION_POOLING=1) a session outlives no transaction:
+    # no server-side cursors (Django's WITH HOLD cursors would be lost between transactions).
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("DB_TRANSACTION_POOLING", False)
     DATABASES = {"default": _db}
 else:
     DATABASES = {
@@ -319,6 +324,12 @@ TOKENHUB_MAX_ATTEMPTS = env_int("TOKENHUB_MAX_ATTEMPTS", 3)
 # PostgreSQL: the relay's holds and settlements share statements and commits under load
 # (billing/ledger/batched.py).
 TOKENHUB_LEDGER_BATCHING = env_bool("TOKENHUB_LEDGER_BATCHING", True)
+# The batcher keeps one long-lived connection per worker and prepares its two statements on it. Behind
+# PgBouncer in transaction mode (DB_TRANSACTION_POOLING=1; Debian's 1.18 keeps no prepared statements)
+# it runs them unprepared, unless TOKENHUB_LEDGER_DATABASE_URL gives it a direct PostgreSQL address
+# (docs/deploy.md has the measurements).
+DB_TRANSACTION_POOLING = env_bool("DB_TRANSACTION_POOLING", False)
+TOKENHUB_LEDGER_DATABASE_URL = os.environ.get("TOKENHUB_LEDGER_DATABASE_URL", "").strip()
 # Ledger batches' timeouts (0 = none): a settlement batch sets both with SET LOCAL in its transaction;
 # a hold batch is cancelled by the worker after the lock timeout. A batch past them is refused whole
 # and its calls take the per-call path (billing/ledger/batcher.py).

@@ -23,6 +23,7 @@ import logging
 import weakref
 from dataclasses import dataclass
 
+import dj_database_url
 import psycopg
 from django.conf import settings
 
@@ -136,7 +137,7 @@ class _Batcher:
         params = {"rows": json.dumps([{**row, "n": n} for n, row in enumerate(rows)], default=str)}
         for retry in (True, False):
             if self.connection is None or self.connection.closed:
-                self.connection = await psycopg.AsyncConnection.connect(**connection_params(), autocommit=True)
+                self.connection = await connect()
             try:
                 if self.own_transaction:
                     return await self._in_transaction(params)
@@ -158,12 +159,12 @@ class _Batcher:
         """The statement in its own transaction, its timeouts SET LOCAL (one round trip each way more)."""
         begin = begin_with_timeouts()
         if begin:
-            await self.connection.execute(begin)
+            await self.connection.execute(begin, prepare=False)
         cursor = await self.connection.execute(self.statement, params, prepare=True)
         stats.statements += 1
         _ok, request_ids, ids = await cursor.fetchone()
         if begin:
-            await self.connection.execute("COMMIT")
+            await self.connection.execute("COMMIT", prepare=False)
         return dict(zip(request_ids, ids, strict=True))
 
     async def _with_deadline(self, params: dict) -> dict[str, int]:
@@ -179,7 +180,7 @@ class _Batcher:
         """After a refused statement: end its transaction, so that the next batch starts clean."""
         if self.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             try:
-                await self.connection.execute("ROLLBACK")
+                await self.connection.execute("ROLLBACK", prepare=False)
             except psycopg.Error:
                 self.connection = None  # a new connection for the next batch
 
@@ -202,9 +203,25 @@ def _finish(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
+async def connect() -> psycopg.AsyncConnection:
+    """The batcher's connection. Its two statements are prepared on it (prepare=True; BEGIN and COMMIT
+    never are) unless it goes through a transaction-mode pooler: there the next statement may meet
+    another PostgreSQL session, which has no such statement or a different one under its name
+    (Debian's PgBouncer 1.18 answers `prepared statement "_pg3_0" already exists`)."""
+    pooled = settings.DB_TRANSACTION_POOLING and not settings.TOKENHUB_LEDGER_DATABASE_URL
+    # prepare_threshold=None turns preparing off on the connection, whatever execute() asks.
+    return await psycopg.AsyncConnection.connect(
+        **connection_params(), autocommit=True, prepare_threshold=None if pooled else 5
+    )
+
+
 def connection_params() -> dict:
-    """psycopg's connect arguments for the default database (without Django's pool options)."""
-    db = settings.DATABASES["default"]
+    """psycopg's connect arguments for the batcher: TOKENHUB_LEDGER_DATABASE_URL or the default database
+    (without Django's pool options)."""
+    if settings.TOKENHUB_LEDGER_DATABASE_URL:
+        db = dj_database_url.parse(settings.TOKENHUB_LEDGER_DATABASE_URL)
+    else:
+        db = settings.DATABASES["default"]
     params = {
         "dbname": db["NAME"],
         "user": db.get("USER") or None,

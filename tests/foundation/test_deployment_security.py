@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import shutil
 import subprocess
 
@@ -102,3 +103,51 @@ def test_compose_migrates_once_and_starts_the_app_on_healthy_services():
         assert needs["postgres"]["condition"] == needs["redis"]["condition"] == "service_healthy", name
     for name in ("postgres", "redis", "web"):
         assert services[name]["healthcheck"]["test"], name
+
+
+@pytest.mark.services
+def test_compose_scales_web_and_workers_behind_one_proxy_with_exactly_one_beat():
+    config = subprocess.run(
+        [shutil.which("docker-compose") or "docker-compose", "config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "TOKENHUB_WEB_REPLICAS": "3"},
+    )
+    assert config.returncode == 0, config.stderr
+    services = yaml.safe_load(config.stdout)["services"]
+    assert services["web"]["deploy"]["replicas"] == 3 and services["worker"]["deploy"]["replicas"] >= 2
+    assert services["beat"]["deploy"]["replicas"] == 1
+    # Replicas publish no port of their own (they would collide): the proxy is the one way in.
+    assert "ports" not in services["web"] and [p for p in services["proxy"]["ports"] if "80" in str(p)]
+    assert any("deploy/Caddyfile" in str(volume) for volume in services["proxy"]["volumes"])
+
+
+@pytest.mark.services
+def test_the_proxy_configuration_is_valid_and_streams_unbuffered_to_every_replica():
+    caddy = shutil.which("caddy")
+    assert caddy, "Debian's caddy is needed (scripts/ensure-services installs it)"
+    env = {"PATH": "/usr/bin:/bin", "TOKENHUB_DOMAIN": ":80", "HOME": "/tmp"}
+    adapted = subprocess.run(
+        [caddy, "adapt", "--config", "deploy/Caddyfile", "--adapter", "caddyfile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert adapted.returncode == 0, adapted.stderr
+    handler = json.loads(adapted.stdout)["apps"]["http"]["servers"]["srv0"]["routes"][0]["handle"][0]
+    assert handler["handler"] == "reverse_proxy" and handler["flush_interval"] == -1
+    assert handler["dynamic_upstreams"] == {"source": "a", "name": "web", "port": "8000", "refresh": 5_000_000_000}
+    assert handler["health_checks"]["active"]["uri"] == "/healthz"
+    validated = subprocess.run(
+        [caddy, "validate", "--config", "deploy/Caddyfile", "--adapter", "caddyfile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert validated.returncode == 0 and "Valid configuration" in validated.stdout + validated.stderr

@@ -4,6 +4,7 @@ call, through the real server with two workers, PostgreSQL, Redis and the fake p
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 import httpx
@@ -19,7 +20,7 @@ from channels_app.catalog import import_catalog
 from tests.channels.conftest import DEFAULT_CATALOG
 from tests.conftest import wait_for
 from tests.relay.conftest import add_channel
-from tests.servers import LOG_DIR, asgi_server
+from tests.servers import LOG_DIR, ROOT, asgi_server
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -109,6 +110,15 @@ def test_calls_are_counted_across_both_workers_with_latency_and_state(market, se
     assert value(text, "tokenhub_breaker_open", channel=channel.public_id) == 0
     assert value(text, "tokenhub_ledger_usd", kind="revenue") > 0
     assert value(text, "tokenhub_settlement_backlog") == 0
+    # The Grafana dashboard in docs/ asks only for series this exposition has.
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    asked = {name for expr in exprs for name in re.findall(r"tokenhub_[a-z_]+", expr)}
+    assert asked and all(re.search(rf"^{name}[{{ ]", text, re.M) for name in asked), asked
+    metric_names = set(re.findall(r"^# TYPE (tokenhub_[a-z_]+)", text, re.M))
+    assert {re.sub(r"_(bucket|count|sum|total)$", "", name) for name in asked} <= {
+        re.sub(r"_total$", "", name) for name in metric_names
+    }
 
 
 def test_one_json_line_per_call_with_no_secret_prompt_or_answer(market, server):
