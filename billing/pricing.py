@@ -86,6 +86,14 @@ def estimate_max_cost(input_tokens_upper: int, max_output_tokens: int, prices: P
     return quantize(raw / PER_TOKEN, ROUND_CEILING)
 
 
+def own_use_cost(cost: Decimal, owner_cut: Decimal) -> Decimal:
+    """An owner's call through their own channel: the catalog price less the cut they would have
+    earned (paying themselves a share would only move money in a circle, through the platform's fee)."""
+    if not ZERO <= owner_cut <= MAX_OWNER_CUT:
+        raise ValueError(f"owner cut must be between 0 and {MAX_OWNER_CUT}, got {owner_cut}")
+    return quantize(cost * (1 - owner_cut))
+
+
 def split(cost: Decimal, owner_cut: Decimal) -> tuple[Decimal, Decimal]:
     """(owner share, platform share), summing to exactly `cost`.
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from . import channels, checks
-from .models import CatalogModel, Channel, ChannelKey, ChannelStatus, ModelAlias
+from .models import CatalogModel, Channel, ChannelKey, ChannelShare, ChannelStatus, ModelAlias
 
 
 class AliasInline(admin.TabularInline):
@@ -39,6 +39,16 @@ class ChannelKeyInline(admin.TabularInline):
         return False
 
 
+class ChannelShareInline(admin.TabularInline):
+    """Who a private channel is shared with (the owner manages it; staff may remove a share)."""
+
+    model = ChannelShare
+    fields = ("user", "via", "created_at")
+    readonly_fields = ("via", "created_at")
+    autocomplete_fields = ("user",)
+    extra = 0
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     list_display = (
@@ -51,11 +61,12 @@ class ChannelAdmin(admin.ModelAdmin):
         "weight",
         "approved_at",
         "owner_cut",
+        "visibility",
         "last_test_ok",
         "last_test_latency_ms",
         "balance_usd",
     )
-    list_filter = ("status", "provider", ("approved_at", admin.EmptyFieldListFilter))
+    list_filter = ("status", "provider", "visibility", ("approved_at", admin.EmptyFieldListFilter))
     search_fields = ("public_id", "name", "owner__username", "base_url")
     readonly_fields = (
         "public_id",
@@ -68,7 +79,7 @@ class ChannelAdmin(admin.ModelAdmin):
         "balance_checked_at",
         "status_changed_at",
     )
-    inlines = [ChannelKeyInline]
+    inlines = [ChannelKeyInline, ChannelShareInline]
     actions = ["test", "approve", "disable", "enable", "reencrypt"]
 
     @admin.action(description="Test selected channels (one minimal real call each)")
@@ -99,3 +110,12 @@ class ChannelAdmin(admin.ModelAdmin):
     @admin.action(description="Re-encrypt all upstream keys under the current encryption key")
     def reencrypt(self, request, queryset):
         self.message_user(request, f"Re-encrypted {channels.rotate_encryption()} key(s).", messages.SUCCESS)
+
+
+@admin.register(ChannelShare)
+class ChannelShareAdmin(admin.ModelAdmin):
+    list_display = ("channel", "user", "via", "created_at")
+    list_filter = ("via",)
+    search_fields = ("channel__public_id", "channel__name", "user__username")
+    autocomplete_fields = ("channel", "user")
+    readonly_fields = ("via", "created_at")

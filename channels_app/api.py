@@ -4,9 +4,9 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Status
 from ninja.errors import HttpError
 
-from . import channels, checks
+from . import channels, checks, sharing
 from .models import Channel
-from .schemas import ChannelIn, ChannelOut, ChannelPatch, TestOut
+from .schemas import ChannelIn, ChannelOut, ChannelPatch, InvitedChannelOut, ShareIn, TestOut
 
 router = Router(tags=["channels"])
 # A django ValidationError from the domain is answered 422 with its fields by tokenhub/api.py.
@@ -39,6 +39,7 @@ def create_channel(request, payload: ChannelIn):
         priority=payload.priority or 0,
         weight=payload.weight,
         model_mapping=payload.model_mapping,
+        visibility=payload.visibility,
     )
     channel, _warnings = channels.create_channel(draft)
     return Status(201, channel)
@@ -83,3 +84,44 @@ def resume_channel(request, public_id: str):
     except channels.ChannelSuspended as exc:
         raise HttpError(409, str(exc)) from None
     return channel
+
+
+@router.post("/{public_id}/shares", response=ChannelOut)
+def share_channel(request, public_id: str, payload: ShareIn):
+    """Share a private channel with a user (by username); the same share again changes nothing."""
+    channel = _own(request, public_id)
+    sharing.share_with(channel, payload.username)
+    return channel
+
+
+@router.delete("/{public_id}/shares/{username}", response=ChannelOut)
+def unshare_channel(request, public_id: str, username: str):
+    channel = _own(request, public_id)
+    if not sharing.unshare(channel, username):
+        raise HttpError(404, f"The channel is not shared with “{username}”.")
+    return channel
+
+
+@router.post("/{public_id}/invitation", response=ChannelOut)
+def new_invitation(request, public_id: str):
+    """A new invitation link (the previous one stops working); only for a private channel."""
+    channel = _own(request, public_id)
+    if channel.visibility != "private":
+        raise HttpError(409, "Make the channel private first: a public channel serves everyone already.")
+    sharing.new_invitation(channel)
+    return channel
+
+
+@router.delete("/{public_id}/invitation", response=ChannelOut)
+def disable_invitation(request, public_id: str):
+    channel = _own(request, public_id)
+    sharing.disable_invitation(channel)
+    return channel
+
+
+@router.post("/invitations/{token}/accept", response=InvitedChannelOut)
+def accept_invitation(request, token: str):
+    try:
+        return sharing.accept_invitation(token, request.auth)
+    except sharing.InvitationInvalid as exc:
+        raise HttpError(404, exc.message) from None

@@ -18,7 +18,7 @@ from accounts.keys import normalise_model_list
 from tokenhub.lib.money import MAX_OWNER_CUT
 
 from . import crypto, owner_input, providers
-from .models import Channel, ChannelKey, ChannelStatus
+from .models import Channel, ChannelKey, ChannelStatus, Visibility
 from .urlcheck import UnsafeUpstream, validate_base_url
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class ChannelDraft:
     priority: int = 0
     weight: int = 1
     model_mapping: dict | None = None
+    visibility: str = Visibility.PUBLIC
 
 
 def parse_upstream_keys(text: str) -> list[str]:
@@ -76,6 +77,8 @@ def _field_errors(values: dict) -> dict[str, str]:
         errors["model_names"] = "List at least one model this channel serves."
     if "upstream_keys" in values:
         errors["upstream_keys"] = _key_errors(values["upstream_keys"])
+    if "visibility" in values and values["visibility"] not in Visibility.values:
+        errors["visibility"] = f"Visibility is one of: {', '.join(Visibility.values)}."
     cut = values.get("owner_cut", Decimal("0"))
     if not isinstance(cut, Decimal) or not Decimal("0") <= cut <= MAX_OWNER_CUT:
         errors["owner_cut"] = "The owner's cut must be between 0 % and 50 %."
@@ -86,6 +89,8 @@ def validate(draft: ChannelDraft) -> list[str]:
     """Raises ValidationError naming the field; returns warnings (e.g. a host that does not resolve yet)."""
     fields = ("name", "model_names", "weight", "priority", "upstream_keys", "owner_cut")
     errors = _field_errors({"model_mapping": draft.model_mapping or {}, **{f: getattr(draft, f) for f in fields}})
+    if draft.visibility not in Visibility.values:
+        errors["visibility"] = f"Visibility is one of: {', '.join(Visibility.values)}."
     if draft.provider not in providers.PROVIDERS:
         errors["provider"] = f"Unknown provider {draft.provider!r}; one of {', '.join(providers.names())}."
     warnings: list[str] = []
@@ -131,6 +136,7 @@ def create_channel(draft: ChannelDraft) -> tuple[Channel, list[str]]:
             owner_cut=draft.owner_cut,
             priority=draft.priority,
             weight=draft.weight,
+            visibility=draft.visibility,
         )
         _seal_keys(channel, draft.upstream_keys)
     return channel, warnings
@@ -151,7 +157,7 @@ def refuse_priority_unless_staff(user, priority: int | None) -> None:
         raise ValidationError({"priority": "The priority is set by TokenHub's staff; owners choose a weight (1-100)."})
 
 
-EDITABLE = ("name", "model_names", "model_mapping", "owner_cut", "priority", "weight")
+EDITABLE = ("name", "model_names", "model_mapping", "owner_cut", "priority", "weight", "visibility")
 
 
 def edit_channel(channel: Channel, changes: dict) -> Channel:

@@ -6,6 +6,7 @@ from django import forms
 
 from . import providers
 from .channels import parse_upstream_keys
+from .models import Visibility
 from .owner_input import WEIGHT_RANGE
 
 
@@ -55,11 +56,23 @@ class ChannelForm(forms.Form):
         help_text="Your channel's relative share among channels serving the same model, 1 to 100.",
     )
 
+    visibility = forms.ChoiceField(
+        choices=Visibility.choices,
+        initial=Visibility.PUBLIC,
+        required=False,  # absent: public, as before private channels existed
+        widget=forms.RadioSelect,
+        label="Who may use it",
+        help_text="Private: only the users you share it with (by username or an invitation link), and you.",
+    )
+
     def clean_upstream_keys(self):
         keys = parse_upstream_keys(self.cleaned_data["upstream_keys"])
         if not keys:
             raise forms.ValidationError("Give at least one upstream key.")
         return keys
+
+    def clean_visibility(self):
+        return self.cleaned_data.get("visibility") or Visibility.PUBLIC
 
     def clean_model_names(self):
         return _lines(self.cleaned_data["model_names"])
@@ -74,3 +87,7 @@ class ChannelForm(forms.Form):
                 raise forms.ValidationError(f"Line {number} is not caller-name=upstream-name.")
             mapping[caller.strip()] = upstream.strip()
         return mapping
+
+
+class ShareForm(forms.Form):
+    username = forms.CharField(max_length=150, label="Share with (username)")

@@ -110,6 +110,11 @@ class ChannelStatus(models.TextChoices):
     SUSPENDED = "suspended", "Suspended by staff"  # only staff lift it
 
 
+class Visibility(models.TextChoices):
+    PUBLIC = "public", "Public: every TokenHub user's calls may use it"
+    PRIVATE = "private", "Private: only the users it is shared with"
+
+
 class ChannelQuerySet(models.QuerySet):
     def for_owner(self, user):
         return self.filter(owner=user)
@@ -164,6 +169,9 @@ class Channel(models.Model):
     status_reason = models.CharField(max_length=300, blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     auto_disable = models.BooleanField(default=True, help_text="Disable on authentication or quota errors.")
+    visibility = models.CharField(max_length=8, choices=Visibility.choices, default=Visibility.PUBLIC)
+    # The secret of the channel's invitation link (private channels); empty: no link works.
+    invitation_token = models.CharField(max_length=43, blank=True, editable=False)
     last_test_at = models.DateTimeField(null=True, blank=True)
     last_test_ok = models.BooleanField(null=True, blank=True)
     last_test_latency_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -204,6 +212,22 @@ class Channel(models.Model):
     @property
     def on_probation(self) -> bool:
         return self.approved_at is None
+
+
+class ChannelShare(models.Model):
+    """A user a private channel is shared with: their keys' calls may be routed to it."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="shares")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shared_channels")
+    via = models.CharField(max_length=12, choices=[("owner", "Added by the owner"), ("link", "Invitation link")])
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["channel", "created_at"]
+        constraints = [models.UniqueConstraint(fields=["channel", "user"], name="one_share_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.channel.public_id} shared with {self.user}"
 
 
 class ChannelKey(models.Model):

@@ -7,7 +7,8 @@ no owner can take a model's traffic by outbidding everyone with a huge number. A
 probation until staff approve it or it passes a channel test after TOKENHUB_PROBATION_CALLS
 completed calls: within its priority it is tried after every established channel, its weight
 counted as 1. That only orders candidates: a channel on probation serves normally when it is the
-only usable one (the others excluded, paused, cooling down, or absent).
+only usable one (the others excluded, paused, cooling down, or absent). A private channel is a
+candidate only for its owner's and its shared users' calls (channels_app/sharing.py).
 
 The routing data (catalog, aliases, channels) is a snapshot held in process
 memory. Any change bumps a version number in the cache; each process checks it
@@ -33,7 +34,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 
 from . import crypto, health, providers
-from .models import LOW_BALANCE_REASON, CatalogModel, Channel, ChannelStatus, ModelAlias
+from .models import LOW_BALANCE_REASON, CatalogModel, Channel, ChannelShare, ChannelStatus, ModelAlias, Visibility
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +79,16 @@ class Route:
     concurrency_limit: int | None = None
     auto_disable: bool = True
     on_probation: bool = False
+    # A private channel's users besides its owner; None: public.
+    shared_with: frozenset[int] | None = None
 
     @property
     def limited(self) -> bool:
         return bool(self.rpm_limit or self.concurrency_limit)
+
+    def open_to(self, user_id: int | None) -> bool:
+        """May this user's calls use the channel? (None: an operator's view, which sees every channel.)"""
+        return self.shared_with is None or user_id is None or user_id == self.owner_id or user_id in self.shared_with
 
 
 @dataclass
@@ -148,7 +155,11 @@ def build_snapshot() -> Snapshot:
             snap.names[alias] = model.name
     # A deactivated owner's channels leave the marketplace with them (and earn nothing more).
     channels = Channel.objects.filter(owner__is_active=True).prefetch_related("keys")
+    shares: dict[int, set[int]] = defaultdict(set)
+    for channel_id, user_id in ChannelShare.objects.filter(user__is_active=True).values_list("channel_id", "user_id"):
+        shares[channel_id].add(user_id)
     for channel in channels:
+        private = channel.visibility == Visibility.PRIVATE
         spec = providers.PROVIDERS.get(channel.provider)
         if spec is None:  # its provider module was removed: the channel cannot be called
             logger.warning("channel %s names unknown provider %r; not routed", channel.public_id, channel.provider)
@@ -159,7 +170,8 @@ def build_snapshot() -> Snapshot:
         for listed in channel.model_names:
             canonical = snap.names.get(listed)
             if canonical is None:
-                snap.unknown_listed.setdefault(listed, []).append(channel.public_id)
+                if not private:  # a private channel's listing is nobody else's business
+                    snap.unknown_listed.setdefault(listed, []).append(channel.public_id)
                 continue
             upstream = mapping.get(listed) or mapping.get(canonical) or listed
             snap.routes.setdefault(canonical, []).append(
@@ -182,6 +194,7 @@ def build_snapshot() -> Snapshot:
                     concurrency_limit=channel.concurrency_limit,
                     auto_disable=channel.auto_disable,
                     on_probation=channel.on_probation,
+                    shared_with=frozenset(shares[channel.pk]) if private else None,
                 )
             )
     return snap
@@ -334,12 +347,22 @@ def resolve(requested: str) -> ModelInfo | None:
     return snap.models.get(canonical) if canonical else None
 
 
-async def aplan(requested: str, allowed_models=(), exclude=frozenset()) -> Plan:
-    return plan(requested, allowed_models, exclude, snap=await asnapshot())
+async def aplan(requested: str, allowed_models=(), exclude=frozenset(), user_id: int | None = None) -> Plan:
+    return plan(requested, allowed_models, exclude, snap=await asnapshot(), user_id=user_id)
 
 
-def plan(requested: str, allowed_models=(), exclude=frozenset(), snap: Snapshot | None = None) -> Plan:
-    """Ordered fallbacks for `requested`, or a Refusal that explains every candidate."""
+def plan(
+    requested: str,
+    allowed_models=(),
+    exclude=frozenset(),
+    snap: Snapshot | None = None,
+    user_id: int | None = None,
+) -> Plan:
+    """Ordered fallbacks for `requested` for `user_id`'s call, or a Refusal that explains every candidate.
+
+    Private channels not shared with the user are left out before anything else: the refusal counts
+    and explains only the channels this user could have used.
+    """
     snap = snap or snapshot()
     name = requested.strip()
     canonical = snap.names.get(name)
@@ -352,7 +375,7 @@ def plan(requested: str, allowed_models=(), exclude=frozenset(), snap: Snapshot 
         raise Refusal(
             503, f'Model "{name}" has no price in the catalog yet, so calls to it are refused.', code="model_unpriced"
         )
-    candidates = [r for r in snap.routes.get(canonical, []) if r.channel_id not in exclude]
+    candidates = [r for r in snap.routes.get(canonical, []) if r.channel_id not in exclude and r.open_to(user_id)]
     if not candidates:
         raise Refusal(503, f'No channel serves "{name}" right now.', code="no_channel")
     states, usage = health.look([r.channel_id for r in candidates], [r.channel_id for r in candidates if r.limited])
@@ -373,7 +396,10 @@ def _explained_refusal(name: str, candidates: list[Route], reasons) -> Refusal:
     count = len(candidates)
     listing = f"{count} channel{'s' if count != 1 else ''} list{'s' if count == 1 else ''} it"
     # Callers see numbered channels and reasons; admins see public ids and names.
-    public = "; ".join(f"#{i} {reason[0]}" for i, (_route, reason) in enumerate(reasons, start=1))
+    public = "; ".join(
+        f"#{i}{' (private, shared with you)' if route.shared_with is not None else ''} {reason[0]}"
+        for i, (route, reason) in enumerate(reasons, start=1)
+    )
     full = "; ".join(f"{route.public_id} ({route.name}) {reason[1]}" for route, reason in reasons)
     return Refusal(
         503,

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
+from django.urls import reverse
 from ninja import Field, Schema
 
 from .owner_input import PRIORITY_RANGE, WEIGHT_RANGE
@@ -28,6 +30,20 @@ class ChannelOut(Schema):
     last_test_message: str
     balance_usd: Decimal | None
     balance_status: str
+    visibility: str
+    shared_with: list[str]
+    invitation_path: str | None
+
+    @staticmethod
+    def resolve_shared_with(channel) -> list[str]:
+        return [share.user.username for share in channel.shares.select_related("user").order_by("user__username")]
+
+    @staticmethod
+    def resolve_invitation_path(channel) -> str | None:
+        """The invitation link's path (on the site's origin) while the channel is private and has one."""
+        if channel.visibility != "private" or not channel.invitation_token:
+            return None
+        return reverse("channels:invitation", args=[channel.invitation_token])
 
     @staticmethod
     def resolve_owner_cut_percent(channel) -> Decimal:
@@ -48,6 +64,7 @@ class ChannelIn(Schema):
     owner_cut_percent: Decimal = Field(Decimal("0"), ge=0, le=50)
     priority: int | None = Field(None, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1])  # staff only
     weight: int = Field(1, ge=WEIGHT_RANGE[0], le=WEIGHT_RANGE[1])
+    visibility: Literal["public", "private"] = "public"
 
 
 class ChannelPatch(Schema):
@@ -58,6 +75,25 @@ class ChannelPatch(Schema):
     owner_cut_percent: Decimal | None = Field(None, ge=0, le=50)
     priority: int | None = Field(None, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1])  # staff only
     weight: int | None = Field(None, ge=WEIGHT_RANGE[0], le=WEIGHT_RANGE[1])
+    visibility: Literal["public", "private"] | None = None
+
+
+class ShareIn(Schema):
+    # Checked by the domain after the channel's ownership, so a stranger learns nothing from a 422.
+    username: str = Field("", max_length=150)
+
+
+class InvitedChannelOut(Schema):
+    """What a user who accepted an invitation learns of the channel: enough to recognise it."""
+
+    public_id: str
+    name: str
+    owner: str
+    model_names: list[str]
+
+    @staticmethod
+    def resolve_owner(channel) -> str:
+        return channel.owner.username
 
 
 class TestOut(Schema):

@@ -5,11 +5,13 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from . import routing
-from .models import CatalogModel, Channel, ChannelKey, ModelAlias
+from .models import CatalogModel, Channel, ChannelKey, ChannelShare, ModelAlias
 
 
 @receiver(post_save, sender=Channel)
 @receiver(post_delete, sender=Channel)
+@receiver(post_save, sender=ChannelShare)
+@receiver(post_delete, sender=ChannelShare)
 @receiver(post_save, sender=ChannelKey)
 @receiver(post_delete, sender=ChannelKey)
 @receiver(post_save, sender=CatalogModel)

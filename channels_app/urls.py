@@ -12,4 +12,6 @@ urlpatterns = [
     path("channels/<str:public_id>/", views.channel_detail, name="detail"),
     path("channels/<str:public_id>/test/", views.channel_test, name="test"),
     path("channels/<str:public_id>/toggle/", views.channel_toggle, name="toggle"),
+    path("channels/<str:public_id>/sharing/", views.channel_sharing, name="sharing"),
+    path("invitations/<str:token>/", views.invitation, name="invitation"),
 ]

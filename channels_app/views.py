@@ -4,10 +4,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import channels, checks, routing
-from .forms import ChannelForm
+from . import channels, checks, routing, sharing
+from .forms import ChannelForm, ShareForm
 from .models import CatalogModel, Channel, ChannelStatus
 
 
@@ -18,7 +19,13 @@ def get_channel_for_owner(request, public_id: str) -> Channel:
 
 def catalog(request):
     snap = routing.snapshot()
-    available = {name for name, routes in snap.routes.items() if any(r.status == ChannelStatus.ACTIVE for r in routes)}
+    # A private channel makes its models available only to the users it is shared with.
+    user_id = request.user.pk if request.user.is_authenticated else 0
+    available = {
+        name
+        for name, routes in snap.routes.items()
+        if any(r.status == ChannelStatus.ACTIVE and r.open_to(user_id) for r in routes)
+    }
     models = CatalogModel.objects.prefetch_related("aliases").order_by("name")
     query = request.GET.get("q", "").strip()
     if query:
@@ -47,6 +54,7 @@ def channel_list(request):
             owner_cut=data["cut_percent"] / 100,
             weight=data["weight"],
             model_mapping=data["model_mapping"],
+            visibility=data["visibility"],
         )
         try:
             channel, warnings = channels.create_channel(draft)
@@ -64,10 +72,75 @@ def channel_list(request):
     return render(request, "channels_app/channels.html", context, status=400 if form.errors else 200)
 
 
+def sharing_context(request, channel: Channel, form: ShareForm | None = None) -> dict:
+    link = channel.invitation_token and request.build_absolute_uri(
+        reverse("channels:invitation", args=[channel.invitation_token])
+    )
+    return {
+        "channel": channel,
+        "shares": sharing.shared_users(channel),
+        "share_form": form or ShareForm(),
+        "link": link,
+    }
+
+
 @login_required
 def channel_detail(request, public_id: str):
     channel = get_channel_for_owner(request, public_id)
-    return render(request, "channels_app/channel_detail.html", {"channel": channel, "keys": channel.keys.all()})
+    context = {**sharing_context(request, channel), "keys": channel.keys.all()}
+    return render(request, "channels_app/channel_detail.html", context)
+
+
+SHARING_ACTIONS = {
+    "public": lambda channel, post: sharing.set_visibility(channel, "public"),
+    "private": lambda channel, post: sharing.set_visibility(channel, "private"),
+    "unshare": lambda channel, post: sharing.unshare(channel, post.get("username", "")),
+    "invite": lambda channel, post: sharing.new_invitation(channel),
+    "disable_invite": lambda channel, post: sharing.disable_invitation(channel),
+}
+
+
+@login_required
+@require_POST
+def channel_sharing(request, public_id: str):
+    """Who may use the channel: visibility, shares by username, the invitation link."""
+    channel = get_channel_for_owner(request, public_id)
+    action, form, status = request.POST.get("action", ""), None, 200
+    if action == "share":
+        form = ShareForm(request.POST)
+        try:
+            if form.is_valid():
+                sharing.share_with(channel, form.cleaned_data["username"])
+                form = None
+        except ValidationError as exc:
+            form.add_error("username", exc.message_dict.get("username", exc.messages))
+        status = 400 if form is not None else 200
+    elif action in SHARING_ACTIONS and (action != "invite" or channel.visibility == "private"):
+        SHARING_ACTIONS[action](channel, request.POST)
+    else:
+        status = 400
+    channel.refresh_from_db()
+    context = sharing_context(request, channel, form)
+    if request.htmx:
+        return render(request, "channels_app/channel_detail.html#sharing", context, status=status)
+    if status != 200:  # the whole page again, with the form's error
+        context["keys"] = channel.keys.all()
+        return render(request, "channels_app/channel_detail.html", context, status=status)
+    return redirect("channels:detail", public_id=public_id)
+
+
+@login_required
+def invitation(request, token: str):
+    """An invitation link: GET shows whose channel it is, POST accepts it."""
+    try:
+        channel = sharing.invited_channel(token)
+    except sharing.InvitationInvalid as exc:
+        return render(request, "channels_app/invitation.html", {"invalid": exc.message}, status=404)
+    if request.method == "POST":
+        sharing.accept_invitation(token, request.user)
+        messages.success(request, f"“{channel.name}” by {channel.owner.username} now serves your keys' calls.")
+        return redirect("channels:catalog")
+    return render(request, "channels_app/invitation.html", {"channel": channel, "own": channel.owner == request.user})
 
 
 @login_required

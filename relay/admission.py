@@ -127,7 +127,7 @@ async def plan_routes(
     operation: str, identity: KeyIdentity, model_name: str
 ) -> tuple[routing.Plan, list[routing.Route]]:
     try:
-        plan = await routing.aplan(model_name, identity.allowed_models)
+        plan = await routing.aplan(model_name, identity.allowed_models, user_id=identity.user_id)
     except routing.Refusal as refusal:
         raise RelayError(refusal.status, refusal.message, refusal.code) from None
     routes = [r for r in plan.routes if select.reachable(operation, r.api_format, r.provider)]

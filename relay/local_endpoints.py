@@ -29,10 +29,10 @@ def _error(api_format: str, exc: RelayError):
     return error_response(api_format, exc.status, exc.message, code=exc.code, headers=exc.headers)
 
 
-def available_models(snap: routing.Snapshot, allowed: tuple[str, ...]) -> list[routing.ModelInfo]:
+def available_models(snap: routing.Snapshot, allowed: tuple[str, ...], user_id: int) -> list[routing.ModelInfo]:
     found = []
     for name, info in sorted(snap.models.items()):
-        active = any(r.status == ChannelStatus.ACTIVE for r in snap.routes.get(name, ()))
+        active = any(r.status == ChannelStatus.ACTIVE and r.open_to(user_id) for r in snap.routes.get(name, ()))
         if active and info.prices is not None and (not allowed or any(n in allowed for n in info.names)):
             found.append(info)
     return found
@@ -51,7 +51,7 @@ async def list_models(request):
     api_format, identity = await _caller(request)
     if isinstance(identity, HttpResponse):
         return identity
-    models = available_models(await routing.asnapshot(), identity.allowed_models)
+    models = available_models(await routing.asnapshot(), identity.allowed_models, identity.user_id)
     if api_format == ANTHROPIC:
         data = [
             {"type": "model", "id": m.name, "display_name": m.name, "created_at": "2025-01-01T00:00:00Z"}
@@ -74,7 +74,7 @@ async def count_tokens(request):
         if not isinstance(body.get("model"), str):
             raise RelayError(400, "model: a model name (string) is required.", "invalid_request")
         forward = forwarded_headers(request)
-        plan = await routing.aplan(body["model"], identity.allowed_models)
+        plan = await routing.aplan(body["model"], identity.allowed_models, user_id=identity.user_id)
     except RelayError as exc:
         return _error(ANTHROPIC, exc)
     except routing.Refusal as refusal:

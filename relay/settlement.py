@@ -15,6 +15,7 @@ import time
 
 from django.db import DatabaseError
 
+from billing import pricing
 from billing.ledger import batched
 from billing.models import Hold
 from billing.pricing import Usage
@@ -112,6 +113,16 @@ def estimated_usage(call: Call, output_tokens: int) -> Usage:
     return Usage(input_tokens=usage_of.estimate_tokens_from_bytes(call.body_bytes), output_tokens=output_tokens)
 
 
+def own_use(call: Call, attempt: failover.Attempt, usage: Usage) -> dict:
+    """The settlement's payee details: the channel's owner and cut, or, for the owner's own call, the
+    catalog price less the cut and nobody to pay a share to."""
+    route = attempt.route
+    if call.identity.user_id != route.owner_id or call.hold.prices is None:
+        return {"owner_id": route.owner_id, "owner_cut": route.owner_cut}
+    cost = pricing.own_use_cost(pricing.cost_of(usage, pricing.Prices.from_dict(call.hold.prices)), route.owner_cut)
+    return {"owner_id": None, "cost": cost}
+
+
 async def settle(call: Call, attempt: failover.Attempt, usage: Usage | None, status: str, estimated_output=0, error=""):
     estimated = usage is None
     usage = usage or estimated_usage(call, estimated_output)
@@ -119,8 +130,7 @@ async def settle(call: Call, attempt: failover.Attempt, usage: Usage | None, sta
         record = await _settle_retrying(
             call.hold,
             usage=usage,
-            owner_id=attempt.route.owner_id,
-            owner_cut=attempt.route.owner_cut,
+            **own_use(call, attempt, usage),
             model=call.plan.model.name,
             channel=attempt.route.public_id,
             latency_ms=call.latency_ms(),

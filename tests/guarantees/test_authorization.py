@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from accounts import keys
+from channels_app import sharing
 from tests.conftest import make_user
 from tests.relay.conftest import add_channel
 from tokenhub.api import api
@@ -91,13 +92,17 @@ RULES: list[tuple[str, str, dict, str | None]] = [
     (r"balance/(checkin|redeem)/|earnings/(move|payout)/", "POST", PAGE, None),
     (r"accounts/keys/<str:public_id>/revoke/", "POST", OWN_PAGE, "key"),
     (r"channels/<str:public_id>/", "GET", OWN_PAGE, "channel"),
-    (r"channels/<str:public_id>/(test|toggle)/", "POST", OWN_PAGE, "channel"),
+    (r"channels/<str:public_id>/(test|toggle|sharing)/", "POST", OWN_PAGE, "channel"),
+    # An invitation link: for a signed-in user; an unknown (or replaced) token is a 404 for everyone.
+    (r"invitations/<str:token>/", "GET", kind(LOGIN, LOGIN, LOGIN, S404, S404, S404), None),
     (r"api/(me|usage|balance|statement)", "GET", API_READ, None),
     (r"api/(keys|earnings|payouts|channels)", "GET", API_MANAGE, None),
     (r"api/(keys|checkin|redeem|earnings/move|payouts|channels)", "POST", API_MANAGE, None),
     (r"api/keys/<public_id>/revoke", "POST", API_OWN_KEY, "key"),
     (r"api/channels/<public_id>", "PATCH", API_OWN_CHANNEL, "channel"),
-    (r"api/channels/<public_id>/(test|pause|resume)", "POST", API_OWN_CHANNEL, "channel"),
+    (r"api/channels/<public_id>/(test|pause|resume|shares|invitation)", "POST", API_OWN_CHANNEL, "channel"),
+    (r"api/channels/<public_id>/(shares/<username>|invitation)", "DELETE", API_OWN_CHANNEL, "channel"),
+    (r"api/channels/invitations/<token>/accept", "POST", kind(S401, KEY_SCOPE, S404, S404, S404, S404), None),
     (r"api/|\^api/\(\?P<rest>\.\*\)\$", "GET", NOWHERE, None),
     (r"admin/(?!login/|logout/).*", "GET", ADMIN, "admin"),
     (r"v1/(chat/completions|messages|messages/count_tokens|embeddings|responses)", "POST", RELAY, None),
@@ -156,7 +161,8 @@ def concrete(route: str, objects: dict) -> str:
         url = url.replace("(?P<url>.*)$", "no-such-page/").replace("<path:content_type_id>", "1")
         return re.sub(r"\^\(\?P<app_label>.*\)/\$", "billing/", url)
     url = re.sub(r"<(str:)?public_id>", objects.get("public_id", ""), url)
-    url = url.replace("<uidb64>", "MQ").replace("<token>", "set-password")
+    url = url.replace("<uidb64>", "MQ").replace("<str:token>", "set-password").replace("<token>", "set-password")
+    url = url.replace("<username>", "carol")  # the walked channel is shared with carol (cast)
     return url.replace("^api/(?P<rest>.*)$", "api/no-such-operation").replace("^(?P<path>.*)$", "no-such-endpoint")
 
 
@@ -168,6 +174,7 @@ def cast(world, fake_upstream):
     keys.create_key(carol, "carol's own")
     target_key, _raw = keys.create_key(world.alice, "the key whose pages are walked")
     channel = add_channel(world.bob, fake_upstream, name="the channel whose pages are walked")
+    sharing.share_with(channel, "carol")
     users = {"stranger": carol, "alice": world.alice, "bob": world.bob, "staff": staff}
     bearer = {"relay_key": world.key, "manage_key": manage}
     return world, users, bearer, {"key": (target_key, "alice"), "channel": (channel, "bob")}
