@@ -18,14 +18,22 @@ keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 
-# Prometheus multiprocess mode (tokenhub/metrics.py): each worker writes its metrics to files in one
-# directory per master, emptied when the master starts, and a dead worker's are marked so.
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
-    os.makedirs(_metrics_dir, exist_ok=True)
-else:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tokenhub-metrics-")
+
+# Prometheus multiprocess mode (tokenhub/metrics.py): each worker writes its metrics to files in a
+# directory of this master's own (a fresh one under PROMETHEUS_MULTIPROC_DIR when it is set, whose
+# other files are left alone; two masters on one host never mix), and a dead worker's are marked so.
+def _metrics_directory(parent: str | None) -> str:
+    if not parent:
+        return tempfile.mkdtemp(prefix="tokenhub-metrics-")
+    os.makedirs(parent, exist_ok=True)
+    for name in os.listdir(parent):  # directories of masters that are gone
+        pid = name.removeprefix("tokenhub-master-").split("-", 1)[0]
+        if name.startswith("tokenhub-master-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"tokenhub-master-{os.getpid()}-", dir=parent)
+
+
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_directory(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 def child_exit(server, worker):

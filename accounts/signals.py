@@ -14,6 +14,9 @@ def forget_cached_key(sender, instance: ApiKey, **kwargs) -> None:
     from .keys import forget
 
     forget(instance)
+    # As for users below: an admin's edit is in a transaction, and another worker could cache the old
+    # row (an expiry, a cap, the models allowed) before it commits.
+    transaction.on_commit(lambda: forget(instance))
 
 
 @receiver(post_save, sender=User)

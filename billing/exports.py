@@ -82,11 +82,20 @@ class _Line:
         return value
 
 
+# A cell a spreadsheet would run as a formula (a key or model name of a caller's choosing, =HYPERLINK(…)).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(value):
+    """Text cells starting like a formula are prefixed with ' (OWASP's advice); numbers stay numbers."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def csv_lines(columns: list[str], rows: Iterator[list]) -> Iterator[str]:
     writer = csv.writer(_Line())
     yield writer.writerow(columns)
     for values in rows:
-        yield writer.writerow(values)
+        yield writer.writerow([inert(value) for value in values])
 
 
 def jsonl_lines(columns: list[str], rows: Iterator[list]) -> Iterator[str]:

@@ -170,7 +170,12 @@ class UsageRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["user", "-created_at"]), models.Index(fields=["api_key", "-created_at"])]
+        indexes = [
+            models.Index(fields=["user", "-created_at"]),
+            models.Index(fields=["api_key", "-created_at"]),
+            # A channel's spend this period, re-read when Redis lost its counters (channels_app/spend.py).
+            models.Index(fields=["channel", "created_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model} ${self.cost_usd}"

@@ -62,6 +62,8 @@ class ChannelAdmin(admin.ModelAdmin):
         "approved_at",
         "owner_cut",
         "visibility",
+        "daily_spend_limit_usd",
+        "monthly_spend_limit_usd",
         "last_test_ok",
         "last_test_latency_ms",
         "balance_usd",

@@ -40,6 +40,8 @@ def create_channel(request, payload: ChannelIn):
         weight=payload.weight,
         model_mapping=payload.model_mapping,
         visibility=payload.visibility,
+        daily_spend_limit_usd=payload.daily_spend_limit_usd,
+        monthly_spend_limit_usd=payload.monthly_spend_limit_usd,
     )
     channel, _warnings = channels.create_channel(draft)
     return Status(201, channel)

@@ -37,6 +37,8 @@ class ChannelDraft:
     weight: int = 1
     model_mapping: dict | None = None
     visibility: str = Visibility.PUBLIC
+    daily_spend_limit_usd: Decimal | None = None
+    monthly_spend_limit_usd: Decimal | None = None
 
 
 def parse_upstream_keys(text: str) -> list[str]:
@@ -79,6 +81,10 @@ def _field_errors(values: dict) -> dict[str, str]:
         errors["upstream_keys"] = _key_errors(values["upstream_keys"])
     if "visibility" in values and values["visibility"] not in Visibility.values:
         errors["visibility"] = f"Visibility is one of: {', '.join(Visibility.values)}."
+    for field in SPEND_LIMITS:
+        limit = values.get(field)
+        if limit is not None and (not isinstance(limit, Decimal) or not MIN_SPEND_LIMIT <= limit < Decimal("1e11")):
+            errors[field] = "A spend limit is at least $0.01 (leave it empty for none)."
     cut = values.get("owner_cut", Decimal("0"))
     if not isinstance(cut, Decimal) or not Decimal("0") <= cut <= MAX_OWNER_CUT:
         errors["owner_cut"] = "The owner's cut must be between 0 % and 50 %."
@@ -87,7 +93,7 @@ def _field_errors(values: dict) -> dict[str, str]:
 
 def validate(draft: ChannelDraft) -> list[str]:
     """Raises ValidationError naming the field; returns warnings (e.g. a host that does not resolve yet)."""
-    fields = ("name", "model_names", "weight", "priority", "upstream_keys", "owner_cut")
+    fields = ("name", "model_names", "weight", "priority", "upstream_keys", "owner_cut", *SPEND_LIMITS)
     errors = _field_errors({"model_mapping": draft.model_mapping or {}, **{f: getattr(draft, f) for f in fields}})
     if draft.visibility not in Visibility.values:
         errors["visibility"] = f"Visibility is one of: {', '.join(Visibility.values)}."
@@ -137,6 +143,8 @@ def create_channel(draft: ChannelDraft) -> tuple[Channel, list[str]]:
             priority=draft.priority,
             weight=draft.weight,
             visibility=draft.visibility,
+            daily_spend_limit_usd=draft.daily_spend_limit_usd,
+            monthly_spend_limit_usd=draft.monthly_spend_limit_usd,
         )
         _seal_keys(channel, draft.upstream_keys)
     return channel, warnings
@@ -157,7 +165,19 @@ def refuse_priority_unless_staff(user, priority: int | None) -> None:
         raise ValidationError({"priority": "The priority is set by TokenHub's staff; owners choose a weight (1-100)."})
 
 
-EDITABLE = ("name", "model_names", "model_mapping", "owner_cut", "priority", "weight", "visibility")
+EDITABLE = (
+    "name",
+    "model_names",
+    "model_mapping",
+    "owner_cut",
+    "priority",
+    "weight",
+    "visibility",
+    "daily_spend_limit_usd",
+    "monthly_spend_limit_usd",
+)
+SPEND_LIMITS = ("daily_spend_limit_usd", "monthly_spend_limit_usd")
+MIN_SPEND_LIMIT = Decimal("0.01")
 
 
 def edit_channel(channel: Channel, changes: dict) -> Channel:

@@ -65,6 +65,21 @@ class ChannelForm(forms.Form):
         help_text="Private: only the users you share it with (by username or an invitation link), and you.",
     )
 
+    daily_spend_limit_usd = forms.DecimalField(
+        required=False,
+        min_value=Decimal("0.01"),
+        decimal_places=8,
+        label="Daily spend limit (USD)",
+        help_text="Upstream usage at the catalog's prices after which the channel rests until 00:00 UTC. Empty: none.",
+    )
+    monthly_spend_limit_usd = forms.DecimalField(
+        required=False,
+        min_value=Decimal("0.01"),
+        decimal_places=8,
+        label="Monthly spend limit (USD)",
+        help_text="The same per UTC calendar month. Empty: none.",
+    )
+
     def clean_upstream_keys(self):
         keys = parse_upstream_keys(self.cleaned_data["upstream_keys"])
         if not keys:
@@ -91,3 +106,8 @@ class ChannelForm(forms.Form):
 
 class ShareForm(forms.Form):
     username = forms.CharField(max_length=150, label="Share with (username)")
+
+
+class SpendLimitsForm(forms.Form):
+    daily_spend_limit_usd = ChannelForm.base_fields["daily_spend_limit_usd"]
+    monthly_spend_limit_usd = ChannelForm.base_fields["monthly_spend_limit_usd"]

@@ -21,6 +21,8 @@ from django.core.cache import cache
 
 from tokenhub.lib.counters import count, uncount
 
+from . import spend
+
 FAILURE_THRESHOLD = settings.TOKENHUB_BREAKER_FAILURES
 FAILURE_WINDOW_SECONDS = settings.TOKENHUB_BREAKER_WINDOW_SECONDS
 BASE_BACKOFF_SECONDS = settings.TOKENHUB_BREAKER_BACKOFF_SECONDS
@@ -66,21 +68,26 @@ def _forget_recent() -> None:
     _recent.clear()
 
 
-def look(channel_ids, limited_ids) -> tuple[dict[int, BreakerState], dict[int, tuple[int, int]]]:
-    """Breaker states of `channel_ids` and (requests this minute, calls in flight) of `limited_ids`,
-    in at most one cache round trip."""
+def look(channel_ids, limited_ids, spend_ids=()) -> tuple[dict[int, BreakerState], dict[int, tuple[int, ...]]]:
+    """Breaker states of `channel_ids`; (requests this minute, calls in flight) of `limited_ids` and
+    (spent today, spent this month, in 10⁻⁸ USD: channels_app/spend.py) of `spend_ids`, all in at
+    most one cache round trip."""
     ids = tuple(channel_ids)
-    if not limited_ids:
+    if not limited_ids and not spend_ids:
         found = _recent.get(ids)
         if found is not None and time.monotonic() < found[0]:
             return found[1], {}
     keys = [_breaker_key(cid) for cid in channel_ids]
     for cid in limited_ids:
         keys += [_rpm_key(cid), _inflight_key(cid)]
+    for cid in spend_ids:
+        keys += spend.keys(cid)
     found = cache.get_many(keys)
     breakers = {cid: found[_breaker_key(cid)] for cid in channel_ids if _breaker_key(cid) in found}
     usage = {cid: (found.get(_rpm_key(cid), 0), found.get(_inflight_key(cid), 0)) for cid in limited_ids}
-    if not limited_ids and settings.TOKENHUB_HEALTH_LOCAL_SECONDS > 0:
+    for cid in spend_ids:
+        usage[cid] = (*usage.get(cid, (0, 0)), *(int(found.get(key, 0)) for key in spend.keys(cid)))
+    if not limited_ids and not spend_ids and settings.TOKENHUB_HEALTH_LOCAL_SECONDS > 0:
         if len(_recent) > 1000:
             _recent.clear()
         _recent[ids] = (time.monotonic() + settings.TOKENHUB_HEALTH_LOCAL_SECONDS, breakers)

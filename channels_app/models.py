@@ -170,6 +170,14 @@ class Channel(models.Model):
     status_changed_at = models.DateTimeField(null=True, blank=True)
     auto_disable = models.BooleanField(default=True, help_text="Disable on authentication or quota errors.")
     visibility = models.CharField(max_length=8, choices=Visibility.choices, default=Visibility.PUBLIC)
+    # Upstream usage at the catalog's prices after which the channel rests until the UTC day or month
+    # turns (channels_app/spend.py); calls in flight count at their holds.
+    daily_spend_limit_usd = models.DecimalField(
+        **PRICE, null=True, blank=True, validators=[MinValueValidator(Decimal("0.01"))]
+    )
+    monthly_spend_limit_usd = models.DecimalField(
+        **PRICE, null=True, blank=True, validators=[MinValueValidator(Decimal("0.01"))]
+    )
     # The secret of the channel's invitation link (private channels); empty: no link works.
     invitation_token = models.CharField(max_length=43, blank=True, editable=False)
     last_test_at = models.DateTimeField(null=True, blank=True)

@@ -33,7 +33,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 
-from . import crypto, health, providers
+from . import crypto, health, providers, spend
 from .models import LOW_BALANCE_REASON, CatalogModel, Channel, ChannelShare, ChannelStatus, ModelAlias, Visibility
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class Route:
     on_probation: bool = False
     # A private channel's users besides its owner; None: public.
     shared_with: frozenset[int] | None = None
+    spend_limits: spend.Limits = field(default_factory=spend.Limits)
 
     @property
     def limited(self) -> bool:
@@ -195,6 +196,7 @@ def build_snapshot() -> Snapshot:
                     auto_disable=channel.auto_disable,
                     on_probation=channel.on_probation,
                     shared_with=frozenset(shares[channel.pk]) if private else None,
+                    spend_limits=spend.Limits(channel.daily_spend_limit_usd, channel.monthly_spend_limit_usd),
                 )
             )
     return snap
@@ -218,6 +220,7 @@ class _Holder:
         self.snapshot: Snapshot | None = None
         self.version = None
         self.checked_at = 0.0
+        self.built_at = 0.0
 
 
 _holder = _Holder()
@@ -226,6 +229,9 @@ _holder = _Holder()
 def _fresh() -> tuple[Snapshot | None, object]:
     """(the snapshot if still current, the cache's version); at most one cache read per interval."""
     now = time.monotonic()
+    if _holder.snapshot is not None and now - _holder.built_at > settings.TOKENHUB_ROUTING_MAX_AGE_SECONDS:
+        # A change whose notice never reached Redis (it was out of reach then) still arrives in time.
+        return None, _holder.version
     if _holder.snapshot is not None and now - _holder.checked_at < settings.TOKENHUB_ROUTING_CHECK_SECONDS:
         return _holder.snapshot, _holder.version
     version = cache.get(VERSION_KEY)
@@ -245,7 +251,8 @@ def _fresh() -> tuple[Snapshot | None, object]:
 def _rebuild(version) -> Snapshot:
     with _holder.lock:
         snap = build_snapshot()
-        _holder.snapshot, _holder.version, _holder.checked_at = snap, version, time.monotonic()
+        _holder.snapshot, _holder.version = snap, version
+        _holder.checked_at = _holder.built_at = time.monotonic()
         return snap
 
 
@@ -311,7 +318,7 @@ def order_by_priority(routes: list[Route]) -> list[Route]:
     return [route for priority in sorted(tiers, reverse=True) for route in _tier_order(tiers[priority])]
 
 
-def _exclusion(route: Route, state: health.BreakerState | None, usage: tuple[int, int]) -> tuple[str, str] | None:
+def _exclusion(route: Route, state: health.BreakerState | None, usage: tuple[int, ...]) -> tuple[str, str] | None:
     """Why this channel cannot serve now, as (what a caller may read, the full story for the owner and staff).
 
     Callers never see a status reason as written: it can name the staff member who paused a channel
@@ -329,7 +336,11 @@ def _exclusion(route: Route, state: health.BreakerState | None, usage: tuple[int
         return "auto-disabled after its upstream refused it", f"auto-disabled: {route.status_reason}"
     if route.key_count == 0:
         return "has no upstream key", "has no upstream key"
-    requests_this_minute, in_flight = usage
+    requests_this_minute, in_flight, spent_today, spent_this_month = (*usage, 0, 0, 0, 0)[:4]
+    if route.spend_limits:
+        reason = spend.exceeded(route.spend_limits, spent_today, spent_this_month)
+        if reason:
+            return reason, reason
     if route.rpm_limit and requests_this_minute >= route.rpm_limit:
         reason = f"at its limit of {route.rpm_limit} requests per minute"
         return reason, reason
@@ -378,10 +389,14 @@ def plan(
     candidates = [r for r in snap.routes.get(canonical, []) if r.channel_id not in exclude and r.open_to(user_id)]
     if not candidates:
         raise Refusal(503, f'No channel serves "{name}" right now.', code="no_channel")
-    states, usage = health.look([r.channel_id for r in candidates], [r.channel_id for r in candidates if r.limited])
+    states, usage = health.look(
+        [r.channel_id for r in candidates],
+        [r.channel_id for r in candidates if r.limited],
+        [r.channel_id for r in candidates if r.spend_limits],
+    )
     usable, reasons = [], []
     for route in order_by_priority(candidates):
-        reason = _exclusion(route, states.get(route.channel_id), usage.get(route.channel_id, (0, 0)))
+        reason = _exclusion(route, states.get(route.channel_id), usage.get(route.channel_id, (0, 0, 0, 0)))
         if reason is None:
             usable.append(route)
         else:

@@ -7,6 +7,9 @@ from typing import Literal
 from django.urls import reverse
 from ninja import Field, Schema
 
+from tokenhub.lib.money import Money
+
+from . import spend
 from .owner_input import PRIORITY_RANGE, WEIGHT_RANGE
 
 
@@ -33,6 +36,18 @@ class ChannelOut(Schema):
     visibility: str
     shared_with: list[str]
     invitation_path: str | None
+    daily_spend_limit_usd: Money | None
+    monthly_spend_limit_usd: Money | None
+    spent_today_usd: Money
+    spent_this_month_usd: Money
+
+    @staticmethod
+    def resolve_spent_today_usd(channel) -> Decimal:
+        return spend.current(channel.pk)[0]
+
+    @staticmethod
+    def resolve_spent_this_month_usd(channel) -> Decimal:
+        return spend.current(channel.pk)[1]
 
     @staticmethod
     def resolve_shared_with(channel) -> list[str]:
@@ -65,6 +80,8 @@ class ChannelIn(Schema):
     priority: int | None = Field(None, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1])  # staff only
     weight: int = Field(1, ge=WEIGHT_RANGE[0], le=WEIGHT_RANGE[1])
     visibility: Literal["public", "private"] = "public"
+    daily_spend_limit_usd: Decimal | None = Field(None, ge=Decimal("0.01"), decimal_places=8)
+    monthly_spend_limit_usd: Decimal | None = Field(None, ge=Decimal("0.01"), decimal_places=8)
 
 
 class ChannelPatch(Schema):
@@ -76,6 +93,9 @@ class ChannelPatch(Schema):
     priority: int | None = Field(None, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1])  # staff only
     weight: int | None = Field(None, ge=WEIGHT_RANGE[0], le=WEIGHT_RANGE[1])
     visibility: Literal["public", "private"] | None = None
+    # null removes a limit.
+    daily_spend_limit_usd: Decimal | None = Field(None, ge=Decimal("0.01"), decimal_places=8)
+    monthly_spend_limit_usd: Decimal | None = Field(None, ge=Decimal("0.01"), decimal_places=8)
 
 
 class ShareIn(Schema):

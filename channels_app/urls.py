@@ -13,5 +13,6 @@ urlpatterns = [
     path("channels/<str:public_id>/test/", views.channel_test, name="test"),
     path("channels/<str:public_id>/toggle/", views.channel_toggle, name="toggle"),
     path("channels/<str:public_id>/sharing/", views.channel_sharing, name="sharing"),
+    path("channels/<str:public_id>/limits/", views.channel_limits, name="limits"),
     path("invitations/<str:token>/", views.invitation, name="invitation"),
 ]

@@ -7,8 +7,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import channels, checks, routing, sharing
-from .forms import ChannelForm, ShareForm
+from . import channels, checks, routing, sharing, spend
+from .forms import ChannelForm, ShareForm, SpendLimitsForm
 from .models import CatalogModel, Channel, ChannelStatus
 
 
@@ -55,6 +55,8 @@ def channel_list(request):
             weight=data["weight"],
             model_mapping=data["model_mapping"],
             visibility=data["visibility"],
+            daily_spend_limit_usd=data["daily_spend_limit_usd"],
+            monthly_spend_limit_usd=data["monthly_spend_limit_usd"],
         )
         try:
             channel, warnings = channels.create_channel(draft)
@@ -84,11 +86,38 @@ def sharing_context(request, channel: Channel, form: ShareForm | None = None) ->
     }
 
 
+def limits_context(channel: Channel, form: SpendLimitsForm | None = None) -> dict:
+    today, month = spend.current(channel.pk)
+    limits = [
+        ("Today", today, channel.daily_spend_limit_usd),
+        ("This month", month, channel.monthly_spend_limit_usd),
+    ]
+    rows = [
+        {"label": label, "spent": spent, "limit": limit, "left": max(limit - spent, 0) if limit else None}
+        for label, spent, limit in limits
+    ]
+    initial = {field: getattr(channel, field) for field in channels.SPEND_LIMITS}
+    return {"spend_rows": rows, "limits_form": form or SpendLimitsForm(initial=initial)}
+
+
 @login_required
 def channel_detail(request, public_id: str):
     channel = get_channel_for_owner(request, public_id)
-    context = {**sharing_context(request, channel), "keys": channel.keys.all()}
+    context = {**sharing_context(request, channel), **limits_context(channel), "keys": channel.keys.all()}
     return render(request, "channels_app/channel_detail.html", context)
+
+
+@login_required
+@require_POST
+def channel_limits(request, public_id: str):
+    channel = get_channel_for_owner(request, public_id)
+    form = SpendLimitsForm(request.POST)
+    if form.is_valid():
+        channels.edit_channel(channel, dict(form.cleaned_data))
+        messages.success(request, "Spend limits saved: they apply from the next call.")
+        return redirect("channels:detail", public_id=public_id)
+    context = {**sharing_context(request, channel), **limits_context(channel, form), "keys": channel.keys.all()}
+    return render(request, "channels_app/channel_detail.html", context, status=400)
 
 
 SHARING_ACTIONS = {
@@ -124,7 +153,7 @@ def channel_sharing(request, public_id: str):
     if request.htmx:
         return render(request, "channels_app/channel_detail.html#sharing", context, status=status)
     if status != 200:  # the whole page again, with the form's error
-        context["keys"] = channel.keys.all()
+        context.update(limits_context(channel), keys=channel.keys.all())
         return render(request, "channels_app/channel_detail.html", context, status=status)
     return redirect("channels:detail", public_id=public_id)
 

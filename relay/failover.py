@@ -11,6 +11,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import httpx
 from asgiref.sync import sync_to_async
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.db import connection
 
 from billing.pricing import usd
-from channels_app import channels, health, providers, routing
+from channels_app import channels, health, providers, routing, spend
 from channels_app.providers import client, probes
 from channels_app.urlcheck import UnsafeUpstream
 
@@ -36,6 +37,7 @@ class Attempt:
     response: httpx.Response
     operation: str  # what was called upstream: chat, messages, embeddings or responses
     attempts: int = 1  # channels tried, this one included
+    reservation: spend.Reservation | None = None  # the hold reserved against the channel's spend limits
 
 
 @dataclass
@@ -126,6 +128,7 @@ async def open_stream(
     routes: list[routing.Route],
     prepared_for,
     forward_headers: dict[str, str],
+    held: Decimal = Decimal(0),
 ) -> Attempt | UpstreamFailure:
     """Try the routes in order until one answers 2xx; returns the open (unread) response.
 
@@ -138,7 +141,7 @@ async def open_stream(
     failures: list[str] = []
     refused: UpstreamFailure | None = None
     for tried, route in enumerate(routes[: settings.TOKENHUB_MAX_ATTEMPTS], start=1):
-        outcome = await _attempt(plan, route, prepared_for, forward_headers)
+        outcome = await _attempt(plan, route, prepared_for, forward_headers, held)
         if isinstance(outcome, str):
             failures.append(outcome)
             continue
@@ -152,7 +155,9 @@ async def open_stream(
     return failure
 
 
-async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) -> Attempt | UpstreamFailure | str:
+async def _attempt(
+    plan, route: routing.Route, prepared_for, forward_headers, held: Decimal
+) -> Attempt | UpstreamFailure | str:
     """One channel: its answer, a caller-caused refusal, or why it failed (a health event recorded).
 
     Whatever goes wrong here is this attempt's failure, so the walk goes on to the next channel; and
@@ -163,6 +168,7 @@ async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) ->
     if not keys:
         return "a channel has no usable key"
     counted = False
+    reservation: spend.Reservation | None = None
     response: httpx.Response | None = None
     try:
         position = health.pick_key(route.channel_id, len(keys)) if len(keys) > 1 else 0
@@ -174,6 +180,11 @@ async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) ->
             headers.update(forward_headers)  # anthropic-version / anthropic-beta from the caller
         headers["content-type"] = "application/json"
         content = build_body(prepared.body, route, prepared.operation, prepared.output_budget)
+        if route.spend_limits:  # the hold, the most this call can cost, fits the owner's limits or no call
+            reserved = await spend.reserve(route.channel_id, route.public_id, route.spend_limits, held)
+            if isinstance(reserved, str):
+                return f"a channel is {reserved}"
+            reservation = reserved
         if route.limited:  # only the channel actually called counts against its limits
             health.call_started(route.channel_id)
             counted = True
@@ -200,8 +211,9 @@ async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) ->
         if response.is_success:
             if route.channel_id in plan.probing:
                 health.record_success(route.channel_id)
-            attempt, response, counted = Attempt(route, position, response, prepared.operation), None, False
-            return attempt  # its response and its in-flight count now belong to the caller
+            attempt = Attempt(route, position, response, prepared.operation, reservation=reservation)
+            response, counted, reservation = None, False, None
+            return attempt  # its response, in-flight count and reservation now belong to the caller
         return await _refused(route, position, response)
     except Exception as exc:
         logger.warning("channel %s: attempt failed: %s", route.public_id, type(exc).__name__)
@@ -211,6 +223,8 @@ async def _attempt(plan, route: routing.Route, prepared_for, forward_headers) ->
             await response.aclose()
         if counted:
             health.call_finished(route.channel_id)
+        if reservation is not None:
+            spend.settle(reservation, Decimal(0))
 
 
 async def _refused(route: routing.Route, position: int, response: httpx.Response) -> UpstreamFailure | str:

@@ -8,12 +8,13 @@ in-flight count when the serving channel's call ends (`channel_call_finished`).
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
 
 from billing.pricing import Usage
-from channels_app import health
+from channels_app import health, spend
 from tokenhub.lib.counters import count
 
 from .call import RelayError
@@ -55,7 +56,10 @@ def count_tokens_used(key_id: int, usage: Usage) -> None:
     count(_minute_key("tpm", key_id)[0], tokens, timeout=70)
 
 
-def channel_call_finished(attempt) -> None:
-    """The serving channel's call is over (failover counted it against the channel's limits)."""
+def channel_call_finished(attempt, spent: Decimal = Decimal(0)) -> None:
+    """The serving channel's call is over (failover counted it against the channel's limits): its
+    in-flight count given back, its spend reservation replaced by what it cost (0: released)."""
     if attempt.route.limited:
         health.call_finished(attempt.route.channel_id)
+    if attempt.reservation is not None:
+        spend.settle(attempt.reservation, spent)

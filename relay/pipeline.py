@@ -133,7 +133,9 @@ async def _hold(identity, amount, request_id: str, model: str, prices: Prices):
 
 async def serve(call: Call):
     """The upstream's answer, from the first planned channel that gives one."""
-    outcome = await failover.open_stream(call.plan, call.routes, call.prepared_for, call.forward_headers)
+    outcome = await failover.open_stream(
+        call.plan, call.routes, call.prepared_for, call.forward_headers, held=call.hold.amount
+    )
     call.attempts = outcome.attempts
     if isinstance(outcome, failover.UpstreamFailure):
         await settlement.release_now(call, outcome.message)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from decimal import Decimal
 
 from django.db import DatabaseError
 
@@ -123,6 +124,16 @@ def own_use(call: Call, attempt: failover.Attempt, usage: Usage) -> dict:
     return {"owner_id": None, "cost": cost}
 
 
+def upstream_spend(call: Call, attempt: failover.Attempt, usage: Usage) -> Decimal:
+    """What the call used of its channel's upstream, at the catalog's prices and at most the hold
+    (channels_app/spend.py counts it against the owner's limits; an owner's own call counts in full)."""
+    if attempt.reservation is None:
+        return Decimal(0)
+    if call.hold.prices is None:
+        return call.hold.amount
+    return min(pricing.cost_of(usage, pricing.Prices.from_dict(call.hold.prices)), call.hold.amount)
+
+
 async def settle(call: Call, attempt: failover.Attempt, usage: Usage | None, status: str, estimated_output=0, error=""):
     estimated = usage is None
     usage = usage or estimated_usage(call, estimated_output)
@@ -145,7 +156,7 @@ async def settle(call: Call, attempt: failover.Attempt, usage: Usage | None, sta
         await batched.release(call.hold, error=f"settlement failed: {type(exc).__name__}", latency_ms=call.latency_ms())
         raise
     finally:
-        limits.channel_call_finished(attempt)
+        limits.channel_call_finished(attempt, upstream_spend(call, attempt, usage))
     limits.count_tokens_used(call.identity.key_id, usage)
     observe.call_ended(call, record)
     # A health event only when the channel's own report (not TokenHub's estimate) is beyond doubt: more

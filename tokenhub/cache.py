@@ -36,6 +36,28 @@ DOWN_SECONDS = 1.0
 _down_until = 0.0  # monotonic time before which Redis is not tried again
 
 
+_strict = False  # operators' commands: a Redis failure is an error, not a miss (see strict())
+
+
+def strict():
+    """Within this, cache operations raise on an unreachable Redis instead of serving without it.
+
+    A command that changes what the nodes cache (a deactivation, prices, channels) must not report
+    success when its invalidation never reached them."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def scope():
+        global _strict
+        previous, _strict = _strict, True
+        try:
+            yield
+        finally:
+            _strict = previous
+
+    return scope()
+
+
 def unavailable() -> bool:
     """True while this process treats Redis as down (its last attempt failed within DOWN_SECONDS)."""
     return time.monotonic() < _down_until
@@ -48,6 +70,8 @@ def _or(fallback):
         @functools.wraps(method)
         def call(self, *args, **kwargs):
             global _down_until
+            if _strict:
+                return method(self, *args, **kwargs)
             if unavailable():
                 return fallback(*args, **kwargs)
             try:
@@ -105,3 +129,44 @@ class SharedPoolRedisCache(RedisCache):
         pipeline.set(key, 0, ex=timeout, nx=True)
         pipeline.incrby(key, amount)
         return pipeline.execute()[1]
+
+    # KEYS: counters; ARGV: the amount, then each counter's limit (-1: none), then each one's expiry.
+    # 0: added to every counter; i > 0: counter i would pass its limit (nothing added); -1: a counter
+    # is missing, so the caller seeds it (from the database) and asks again.
+    RESERVE_SCRIPT = """
+    local amount, n = tonumber(ARGV[1]), #KEYS
+    for i = 1, n do
+        local value = redis.call('GET', KEYS[i])
+        if not value then return -1 end
+        local limit = tonumber(ARGV[1 + i])
+        if limit >= 0 and tonumber(value) + amount > limit then return i end
+    end
+    for i = 1, n do redis.call('INCRBY', KEYS[i], amount) end
+    return 0
+    """
+
+    @_or(lambda keys, amount, limits: 0)
+    def reserve(self, keys: list[str], amount: int, limits: list[int]) -> int:
+        """Add `amount` to every counter if none passes its limit, atomically (channels_app/spend.py)."""
+        made = [self.make_and_validate_key(key) for key in keys]
+        client = self._cache.get_client(made[0], write=True)
+        return int(client.eval(self.RESERVE_SCRIPT, len(made), *made, amount, *limits))
+
+    @_or(lambda key, value, timeout: False)
+    def seed(self, key: str, value: int, timeout: int) -> bool:
+        """SET NX with an expiry: the first of concurrent seeders wins, the others keep its value."""
+        key = self.make_and_validate_key(key)
+        return bool(self._cache.get_client(key, write=True).set(key, value, ex=timeout, nx=True))
+
+    ADJUST_SCRIPT = """
+    for i = 1, #KEYS do
+        if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[1]) end
+    end
+    return 0
+    """
+
+    @_or(_nothing)
+    def adjust_existing(self, keys: list[str], change: int) -> None:
+        """Add `change` to those of the counters that exist (a lost counter is re-read, not made up)."""
+        made = [self.make_and_validate_key(key) for key in keys]
+        self._cache.get_client(made[0], write=True).eval(self.ADJUST_SCRIPT, len(made), *made, change)

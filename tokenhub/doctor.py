@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.cache import cache
@@ -213,7 +214,13 @@ def run() -> list[Finding]:
 
 
 def _without_password(url: str) -> str:
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://…@{rest.rsplit('@', 1)[1]}"
+    """A service URL fit for a finding: no user or password, and no query (redis://…?password=x)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an address that does not parse)"
+    if not parts.scheme:
+        return url.split("?", 1)[0]
+    host = parts.hostname or ""
+    netloc = f"{'…@' if parts.username or parts.password else ''}{host}{f':{parts.port}' if parts.port else ''}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -2,48 +2,61 @@ from __future__ import annotations
 
 import warnings
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import JsonResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 
-class StaticFilesMiddleware:
-    """whitenoise behind an async-capable front.
-
-    WhiteNoiseMiddleware is sync-only, so in the middleware chain it would make
-    Django hop to a thread and back on every request, /v1 included. Here only
-    paths under the static prefix reach whitenoise; everything else is awaited
-    directly.
-    """
+class AnsweringMiddleware:
+    """A middleware that answers some requests itself (`answer` returns a response) and passes the rest
+    on, sync or async alike: an async chain is awaited directly, with no thread hop for the rest."""
 
     sync_capable = True
     async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def answer(self, request):
+        raise NotImplementedError
+
+    async def aanswer(self, request):
+        return self.answer(request)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        return self.answer(request) or self.get_response(request)
+
+    async def __acall__(self, request):
+        response = await self.aanswer(request)
+        if response is not None:
+            return response
+        return await self.get_response(request)
+
+
+class StaticFilesMiddleware(AnsweringMiddleware):
+    """whitenoise behind an async-capable front.
+
+    WhiteNoiseMiddleware is sync-only, so in the middleware chain it would make
+    Django hop to a thread and back on every request, /v1 included. Here only
+    paths under the static prefix reach whitenoise; everything else is awaited
+    directly. The lookup is a dict access (a stat() with autorefresh in DEBUG) and
+    the body is streamed by Django's ASGI handler, so no thread is needed.
+    """
+
+    def __init__(self, get_response):
+        super().__init__(get_response)
         with warnings.catch_warnings():
             # STATIC_ROOT exists only after collectstatic; finders serve without it.
             warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
             self.whitenoise = WhiteNoiseMiddleware(get_response=None)
         self.prefix = self.whitenoise.static_prefix
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
-    def __call__(self, request):
-        if self.is_async:
-            return self.__acall__(request)
-        return self.static_response(request) or self.get_response(request)
-
-    async def __acall__(self, request):
-        # The lookup is a dict access (a stat() with autorefresh in DEBUG) and
-        # the body is streamed by Django's ASGI handler, so no thread is needed.
-        response = self.static_response(request)
-        if response is not None:
-            return response
-        return await self.get_response(request)
-
-    def static_response(self, request):
+    def answer(self, request):
         path = request.path_info
         if not path.startswith(self.prefix):
             return None
@@ -54,6 +67,31 @@ class StaticFilesMiddleware:
         if static_file is None:
             return None
         return self.whitenoise.serve(static_file, request)
+
+
+class ProbeEndpoints(AnsweringMiddleware):
+    """/healthz and /metrics answered before the rest of the stack, Host check included.
+
+    Load balancers, compose's health check and Prometheus ask a node by its address, which
+    ALLOWED_HOSTS (the public name) rightly refuses elsewhere; these two answers build no URL from
+    the Host header, so nothing is lost by not checking it, and they need no session or CSRF.
+    """
+
+    def __init__(self, get_response):
+        from . import views
+
+        super().__init__(get_response)
+        self.probes = {"/healthz": views.healthz, "/metrics": views.metrics}
+
+    def answer(self, request):
+        probe = self.probes.get(request.path_info)
+        return probe(request) if probe else None
+
+    async def aanswer(self, request):
+        probe = self.probes.get(request.path_info)
+        if probe is None:
+            return None
+        return await sync_to_async(probe)(request)  # as Django runs a sync view (its connection closed after)
 
 
 class ApiErrorShape:

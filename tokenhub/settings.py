@@ -88,6 +88,7 @@ INSTALLED_APPS = [
 # Every middleware here must be async-capable: one sync-only middleware makes
 # Django hop threads on every /v1 request (tests/foundation/test_middleware.py).
 MIDDLEWARE = [
+    "tokenhub.middleware.ProbeEndpoints",  # /healthz, /metrics: asked by address, before the Host check
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "tokenhub.middleware.StaticFilesMiddleware",
@@ -308,6 +309,8 @@ TOKENHUB_EXCESS_PAUSE_COUNT = env_int("TOKENHUB_EXCESS_PAUSE_COUNT", 3)
 TOKENHUB_EXCESS_WINDOW_SECONDS = env_int("TOKENHUB_EXCESS_WINDOW_SECONDS", 3600)
 # How often each process asks the cache whether routing data (channels, catalog) changed.
 TOKENHUB_ROUTING_CHECK_SECONDS = env_float("TOKENHUB_ROUTING_CHECK_SECONDS", 1)
+# ...and rebuilds it at least this often, notice or not (a notice lost while Redis was out of reach).
+TOKENHUB_ROUTING_MAX_AGE_SECONDS = env_float("TOKENHUB_ROUTING_MAX_AGE_SECONDS", 60)
 # Upstream timeouts, seconds: connect; first byte and each pause between chunks; a whole answer.
 TOKENHUB_UPSTREAM_CONNECT_TIMEOUT = env_float("TOKENHUB_UPSTREAM_CONNECT_TIMEOUT", 5)
 TOKENHUB_UPSTREAM_READ_TIMEOUT = env_float("TOKENHUB_UPSTREAM_READ_TIMEOUT", 120)

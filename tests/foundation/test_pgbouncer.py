@@ -138,3 +138,32 @@ def test_operator_commands_run_through_pgbouncer(market, bouncer):
             [sys.executable, "manage.py", *command], cwd=ROOT, env=env, capture_output=True, timeout=120
         )
         assert done.returncode == 0, (command, done.stderr.decode()[-1500:])
+
+
+def test_many_readers_walk_querysets_through_pgbouncer_without_server_side_cursors(market, bouncer):
+    """Django's .iterator() declares a WITH HOLD cursor unless DISABLE_SERVER_SIDE_CURSORS: through a
+    transaction pooler its next fetch can land on a session without it ("cursor … does not exist")."""
+    port, _log = bouncer
+    script = (
+        "import django, threading; django.setup()\n"
+        "from django.db import connection\n"
+        "from channels_app.models import CatalogModel\n"
+        "errors = []\n"
+        "def walk():\n"
+        "    try:\n"
+        "        for _ in range(5):\n"
+        "            assert sum(1 for _ in CatalogModel.objects.all().iterator(chunk_size=1)) > 1\n"
+        "    except Exception as exc:\n"
+        "        errors.append(type(exc).__name__)\n"
+        "    finally:\n"
+        "        connection.close()\n"
+        "threads = [threading.Thread(target=walk) for _ in range(6)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print('errors', errors)\n"
+    )
+    for pooling, clean in (("1", True), ("0", False)):
+        env = server_env(DATABASE_URL=pooled_url(port), DB_TRANSACTION_POOLING=pooling)
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()[-1500:]
+        # With the setting, no reader fails; without it some do: the test can tell the two apart.
+        assert (b"errors []" in done.stdout) is clean, (pooling, done.stdout.decode())

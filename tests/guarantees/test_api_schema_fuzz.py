@@ -46,8 +46,10 @@ def test_every_api_operation_answers_without_a_5xx_and_as_its_schema_says(world)
     assert len(sent) >= 19 and min(len(statuses) for statuses in sent.values()) >= 2, sent
     # The key was accepted (a fuzz of 401s proves nothing) and most operations got past validation somewhere.
     assert not any(401 in statuses for statuses in sent.values()), sent
-    succeeded = [label for label, statuses in sent.items() if any(s < 300 for s in statuses)]
-    assert len(succeeded) >= len(sent) // 2, sent
+    # (Operations on an object by its id answer 404 to generated ids: they are judged by the rest above.)
+    unaddressed = {label: statuses for label, statuses in sent.items() if "{" not in label}
+    succeeded = [label for label, statuses in unaddressed.items() if any(s < 300 for s in statuses)]
+    assert len(succeeded) >= len(unaddressed) // 2, sent
 
 
 @soak

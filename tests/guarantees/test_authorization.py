@@ -92,7 +92,7 @@ RULES: list[tuple[str, str, dict, str | None]] = [
     (r"balance/(checkin|redeem)/|earnings/(move|payout)/", "POST", PAGE, None),
     (r"accounts/keys/<str:public_id>/revoke/", "POST", OWN_PAGE, "key"),
     (r"channels/<str:public_id>/", "GET", OWN_PAGE, "channel"),
-    (r"channels/<str:public_id>/(test|toggle|sharing)/", "POST", OWN_PAGE, "channel"),
+    (r"channels/<str:public_id>/(test|toggle|sharing|limits)/", "POST", OWN_PAGE, "channel"),
     # An invitation link: for a signed-in user; an unknown (or replaced) token is a 404 for everyone.
     (r"invitations/<str:token>/", "GET", kind(LOGIN, LOGIN, LOGIN, S404, S404, S404), None),
     (r"api/(me|usage|balance|statement)", "GET", API_READ, None),

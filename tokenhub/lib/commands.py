@@ -17,7 +17,29 @@ SERVICE_FAILURES = {DatabaseError: "database", RedisError: "Redis", OSError: "sy
 
 
 class OperatorCommand(BaseCommand):
+    # True for commands that change what the running nodes cache (key identities, the routing
+    # snapshot): they need the nodes' Redis, reachable, or they would report a change nobody sees.
+    shares_state = False
+
     def execute(self, *args, **options):
+        if self.shares_state:
+            return self._with_shared_cache(*args, **options)
+        return self._execute(*args, **options)
+
+    def _with_shared_cache(self, *args, **options):
+        from django.conf import settings
+
+        from tokenhub import cache
+
+        if settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and not settings.REDIS_URL:
+            raise CommandError(
+                "REDIS_URL is not set: the running nodes would not hear of this change (they would keep "
+                "their cached copies); run it with the nodes' REDIS_URL"
+            )
+        with cache.strict():
+            return self._execute(*args, **options)
+
+    def _execute(self, *args, **options):
         # The connection pool logs each failed attempt and then raises a bare timeout: keep the last
         # attempt's reason for the one line instead of a screenful of warnings.
         pool_log, reasons = logging.getLogger("psycopg.pool"), _LastReason()

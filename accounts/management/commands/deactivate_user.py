@@ -8,6 +8,7 @@ from tokenhub.lib.commands import OperatorCommand
 
 class Command(OperatorCommand):
     help = "Deactivate a user (or --reactivate): their log-in, sessions and sk-hub keys stop working at once."
+    shares_state = True
 
     def add_arguments(self, parser):
         parser.add_argument("username")

@@ -27,13 +27,17 @@ class Command(OperatorCommand):
     def add_arguments(self, parser):
         parser.add_argument("--from", dest="start", type=utc_day, required=True, help="First UTC day, YYYY-MM-DD.")
         parser.add_argument("--to", dest="end", type=utc_day, required=True, help="UTC day after the last one.")
-        parser.add_argument("--user", help="Only this user's calls (username or numeric id).")
+        who = parser.add_mutually_exclusive_group()
+        who.add_argument("--user", help="Only this user's calls (by username).")
+        who.add_argument("--user-id", type=int, help="Only this user's calls (by numeric id).")
         parser.add_argument("--format", choices=["csv", "jsonl"], default="csv")
 
-    def handle(self, *args, start, end, user, format, **options):
+    def handle(self, *args, start, end, user, user_id, format, **options):
         if end <= start:
             raise CommandError(f"--to ({end}) must be after --from ({start}): --to is exclusive")
-        rows = exports.records_between(start, end, user_id=self._user_id(user) if user else None)
+        if user is not None or user_id is not None:
+            user_id = self._user_id(user, user_id)
+        rows = exports.records_between(start, end, user_id=user_id)
         lines = exports.csv_lines if format == "csv" else exports.jsonl_lines
         out = self.stdout._out  # lines are written as they are, without OutputWrapper's endings
         with Progress(self.stderr, "rows", total=rows.count()) as progress:
@@ -47,10 +51,10 @@ class Command(OperatorCommand):
             progress.advance()
             yield exports.operator_values(record)
 
-    def _user_id(self, user: str) -> int:
+    def _user_id(self, username: str | None, user_id: int | None) -> int:
         users = get_user_model().objects
-        found = users.filter(pk=int(user)) if user.isdigit() else users.filter(username=user)
+        found = users.filter(username=username) if username is not None else users.filter(pk=user_id)
         pk = found.values_list("pk", flat=True).first()
         if pk is None:
-            raise CommandError(f"no such user: {user}")
+            raise CommandError(f"no such user: {username if username is not None else f'id {user_id}'}")
         return pk

@@ -14,6 +14,7 @@ from tokenhub.lib.commands import OperatorCommand
 
 class Command(OperatorCommand):
     help = "Add a channel. Upstream key(s) come from stdin, one per line; prints the channel's public id."
+    shares_state = True
 
     def add_arguments(self, parser):
         parser.add_argument("--owner", required=True, help="Username of the channel owner.")

@@ -12,6 +12,7 @@ from tokenhub.lib.progress import Progress
 
 class Command(OperatorCommand):
     help = "Load or re-sync the model catalog from JSON, CSV or LiteLLM's model_prices_and_context_window.json."
+    shares_state = True
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="Path to the catalog file (- for stdin, read as JSON).")

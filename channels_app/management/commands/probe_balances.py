@@ -7,6 +7,7 @@ from tokenhub.lib.commands import OperatorCommand
 
 class Command(OperatorCommand):
     help = "Query upstream balances where providers have an API; pause channels below their threshold."
+    shares_state = True
 
     def handle(self, *args, **options):
         for channel in Channel.objects.all():

@@ -13,6 +13,7 @@ class Command(OperatorCommand):
         "an http(s) URL) with the catalog and print what changed, what is new and what vanished (old → new, per "
         "1M tokens). Nothing changes without --yes; vanished models are reported, never deleted."
     )
+    shares_state = True
 
     def add_arguments(self, parser):
         parser.add_argument("source", help="A file path or an http(s) URL.")

@@ -9,6 +9,7 @@ from tokenhub.lib.commands import OperatorCommand
 
 class Command(OperatorCommand):
     help = "Make one minimal real call per channel (through the relay's client code) and record the result."
+    shares_state = True
 
     def add_arguments(self, parser):
         parser.add_argument("channel_id", nargs="?", help="A channel's public id.")
