@@ -9,7 +9,7 @@ import httpx
 from django.http import HttpResponse
 
 from billing.models import UsageStatus
-from billing.pricing import Usage, cost_of
+from billing.pricing import Usage
 
 from . import failover, settlement
 from . import usage as usage_of
@@ -57,7 +57,7 @@ async def complete(call: Call, attempt: failover.Attempt) -> HttpResponse:
     output_guess = usage_of.estimate_tokens_from_bytes(len(content))
     # The answer goes out now and the settlement follows it in the background, as for streams:
     # the caller does not wait for the second transaction. The cost is the ledger's own formula.
-    charged = min(cost_of(usage or settlement.estimated_usage(call, output_guess), call.prices), call.hold.amount)
+    charged = settlement.charge(call, attempt, usage or settlement.estimated_usage(call, output_guess))
     call.owned = True
     settlement.in_background(settlement.settle(call, attempt, usage, UsageStatus.OK, estimated_output=output_guess))
     # 200 whatever 2xx the channel chose: its status is not the caller's business (a 205 must carry no body).

@@ -114,14 +114,23 @@ def estimated_usage(call: Call, output_tokens: int) -> Usage:
     return Usage(input_tokens=usage_of.estimate_tokens_from_bytes(call.body_bytes), output_tokens=output_tokens)
 
 
+def is_own_use(call: Call, attempt: failover.Attempt) -> bool:
+    return call.identity.user_id == attempt.route.owner_id
+
+
+def charge(call: Call, attempt: failover.Attempt, usage: Usage) -> Decimal:
+    """What the caller is charged for `usage`: the ledger's formula (the prices captured at the hold, at
+    most the hold), less the channel's cut on the owner's own call. The answer's x-tokenhub-cost too."""
+    charged = min(pricing.cost_of(usage, call.prices), call.hold.amount)
+    return pricing.own_use_cost(charged, attempt.route.owner_cut) if is_own_use(call, attempt) else charged
+
+
 def own_use(call: Call, attempt: failover.Attempt, usage: Usage) -> dict:
     """The settlement's payee details: the channel's owner and cut, or, for the owner's own call, the
     catalog price less the cut and nobody to pay a share to."""
-    route = attempt.route
-    if call.identity.user_id != route.owner_id or call.hold.prices is None:
-        return {"owner_id": route.owner_id, "owner_cut": route.owner_cut}
-    cost = pricing.own_use_cost(pricing.cost_of(usage, pricing.Prices.from_dict(call.hold.prices)), route.owner_cut)
-    return {"owner_id": None, "cost": cost}
+    if not is_own_use(call, attempt):
+        return {"owner_id": attempt.route.owner_id, "owner_cut": attempt.route.owner_cut}
+    return {"owner_id": None, "cost": charge(call, attempt, usage)}
 
 
 def upstream_spend(call: Call, attempt: failover.Attempt, usage: Usage) -> Decimal:
@@ -129,9 +138,7 @@ def upstream_spend(call: Call, attempt: failover.Attempt, usage: Usage) -> Decim
     (channels_app/spend.py counts it against the owner's limits; an owner's own call counts in full)."""
     if attempt.reservation is None:
         return Decimal(0)
-    if call.hold.prices is None:
-        return call.hold.amount
-    return min(pricing.cost_of(usage, pricing.Prices.from_dict(call.hold.prices)), call.hold.amount)
+    return min(pricing.cost_of(usage, call.prices), call.hold.amount)
 
 
 async def settle(call: Call, attempt: failover.Attempt, usage: Usage | None, status: str, estimated_output=0, error=""):

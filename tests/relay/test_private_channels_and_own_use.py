@@ -112,7 +112,9 @@ def test_an_owners_own_call_costs_the_price_less_the_cut_and_pays_no_share(world
     ledger.grant(user_id=bob.pk, amount=Decimal("1"), memo="test", actor="test", kind=TransactionKind.GRANT)
     _key, bob_raw = keys.create_key(bob, "own use")
     earned_before = ledger.earnings_of(bob.pk)
-    call(world, bob_raw, "gpt-4o-mini")
+    own = world.openai(bob_raw).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=PROMPT, max_tokens=32
+    )
     call(world, world.key, "gpt-4o-mini")
     wait_for(lambda: UsageRecord.objects.filter(user__in=[bob, world.alice]).count() == 2)
     own_record = UsageRecord.objects.get(user=bob)
@@ -123,6 +125,7 @@ def test_an_owners_own_call_costs_the_price_less_the_cut_and_pays_no_share(world
     cut = world.openai_channel.owner_cut
     assert own_record.cost_usd == own_use_cost(full, cut) < full
     assert own_record.owner_cut_usd == 0 and own_record.owner_id is None
+    assert Decimal(own.headers["x-tokenhub-cost"]) == own_record.cost_usd  # the answer says what was charged
     assert other_record.owner_cut_usd > 0  # a stranger's call pays bob his cut as before
     assert ledger.earnings_of(bob.pk) == earned_before + other_record.owner_cut_usd
     assert ledger.balance_of(bob.pk) == Decimal("1") - own_record.cost_usd
