@@ -11,7 +11,7 @@ from django.http import HttpResponse
 from billing.models import UsageStatus
 from billing.pricing import Usage
 
-from . import failover, settlement
+from . import cost_reporting, failover, settlement
 from . import usage as usage_of
 from .call import OPERATIONS, Call
 from .errors import error_response
@@ -43,8 +43,7 @@ async def complete(call: Call, attempt: failover.Attempt) -> HttpResponse:
         data = json.loads(content)
         usage = usage_from_body(attempt.operation, data)
         found = call.prepared_for(attempt.route).translation
-        if found is not None:
-            content = json.dumps(found.response(data), separators=(",", ":")).encode()
+        answer = found.response(data) if found is not None else data
     except UNREADABLE as exc:
         # Not an answer in the channel's format (an HTML page, a truncated body…): nothing to bill.
         await settlement.release_now(call, f"the upstream's answer could not be read: {type(exc).__name__}")
@@ -58,6 +57,8 @@ async def complete(call: Call, attempt: failover.Attempt) -> HttpResponse:
     # The answer goes out now and the settlement follows it in the background, as for streams:
     # the caller does not wait for the second transaction. The cost is the ledger's own formula.
     charged = settlement.charge(call, attempt, usage or settlement.estimated_usage(call, output_guess))
+    if cost_reporting.add_to_body(answer, charged) or found is not None:
+        content = json.dumps(answer, separators=(",", ":"), ensure_ascii=False).encode()
     call.owned = True
     settlement.in_background(settlement.settle(call, attempt, usage, UsageStatus.OK, estimated_output=output_guess))
     # 200 whatever 2xx the channel chose: its status is not the caller's business (a 205 must carry no body).

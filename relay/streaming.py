@@ -21,7 +21,7 @@ from django.http import StreamingHttpResponse
 from billing.models import UsageStatus
 from billing.pricing import Usage
 
-from . import failover, settlement
+from . import cost_reporting, failover, settlement
 from . import usage as usage_of
 from .call import Call
 from .errors import ANTHROPIC, error_body
@@ -158,6 +158,8 @@ class Pump:
                 out += self.translator.feed(event)
             elif keep:
                 out.append(event.raw)
+        if self.state.usage is not None and out:  # the event with the final usage says what it costs
+            out = cost_reporting.add_to_events(out, settlement.charge(self.call, self.attempt, self.state.usage))
         return b"".join(out)
 
     async def emit(self, data: bytes) -> None:

@@ -1,0 +1,92 @@
+"""The amount charged, in every answer (relay/cost_reporting.py): `usage.cost_usd`, 8 decimals, in plain
+answers and in the event with a stream's final usage, same-format and translated, for Chat Completions,
+Messages and Responses callers; the official SDKs still parse them; the usage record and /v1/usage agree
+within a second of the answer's end."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from billing.models import UsageRecord
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+PROMPT = [{"role": "user", "content": "hello"}]
+ANTHROPIC_MODEL, OPENAI_MODEL = "claude-haiku-4-5", "gpt-4o-mini"
+
+
+def extra(model_object, name: str = "cost_usd"):
+    """A field the SDK's model does not declare (pydantic keeps it as an extra)."""
+    value = getattr(model_object, name, None)
+    return value if value is not None else (model_object.model_extra or {}).get(name)
+
+
+def billed(world, request_id: str) -> Decimal:
+    """The charge as the ledger booked it, seen through /v1/usage within a second of the answer's end."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        rows = httpx.get(f"{world.relay}/v1/usage", headers={"Authorization": f"Bearer {world.key}"}).json()["data"]
+        found = [r for r in rows if r["request_id"] == request_id]
+        if found:
+            assert UsageRecord.objects.get(request_id=request_id).cost_usd == Decimal(found[0]["cost_usd"])
+            return Decimal(found[0]["cost_usd"])
+        assert time.monotonic() < deadline, f"{request_id} not in /v1/usage within 1 s"
+        time.sleep(0.05)
+
+
+def eight_places(text: str) -> Decimal:
+    assert isinstance(text, str) and len(text.split(".")[1]) == 8, text
+    return Decimal(text)
+
+
+@pytest.mark.parametrize("model", [OPENAI_MODEL, ANTHROPIC_MODEL], ids=["same-format", "translated"])
+def test_openai_callers_see_the_cost_in_usage_and_the_header(world, model):
+    client = world.openai()
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=PROMPT, max_tokens=32)
+    answer = raw.parse()
+    cost = eight_places(extra(answer.usage))
+    assert cost == Decimal(raw.headers["x-tokenhub-cost"]) == billed(world, raw.headers["x-request-id"]) > 0
+
+    with client.chat.completions.with_streaming_response.create(
+        model=model, messages=PROMPT, max_tokens=32, stream=True, stream_options={"include_usage": True}
+    ) as streamed:
+        chunks = list(streamed.parse())
+        request_id = streamed.headers["x-request-id"]
+    final = [c for c in chunks if c.usage is not None]
+    assert len(final) == 1 and eight_places(extra(final[0].usage)) == billed(world, request_id)
+
+
+@pytest.mark.parametrize("model", [ANTHROPIC_MODEL, OPENAI_MODEL], ids=["same-format", "translated"])
+def test_anthropic_callers_see_the_cost_in_usage_and_message_delta(world, model):
+    client = world.anthropic()
+    raw = client.messages.with_raw_response.create(model=model, max_tokens=32, messages=PROMPT)
+    message = raw.parse()
+    cost = eight_places(extra(message.usage))
+    assert cost == Decimal(raw.headers["x-tokenhub-cost"]) == billed(world, raw.headers["x-request-id"])
+
+    with client.messages.with_streaming_response.create(
+        model=model, max_tokens=32, messages=PROMPT, stream=True
+    ) as streamed:
+        events = list(streamed.parse())
+        request_id = streamed.headers["x-request-id"]
+    deltas = [e for e in events if e.type == "message_delta"]
+    assert len(deltas) == 1 and eight_places(extra(deltas[0].usage)) == billed(world, request_id)
+
+
+@pytest.mark.parametrize("model", [OPENAI_MODEL, ANTHROPIC_MODEL], ids=["chat-channel", "messages-channel"])
+def test_responses_callers_see_the_cost_in_the_completed_response(world, model):
+    client = world.openai()
+    raw = client.responses.with_raw_response.create(model=model, input="hello", max_output_tokens=32)
+    response = raw.parse()
+    assert eight_places(extra(response.usage)) == billed(world, raw.headers["x-request-id"])
+
+    with client.responses.with_streaming_response.create(
+        model=model, input="hello", max_output_tokens=32, stream=True
+    ) as streamed:
+        events = list(streamed.parse())
+        request_id = streamed.headers["x-request-id"]
+    completed = [e for e in events if e.type == "response.completed"]
+    assert len(completed) == 1 and eight_places(extra(completed[0].response.usage)) == billed(world, request_id)
