@@ -196,6 +196,8 @@ def edit_channel(channel: Channel, changes: dict) -> Channel:
     if channel.approved_at is not None and _unproven_by(channel, changes, upstream_keys):
         # A record earned for other models or another upstream proves nothing here: start again.
         channel.approved_at, channel.probation_since = None, timezone.now()
+    if changes.get("visibility") == Visibility.PUBLIC:
+        channel.invitation_token = ""  # as sharing.set_visibility: no old link revives later
     with transaction.atomic():
         for field, value in changes.items():
             setattr(channel, field, value)

@@ -340,7 +340,8 @@ def _exclusion(route: Route, state: health.BreakerState | None, usage: tuple[int
     if route.spend_limits:
         reason = spend.exceeded(route.spend_limits, spent_today, spent_this_month)
         if reason:
-            return reason, reason
+            limits = route.spend_limits
+            return reason, f"{reason} (daily ${limits.daily or '-'}, monthly ${limits.monthly or '-'})"
     if route.rpm_limit and requests_this_minute >= route.rpm_limit:
         reason = f"at its limit of {route.rpm_limit} requests per minute"
         return reason, reason

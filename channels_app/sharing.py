@@ -28,7 +28,9 @@ def set_visibility(channel: Channel, visibility: str) -> Channel:
     if visibility not in Visibility.values:
         raise ValidationError({"visibility": f"Visibility is one of: {', '.join(Visibility.values)}."})
     channel.visibility = visibility
-    channel.save(update_fields=["visibility", "updated_at"])  # routing rebuilds on commit (signals.py)
+    if visibility == Visibility.PUBLIC:
+        channel.invitation_token = ""  # going private again must not revive a link that leaked
+    channel.save(update_fields=["visibility", "invitation_token", "updated_at"])  # routing rebuilds on commit
     return channel
 
 

@@ -8,14 +8,18 @@ counters hold integer units of 10⁻⁸ USD (no float anywhere). Routing reads t
 states (channels_app/health.py `look`: no extra round trip), so a channel at its limit is explained
 in refusals; the reservation is what makes the limit exact.
 
-A Redis that lost its counters (restarted without persistence) is noticed by a missing month
-counter: both are re-read from the usage records (one indexed query) before the next reservation.
-While Redis is unreachable the limits, like the others, are not enforced.
+A Redis that lost its counters (restarted without persistence) is noticed by a missing epoch (a
+random token set when the counters are read from the usage records, one indexed query): they are
+re-read before the next reservation, under a new epoch. A call reserved before the loss settles by
+adding its whole spend, since the re-read counters never held its hold. While Redis is unreachable
+the limits, like the others, are not enforced. The spend counted is the usage the upstream reported
+at the catalog's prices, in full (the owner's upstream billed it, whatever the caller was charged).
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -50,6 +54,10 @@ def keys(channel_id: int, now: datetime | None = None) -> tuple[str, str]:
     return f"spend:{channel_id}:d:{day:%Y%m%d}", f"spend:{channel_id}:m:{day:%Y%m}"
 
 
+def epoch_key(channel_id: int) -> str:
+    return f"spend:{channel_id}:epoch"
+
+
 @dataclass(frozen=True)
 class Limits:
     daily: Decimal | None = None
@@ -66,16 +74,25 @@ class Limits:
 class Reservation:
     keys: tuple[str, str]  # the periods it was made in: a settlement after midnight corrects those
     amount: Decimal
+    epoch: str = ""  # the counters' epoch it was made in ("" where Redis was out of reach)
+    channel_id: int = 0
 
 
 def exceeded(limits: Limits, day_units: int, month_units: int, extra: int = 0) -> str | None:
     """Why a channel with these counters cannot take `extra` units more (None: it can; with no
-    `extra`, a channel with nothing left)."""
+    `extra`, a channel with nothing left). Callers may read it: it names no amount (an owner's
+    limits are theirs; the channel page and the admin show them)."""
     daily, monthly = limits.caps()
-    if daily >= 0 and (day_units >= daily or day_units + extra > daily):
-        return f"at its daily spend limit of ${limits.daily:.2f} until 00:00 UTC"
-    if monthly >= 0 and (month_units >= monthly or month_units + extra > monthly):
-        return f"at its monthly spend limit of ${limits.monthly:.2f} until the 1st, 00:00 UTC"
+    for cap, used, period, turns in (
+        (daily, day_units, "daily", "00:00 UTC"),
+        (monthly, month_units, "monthly", "the 1st, 00:00 UTC"),
+    ):
+        if cap < 0:
+            continue
+        if used >= cap:
+            return f"at its owner's {period} spend limit until {turns}"
+        if used + extra > cap:
+            return f"has less left of its owner's {period} spend limit than this call may cost (until {turns})"
     return None
 
 
@@ -83,16 +100,16 @@ async def reserve(channel_id: int, public_id: str, limits: Limits, amount: Decim
     """Reserve `amount` in both periods: the reservation, or why the channel cannot take it."""
     period_keys = keys(channel_id)
     if not hasattr(cache, "reserve"):  # the embedded default: counters in this process's memory
-        if cache.get(period_keys[1]) is None or cache.get(period_keys[0]) is None:
-            await sync_to_async(_seed, thread_sensitive=False)(public_id, period_keys)
+        if not cache.has_key(epoch_key(channel_id)) or None in (cache.get(period_keys[0]), cache.get(period_keys[1])):
+            await sync_to_async(_seed, thread_sensitive=False)(channel_id, public_id, period_keys)
         return _reserve_locally(period_keys, limits, amount)
     for _ in range(2):
-        outcome = cache.reserve(list(period_keys), units(amount), limits.caps())
+        outcome, epoch = cache.reserve([*period_keys, epoch_key(channel_id)], units(amount), limits.caps())
         if outcome == 0:
-            return Reservation(period_keys, amount)
+            return Reservation(period_keys, amount, epoch, channel_id)
         if outcome > 0:
             return exceeded(limits, *_counts(period_keys), units(amount)) or "at its spend limit"
-        await sync_to_async(_seed, thread_sensitive=False)(public_id, period_keys)
+        await sync_to_async(_seed, thread_sensitive=False)(channel_id, public_id, period_keys)
     return "its spend counters could not be read"
 
 
@@ -101,31 +118,38 @@ def _counts(period_keys: tuple[str, str]) -> tuple[int, int]:
     return int(found.get(period_keys[0], 0)), int(found.get(period_keys[1], 0))
 
 
-def _seed(public_id: str, period_keys: tuple[str, str]) -> None:
-    """Counters that are missing: a new day (0), or a Redis that lost them (re-read from the records)."""
+def _seed(channel_id: int, public_id: str, period_keys: tuple[str, str]) -> None:
+    """Counters that are missing: a new day or month (0), or a Redis that lost them (re-read from the
+    records, under a new epoch)."""
     try:
-        _seed_counters(public_id, period_keys)
+        _seed_counters(channel_id, public_id, period_keys)
     finally:
         connection.close()  # a worker thread's connection goes back to the pool
 
 
-def _seed_counters(public_id: str, period_keys: tuple[str, str]) -> None:
+def _seed_counters(channel_id: int, public_id: str, period_keys: tuple[str, str]) -> None:
     day_key, month_key = period_keys
     seed = getattr(cache, "seed", cache.add)  # set if absent: concurrent seeders keep the first value
-    if cache.get(month_key) is None:
-        # The day first: a month counter present tells a concurrent seeder that the day is done too.
+    if not cache.has_key(epoch_key(channel_id)):  # (the epoch is a raw string: no deserialising it)
+        # The counters first: an epoch present tells a concurrent seeder that they are done.
         day_start, month_start = _periods()
         seed(day_key, units(spent_in_records(public_id, day_start)), DAY_SECONDS)
         seed(month_key, units(spent_in_records(public_id, month_start)), MONTH_SECONDS)
+        seed(epoch_key(channel_id), uuid.uuid4().hex, 2 * MONTH_SECONDS)
     else:
         seed(day_key, 0, DAY_SECONDS)
+        seed(month_key, 0, MONTH_SECONDS)
 
 
 def spent_in_records(public_id: str, since: datetime) -> Decimal:
     from billing.models import UsageRecord  # a read of billing's records, only when counters are lost
 
+    # What the upstream reported, at the catalog's prices: the charge plus what was above the hold.
+    # (An owner's own calls were charged less the cut; they count at that here — the live counter
+    # counts them in full. A re-read after a lost Redis under-counts them by the cut.)
     rows = UsageRecord.objects.filter(channel=public_id, created_at__gte=since)
-    return rows.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
+    totals = rows.aggregate(charged=Sum("cost_usd"), excess=Sum("excess_usd"))
+    return (totals["charged"] or Decimal(0)) + (totals["excess"] or Decimal(0))
 
 
 def _reserve_locally(period_keys: tuple[str, str], limits: Limits, amount: Decimal) -> Reservation | str:
@@ -142,10 +166,11 @@ def _reserve_locally(period_keys: tuple[str, str], limits: Limits, amount: Decim
 def settle(reservation: Reservation, spent: Decimal) -> None:
     """Replace a reservation by what the call cost (0: it failed)."""
     change = units(spent) - units(reservation.amount)
-    if not change:
-        return
     if hasattr(cache, "adjust_existing"):
-        cache.adjust_existing(list(reservation.keys), change)
+        keys_and_epoch = [*reservation.keys, epoch_key(reservation.channel_id)]
+        cache.adjust_existing(keys_and_epoch, change, units(spent), reservation.epoch)
+        return
+    if not change:
         return
     with _local_lock:
         day, month = _counts(reservation.keys)

@@ -40,6 +40,13 @@ class Attempt:
     reservation: spend.Reservation | None = None  # the hold reserved against the channel's spend limits
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A channel passed over before any upstream call (its owner's spend limit cannot take the hold)."""
+
+    reason: str
+
+
 @dataclass
 class UpstreamFailure:
     """Why the walk ended without an answer: the caller's status and a safe message."""
@@ -139,9 +146,17 @@ async def open_stream(
     otherwise open an honest one's breaker with requests the honest one rightly refuses).
     """
     failures: list[str] = []
+    skipped: list[str] = []
     refused: UpstreamFailure | None = None
-    for tried, route in enumerate(routes[: settings.TOKENHUB_MAX_ATTEMPTS], start=1):
+    tried = 0
+    for route in routes:
+        if tried >= settings.TOKENHUB_MAX_ATTEMPTS:
+            break
         outcome = await _attempt(plan, route, prepared_for, forward_headers, held)
+        if isinstance(outcome, Skipped):  # no upstream called: it costs none of the attempts
+            skipped.append(outcome.reason)
+            continue
+        tried += 1
         if isinstance(outcome, str):
             failures.append(outcome)
             continue
@@ -150,14 +165,21 @@ async def open_stream(
             continue
         outcome.attempts = tried
         return outcome
-    failure = refused if refused is not None else _summarise(failures)
-    failure.attempts = min(len(routes), settings.TOKENHUB_MAX_ATTEMPTS)
+    if not tried and skipped:
+        failure = UpstreamFailure(
+            503,
+            f"No channel can take this call now: {'; '.join(dict.fromkeys(skipped))}. Retry later, or ask "
+            "for fewer output tokens (a call is held at the most it may cost).",
+        )
+    else:
+        failure = refused if refused is not None else _summarise(failures)
+    failure.attempts = tried
     return failure
 
 
 async def _attempt(
     plan, route: routing.Route, prepared_for, forward_headers, held: Decimal
-) -> Attempt | UpstreamFailure | str:
+) -> Attempt | UpstreamFailure | Skipped | str:
     """One channel: its answer, a caller-caused refusal, or why it failed (a health event recorded).
 
     Whatever goes wrong here is this attempt's failure, so the walk goes on to the next channel; and
@@ -183,7 +205,7 @@ async def _attempt(
         if route.spend_limits:  # the hold, the most this call can cost, fits the owner's limits or no call
             reserved = await spend.reserve(route.channel_id, route.public_id, route.spend_limits, held)
             if isinstance(reserved, str):
-                return f"a channel is {reserved}"
+                return Skipped(f"a channel {reserved}" if reserved.startswith("has") else f"a channel is {reserved}")
             reservation = reserved
         if route.limited:  # only the channel actually called counts against its limits
             health.call_started(route.channel_id)

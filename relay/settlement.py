@@ -134,11 +134,12 @@ def own_use(call: Call, attempt: failover.Attempt, usage: Usage) -> dict:
 
 
 def upstream_spend(call: Call, attempt: failover.Attempt, usage: Usage) -> Decimal:
-    """What the call used of its channel's upstream, at the catalog's prices and at most the hold
-    (channels_app/spend.py counts it against the owner's limits; an owner's own call counts in full)."""
+    """What the call used of its channel's upstream at the catalog's prices, as the upstream reported it:
+    in full, above the hold too (the owner's upstream bills it; the caller is charged at most the hold),
+    and an owner's own call in full (channels_app/spend.py counts it against the owner's limits)."""
     if attempt.reservation is None:
         return Decimal(0)
-    return min(pricing.cost_of(usage, call.prices), call.hold.amount)
+    return pricing.cost_of(usage, call.prices)
 
 
 async def settle(call: Call, attempt: failover.Attempt, usage: Usage | None, status: str, estimated_output=0, error=""):

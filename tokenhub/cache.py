@@ -130,27 +130,30 @@ class SharedPoolRedisCache(RedisCache):
         pipeline.incrby(key, amount)
         return pipeline.execute()[1]
 
-    # KEYS: counters; ARGV: the amount, then each counter's limit (-1: none), then each one's expiry.
-    # 0: added to every counter; i > 0: counter i would pass its limit (nothing added); -1: a counter
-    # is missing, so the caller seeds it (from the database) and asks again.
+    # KEYS: the day and month counters, then the counters' epoch; ARGV: the amount, then each counter's
+    # limit (-1: none). {0, epoch}: added to both; {i, ""}: counter i would pass its limit (nothing
+    # added); {-1, ""}: a counter or the epoch is missing, so the caller seeds them and asks again.
     RESERVE_SCRIPT = """
-    local amount, n = tonumber(ARGV[1]), #KEYS
-    for i = 1, n do
+    local amount = tonumber(ARGV[1])
+    local epoch = redis.call('GET', KEYS[3])
+    if not epoch then return {-1, ''} end
+    for i = 1, 2 do
         local value = redis.call('GET', KEYS[i])
-        if not value then return -1 end
+        if not value then return {-1, ''} end
         local limit = tonumber(ARGV[1 + i])
-        if limit >= 0 and tonumber(value) + amount > limit then return i end
+        if limit >= 0 and tonumber(value) + amount > limit then return {i, ''} end
     end
-    for i = 1, n do redis.call('INCRBY', KEYS[i], amount) end
-    return 0
+    for i = 1, 2 do redis.call('INCRBY', KEYS[i], amount) end
+    return {0, epoch}
     """
 
-    @_or(lambda keys, amount, limits: 0)
-    def reserve(self, keys: list[str], amount: int, limits: list[int]) -> int:
-        """Add `amount` to every counter if none passes its limit, atomically (channels_app/spend.py)."""
+    @_or(lambda keys, amount, limits: (0, ""))
+    def reserve(self, keys: list[str], amount: int, limits: list[int]) -> tuple[int, str]:
+        """Add `amount` to both counters if neither passes its limit, atomically (channels_app/spend.py)."""
         made = [self.make_and_validate_key(key) for key in keys]
         client = self._cache.get_client(made[0], write=True)
-        return int(client.eval(self.RESERVE_SCRIPT, len(made), *made, amount, *limits))
+        outcome, epoch = client.eval(self.RESERVE_SCRIPT, len(made), *made, amount, *limits)
+        return int(outcome), epoch.decode() if isinstance(epoch, bytes) else str(epoch)
 
     @_or(lambda key, value, timeout: False)
     def seed(self, key: str, value: int, timeout: int) -> bool:
@@ -158,15 +161,20 @@ class SharedPoolRedisCache(RedisCache):
         key = self.make_and_validate_key(key)
         return bool(self._cache.get_client(key, write=True).set(key, value, ex=timeout, nx=True))
 
+    # KEYS: the counters, then their epoch; ARGV: the change (spent - reserved), what was spent, the
+    # reservation's epoch. Counters re-read since the reservation (another epoch) never held it: they
+    # get the whole spend instead of the change, which would take off a hold they never had.
     ADJUST_SCRIPT = """
-    for i = 1, #KEYS do
-        if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[1]) end
+    local change = tonumber(ARGV[1])
+    if redis.call('GET', KEYS[#KEYS]) ~= ARGV[3] then change = tonumber(ARGV[2]) end
+    for i = 1, #KEYS - 1 do
+        if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], change) end
     end
     return 0
     """
 
     @_or(_nothing)
-    def adjust_existing(self, keys: list[str], change: int) -> None:
-        """Add `change` to those of the counters that exist (a lost counter is re-read, not made up)."""
+    def adjust_existing(self, keys: list[str], change: int, spent: int, epoch: str) -> None:
+        """Correct the counters that exist by a settled reservation (a lost counter is re-read, not made up)."""
         made = [self.make_and_validate_key(key) for key in keys]
-        self._cache.get_client(made[0], write=True).eval(self.ADJUST_SCRIPT, len(made), *made, change)
+        self._cache.get_client(made[0], write=True).eval(self.ADJUST_SCRIPT, len(made), *made, change, spent, epoch)

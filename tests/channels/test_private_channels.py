@@ -74,6 +74,9 @@ def test_an_invitation_link_shares_until_replaced_or_the_channel_goes_public(pri
     sharing.set_visibility(private, Visibility.PUBLIC)
     with pytest.raises(sharing.InvitationInvalid):
         sharing.invited_channel(second)
+    sharing.set_visibility(private, Visibility.PRIVATE)  # private again: the old link stays dead
+    with pytest.raises(sharing.InvitationInvalid):
+        sharing.invited_channel(second)
     for token in ("", "x" * 65, "not-a-token"):
         with pytest.raises(sharing.InvitationInvalid):
             sharing.invited_channel(token)

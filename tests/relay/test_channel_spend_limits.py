@@ -42,7 +42,7 @@ def catalog_cost(record: UsageRecord) -> Decimal:
 
 def test_a_daily_limit_is_never_passed_under_concurrent_calls_and_says_why(world):
     channel = add_channel(world.bob, world.upstream, models=("gpt-4o",), name="bob limited")
-    cache.delete_many(list(spend.keys(channel.pk)))
+    cache.delete_many([*spend.keys(channel.pk), spend.epoch_key(channel.pk)])
     assert call(world, 0) == "ok"
     wait_for(lambda: not Hold.objects.filter(status=HoldStatus.OPEN).exists())
     held = Hold.objects.get().amount
@@ -56,7 +56,7 @@ def test_a_daily_limit_is_never_passed_under_concurrent_calls_and_says_why(world
         outcomes = list(pool.map(lambda i: call(world, i), range(30)))
     refused = [o for o in outcomes if o != "ok"]
     assert outcomes.count("ok") >= 3 and refused, outcomes
-    assert all("daily spend limit of $" in o for o in refused), refused
+    assert all("owner's daily spend limit" in o and "$" not in o for o in refused), refused
     wait_for(lambda: not Hold.objects.filter(status=HoldStatus.OPEN).exists(), timeout=20)
 
     records = UsageRecord.objects.filter(channel=channel.public_id)
@@ -88,3 +88,43 @@ def test_limits_are_set_through_the_api_and_refused_when_nonsense(world):
         assert refused.status_code == 422, (bad, refused.text)
     cleared = httpx.patch(url, json={"daily_spend_limit_usd": None}, headers=headers)
     assert cleared.json()["daily_spend_limit_usd"] is None
+
+
+def test_channels_too_short_for_a_call_cost_none_of_its_attempts(world):
+    """A stranger's channels with a tiny limit must not use up the attempts an honest channel would answer."""
+    from tests.conftest import make_user
+
+    mallory = make_user("mallory")
+    for n in range(3):
+        add_channel(
+            mallory,
+            world.upstream,
+            models=("gpt-4o",),
+            name=f"tiny {n}",
+            weight=100,
+            daily_spend_limit_usd=Decimal("0.01"),
+        )
+    honest = add_channel(world.bob, world.upstream, models=("gpt-4o",), name="honest")
+    routing.invalidate()
+    client = world.openai()
+    for _ in range(5):  # a hold of 4,000 output tokens of gpt-4o is more than $0.01
+        assert client.chat.completions.create(model="gpt-4o", messages=PROMPT, max_tokens=4000).choices
+    wait_for(lambda: UsageRecord.objects.filter(channel=honest.public_id).count() == 5)
+
+
+def test_usage_reported_above_the_hold_counts_in_full_against_the_owners_limit(world):
+    channel = add_channel(
+        world.bob,
+        world.upstream,
+        models=("gpt-4o",),
+        keys_=("overby-1500",),
+        name="over",
+        daily_spend_limit_usd=Decimal("5"),
+    )
+    cache.delete_many([*spend.keys(channel.pk), spend.epoch_key(channel.pk)])
+    routing.invalidate()
+    world.openai().chat.completions.create(model="gpt-4o", messages=PROMPT, max_tokens=16)
+    wait_for(lambda: not Hold.objects.filter(status=HoldStatus.OPEN).exists())
+    record = UsageRecord.objects.get(channel=channel.public_id)
+    assert record.excess_usd > 0  # the caller paid at most the hold
+    assert spend.current(channel.pk)[0] == catalog_cost(record) == record.cost_usd + record.excess_usd
