@@ -45,8 +45,13 @@ def _usage_of(name: str, data):
     return found if isinstance(found, dict) else None
 
 
-def add_to_events(pieces: list[bytes], cost: Decimal) -> list[bytes]:
-    """Outgoing SSE events (each one whole event), with the cost added to those carrying final usage."""
+def add_to_events(pieces: list[bytes], cost) -> list[bytes]:
+    """Outgoing SSE events (each one whole event), with the cost added to those carrying final usage.
+
+    `cost` is called only for such an event: most batches of a stream have none, and pay a few byte
+    searches, not the Decimal arithmetic."""
+    if not any(marker in piece for piece in pieces for marker in MARKERS):
+        return pieces
     out = []
     for piece in pieces:
         if not any(marker in piece for marker in MARKERS):
@@ -65,6 +70,6 @@ def add_to_events(pieces: list[bytes], cost: Decimal) -> list[bytes]:
         if usage is None:
             out.append(piece)
             continue
-        usage["cost_usd"] = plain(cost)
+        usage["cost_usd"] = plain(cost())
         out.append(encode(json.dumps(data, separators=(",", ":"), ensure_ascii=False), event.name))
     return out

@@ -13,6 +13,7 @@ import logging
 import time
 import weakref
 from dataclasses import dataclass
+from decimal import Decimal
 
 import httpx
 from django.conf import settings
@@ -159,8 +160,11 @@ class Pump:
             elif keep:
                 out.append(event.raw)
         if self.state.usage is not None and out:  # the event with the final usage says what it costs
-            out = cost_reporting.add_to_events(out, settlement.charge(self.call, self.attempt, self.state.usage))
+            out = cost_reporting.add_to_events(out, self.charge)
         return b"".join(out)
+
+    def charge(self) -> Decimal:
+        return settlement.charge(self.call, self.attempt, self.state.usage)
 
     async def emit(self, data: bytes) -> None:
         if not self.detached:
