@@ -128,6 +128,11 @@ def _seal_keys(channel: Channel, upstream_keys: list[str]) -> None:
 
 
 def create_channel(draft: ChannelDraft) -> tuple[Channel, list[str]]:
+    cap = settings.TOKENHUB_MAX_CHANNELS_PER_OWNER
+    if cap and Channel.objects.filter(owner_id=draft.owner_id).count() >= cap:
+        raise ValidationError(
+            {"name": f"An owner may have at most {cap} channels; remove one you no longer use, or ask staff."}
+        )
     spec = providers.PROVIDERS.get(draft.provider)  # an unknown one is validate()'s to refuse
     draft.base_url = (draft.base_url or (spec.default_base_url if spec else "")).strip().rstrip("/")
     warnings = validate(draft)

@@ -104,6 +104,12 @@ def call_finished(channel_id: int) -> None:
     uncount(_inflight_key(channel_id))
 
 
+def is_open(state: BreakerState | None, now: float | None = None) -> bool:
+    """The breaker is open now: a read with no side effect (for metrics and doctor, which must not take
+    the half-open probe slot that `is_usable` hands the next real call)."""
+    return state is not None and (now or time.time()) < state.until
+
+
 def is_usable(channel_id: int, state: BreakerState | None, now: float | None = None) -> bool:
     """Closed, or half-open and this caller won the single probe slot."""
     if state is None:

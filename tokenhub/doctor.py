@@ -180,7 +180,7 @@ def _channels() -> list[Finding]:
     now = time.time()
     for pk, public_id in active:
         state = states.get(pk)
-        if state is not None and not health.is_usable(pk, state, now):
+        if health.is_open(state, now):
             found.append(
                 Finding(
                     WARNING,

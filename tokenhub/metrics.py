@@ -90,14 +90,15 @@ class StateCollector:
         from channels_app.models import Channel, ChannelStatus
 
         family = GaugeMetricFamily(
-            "tokenhub_breaker_open", "1 while a channel's breaker is open (it is skipped), else 0.", labels=["channel"]
+            "tokenhub_breaker_open", "1 for each channel whose breaker is open now (it is skipped).", labels=["channel"]
         )
         active = list(Channel.objects.filter(status=ChannelStatus.ACTIVE).values_list("pk", "public_id"))
         states, _usage = health.look([pk for pk, _id in active], ())
         now = time.time()
+        # Open breakers only: the exposition grows with failing channels, not with every channel listed.
         for pk, public_id in active:
-            state = states.get(pk)
-            family.add_metric([public_id], 0.0 if state is None or health.is_usable(pk, state, now) else 1.0)
+            if health.is_open(states.get(pk), now):
+                family.add_metric([public_id], 1.0)
         yield family
 
     def _holds(self):

@@ -324,6 +324,8 @@ TOKENHUB_MAX_BODY_BYTES = env_int("TOKENHUB_MAX_BODY_BYTES", 20_000_000)
 # Every other path (pages, forms, /api): bodies past this are refused while they arrive (relay/asgi.py).
 TOKENHUB_SITE_MAX_BODY_BYTES = env_int("TOKENHUB_SITE_MAX_BODY_BYTES", 2_500_000)
 TOKENHUB_MAX_ATTEMPTS = env_int("TOKENHUB_MAX_ATTEMPTS", 3)
+# Channels one owner may have: each is a route in every process's routing data and a health key.
+TOKENHUB_MAX_CHANNELS_PER_OWNER = env_int("TOKENHUB_MAX_CHANNELS_PER_OWNER", 50)
 # PostgreSQL: the relay's holds and settlements share statements and commits under load
 # (billing/ledger/batched.py).
 TOKENHUB_LEDGER_BATCHING = env_bool("TOKENHUB_LEDGER_BATCHING", True)

@@ -195,3 +195,15 @@ def test_the_admin_form_accepts_a_staff_priority_within_bounds(catalog, bob, adm
     channel = make_channel(bob)
     form = admin_form(channel, admin_user, priority="-100", weight="100")
     assert form.is_valid(), form.errors
+
+
+def test_an_owner_may_have_only_so_many_channels(catalog, bob, settings):
+    from django.core.exceptions import ValidationError
+
+    from tests.channels.conftest import make_channel
+
+    settings.TOKENHUB_MAX_CHANNELS_PER_OWNER = 2
+    make_channel(bob, name="one")
+    make_channel(bob, name="two")
+    with pytest.raises(ValidationError, match="at most 2 channels"):
+        make_channel(bob, name="three")

@@ -241,3 +241,20 @@ def test_explain_route_shows_admins_the_full_story(catalog, bob):
     routing.invalidate()
     with pytest.raises(CommandError, match=f"503: .*{channel.public_id} \\(spare quota\\) disabled by owner"):
         call_command("explain_route", "gpt-4o-mini", stdout=io.StringIO())
+
+
+def test_metrics_and_doctor_read_breakers_without_taking_the_half_open_probe(catalog, bob):
+    """A scrape every 15 s must not take the one probe slot an expired breaker hands the next real call."""
+    from django.core.cache import cache
+
+    from tokenhub import doctor
+    from tokenhub.metrics import StateCollector
+
+    channel = make_channel(bob)
+    cache.set(f"breaker:{channel.pk}", health.BreakerState(until=0, reason="HTTP 500", opens=0), timeout=60)
+    health._forget_recent()
+    breakers = next(f for f in StateCollector()._breakers() if f.name == "tokenhub_breaker_open")
+    assert breakers.samples == []  # expired: not open any more, and no series for a closed breaker
+    doctor.run()
+    assert cache.get(f"breaker-probe:{channel.pk}") is None
+    assert routing.plan("gpt-4o-mini").routes  # the first real call still gets the probe
