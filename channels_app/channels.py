@@ -83,8 +83,8 @@ def _field_errors(values: dict) -> dict[str, str]:
         errors["visibility"] = f"Visibility is one of: {', '.join(Visibility.values)}."
     for field in SPEND_LIMITS:
         limit = values.get(field)
-        if limit is not None and (not isinstance(limit, Decimal) or not MIN_SPEND_LIMIT <= limit < Decimal("1e11")):
-            errors[field] = "A spend limit is at least $0.01 (leave it empty for none)."
+        if limit is not None and (not isinstance(limit, Decimal) or not MIN_SPEND_LIMIT <= limit <= MAX_SPEND_LIMIT):
+            errors[field] = "A spend limit is between $0.01 and $1,000,000,000 (leave it empty for none)."
     cut = values.get("owner_cut", Decimal("0"))
     if not isinstance(cut, Decimal) or not Decimal("0") <= cut <= MAX_OWNER_CUT:
         errors["owner_cut"] = "The owner's cut must be between 0 % and 50 %."
@@ -183,6 +183,8 @@ EDITABLE = (
 )
 SPEND_LIMITS = ("daily_spend_limit_usd", "monthly_spend_limit_usd")
 MIN_SPEND_LIMIT = Decimal("0.01")
+# Counters hold units of 10⁻⁸ USD in Redis' signed 64-bit integers: a limit must stay far below 2**63 units.
+MAX_SPEND_LIMIT = Decimal("1000000000")
 
 
 def edit_channel(channel: Channel, changes: dict) -> Channel:

@@ -68,6 +68,7 @@ class ChannelForm(forms.Form):
     daily_spend_limit_usd = forms.DecimalField(
         required=False,
         min_value=Decimal("0.01"),
+        max_value=Decimal("1000000000"),
         decimal_places=8,
         label="Daily spend limit (USD)",
         help_text="Upstream usage at the catalog's prices after which the channel rests until 00:00 UTC. Empty: none.",
@@ -75,6 +76,7 @@ class ChannelForm(forms.Form):
     monthly_spend_limit_usd = forms.DecimalField(
         required=False,
         min_value=Decimal("0.01"),
+        max_value=Decimal("1000000000"),
         decimal_places=8,
         label="Monthly spend limit (USD)",
         help_text="The same per UTC calendar month. Empty: none.",

@@ -83,7 +83,13 @@ def test_limits_are_set_through_the_api_and_refused_when_nonsense(world):
     assert ok.status_code == 200, ok.text
     body = ok.json()
     assert body["daily_spend_limit_usd"] == "2.50000000" and body["spent_today_usd"] == "0.00000000"
-    for bad in ({"daily_spend_limit_usd": "0"}, {"daily_spend_limit_usd": "-1"}, {"monthly_spend_limit_usd": "x"}):
+    too_big = {"daily_spend_limit_usd": str(2**63)}  # past what the 10⁻⁸ USD counters can hold
+    for bad in (
+        {"daily_spend_limit_usd": "0"},
+        {"daily_spend_limit_usd": "-1"},
+        {"monthly_spend_limit_usd": "x"},
+        too_big,
+    ):
         refused = httpx.patch(url, json=bad, headers=headers)
         assert refused.status_code == 422, (bad, refused.text)
     cleared = httpx.patch(url, json={"daily_spend_limit_usd": None}, headers=headers)
