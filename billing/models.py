@@ -161,6 +161,11 @@ class UsageRecord(models.Model):
     excess_usd = models.DecimalField(
         **MONEY, default=ZERO, help_text="Cost reported above the hold: not billed (the hold is the maximum)."
     )
+    upstream_usd = models.DecimalField(
+        **MONEY,
+        default=ZERO,
+        help_text="What the call used of the channel's upstream at the catalog's prices (the owner's spend limits).",
+    )
     latency_ms = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=10, choices=UsageStatus.choices)
     estimated = models.BooleanField(default=False, help_text="Tokens counted locally: the upstream sent no usage.")

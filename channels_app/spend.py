@@ -144,12 +144,10 @@ def _seed_counters(channel_id: int, public_id: str, period_keys: tuple[str, str]
 def spent_in_records(public_id: str, since: datetime) -> Decimal:
     from billing.models import UsageRecord  # a read of billing's records, only when counters are lost
 
-    # What the upstream reported, at the catalog's prices: the charge plus what was above the hold.
-    # (An owner's own calls were charged less the cut; they count at that here — the live counter
-    # counts them in full. A re-read after a lost Redis under-counts them by the cut.)
+    # What the upstream reported, at the catalog's prices, above the hold and on the owner's own calls
+    # too: what the live counter counted.
     rows = UsageRecord.objects.filter(channel=public_id, created_at__gte=since)
-    totals = rows.aggregate(charged=Sum("cost_usd"), excess=Sum("excess_usd"))
-    return (totals["charged"] or Decimal(0)) + (totals["excess"] or Decimal(0))
+    return rows.aggregate(spent=Sum("upstream_usd"))["spent"] or Decimal(0)
 
 
 def _reserve_locally(period_keys: tuple[str, str], limits: Limits, amount: Decimal) -> Reservation | str:

@@ -8,7 +8,9 @@
 
 The figure is `settlement.charge`, the ledger's own formula on the usage the answer reports (the hold's
 prices, at most the hold, less the cut on an owner's own call), so it is what the settlement books.
-Only the few events that can carry a final usage are parsed; the others pass as bytes.
+Only the few events that can carry a final usage are parsed; the others pass as bytes. A channel's
+own `cost_usd` in an event that carries a usage but not the final one (Anthropic's `message_start`,
+Responses' `response.created`) is taken out: only TokenHub's figure reaches the caller.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from .sse import encode, parse_block
 
 FINAL_USAGE_EVENTS = {"message_delta": ("usage",), "response.completed": ("response", "usage")}
 FINAL_USAGE_EVENTS["response.incomplete"] = FINAL_USAGE_EVENTS["response.completed"]
-MARKERS = (b"message_delta", b"response.completed", b"response.incomplete", b'"usage":{', b'"usage": {')
+MARKERS = (b"message_delta", b"response.completed", b"response.incomplete", b'"usage":{', b'"usage": {', b"cost_usd")
+EARLY_USAGE_EVENTS = {
+    "message_start": ("message", "usage"),
+    "response.created": ("response", "usage"),
+    "response.in_progress": ("response", "usage"),
+}
 
 
 def add_to_body(body: dict, cost: Decimal) -> bool:
@@ -33,10 +40,10 @@ def add_to_body(body: dict, cost: Decimal) -> bool:
     return True
 
 
-def _usage_of(name: str, data):
+def _usage_of(name: str, data, events=FINAL_USAGE_EVENTS):
     if not isinstance(data, dict):
         return None
-    path = FINAL_USAGE_EVENTS.get(name, ("usage",) if name == "" else None)
+    path = events.get(name, ("usage",) if name == "" else None)
     if path is None:
         return None
     found = data
@@ -67,9 +74,13 @@ def add_to_events(pieces: list[bytes], cost) -> list[bytes]:
             out.append(piece)
             continue
         usage = _usage_of(event.name, data)
-        if usage is None:
-            out.append(piece)
-            continue
-        usage["cost_usd"] = plain(cost())
+        if usage is not None:
+            usage["cost_usd"] = plain(cost())
+        else:
+            usage = _usage_of(event.name, data, EARLY_USAGE_EVENTS)
+            if usage is None or "cost_usd" not in usage:
+                out.append(piece)
+                continue
+            del usage["cost_usd"]
         out.append(encode(json.dumps(data, separators=(",", ":"), ensure_ascii=False), event.name))
     return out

@@ -130,7 +130,7 @@ def own_use(call: Call, attempt: failover.Attempt, usage: Usage) -> dict:
     catalog price less the cut and nobody to pay a share to."""
     if not is_own_use(call, attempt):
         return {"owner_id": attempt.route.owner_id, "owner_cut": attempt.route.owner_cut}
-    return {"owner_id": None, "cost": charge(call, attempt, usage)}
+    return {"owner_id": None, "cost": charge(call, attempt, usage), "upstream": pricing.cost_of(usage, call.prices)}
 
 
 def upstream_spend(call: Call, attempt: failover.Attempt, usage: Usage) -> Decimal:

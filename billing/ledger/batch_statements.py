@@ -11,6 +11,8 @@ cannot take (a short balance, a cap the batch would pass, accounts not created y
 closed) are left out of its answer, and those calls take the per-call path.
 """
 
+import re
+
 HOLDS_SQL = """
 WITH req AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
@@ -87,6 +89,7 @@ WITH req AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
         hold_id bigint, request_id text, user_id bigint, api_key_id bigint, owner_id bigint, held numeric,
         refund numeric, cost_usd numeric, owner_cut_usd numeric, platform_usd numeric, excess_usd numeric,
+        upstream_usd numeric,
         kind text, hold_status text, model text, channel text, input_tokens int, output_tokens int,
         cache_read_tokens int, cache_write_tokens int, reasoning_tokens int, latency_ms int, status text,
         estimated bool, error text, n bigint)
@@ -144,10 +147,10 @@ WITH req AS (
     INSERT INTO billing_usagerecord (
         request_id, user_id, api_key_id, model, channel, owner_id, input_tokens, output_tokens,
         cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, owner_cut_usd, platform_usd,
-        excess_usd, latency_ms, status, estimated, error, transaction_id, created_at)
+        excess_usd, upstream_usd, latency_ms, status, estimated, error, transaction_id, created_at)
     SELECT request_id, user_id, api_key_id, model, channel, owner_id, input_tokens, output_tokens,
         cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, owner_cut_usd, platform_usd,
-        excess_usd, latency_ms, status, estimated, error, txn_id, now()
+        excess_usd, upstream_usd, latency_ms, status, estimated, error, txn_id, now()
     FROM joined ORDER BY n
     RETURNING request_id, id
 )
@@ -165,7 +168,8 @@ SELECT tokenhub_ledger_check(
 def _compact(statement: str) -> str:
     """One line without comments: psycopg caches the parsing of statements under 4 KB only."""
     lines = (line.split("--", 1)[0] for line in statement.splitlines())
-    return " ".join(" ".join(lines).split())
+    # (No comma in these statements is inside a string literal: the spaces around them can go.)
+    return re.sub(r" ?, ?", ",", " ".join(" ".join(lines).split()))
 
 
 HOLDS_SQL, SETTLES_SQL = _compact(HOLDS_SQL), _compact(SETTLES_SQL)

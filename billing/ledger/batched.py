@@ -125,6 +125,7 @@ async def settle(
     *,
     usage: Usage,
     cost: Decimal | None = None,
+    upstream: Decimal | None = None,
     owner_id: int | None = None,
     owner_cut: Decimal = ZERO,
     model: str = "",
@@ -141,6 +142,7 @@ async def settle(
     gone out); an `urgent` one is written at once, with whatever has gathered so far.
     """
     details = {
+        "upstream": upstream,
         "owner_id": owner_id,
         "owner_cut": owner_cut,
         "model": model,
@@ -165,6 +167,7 @@ async def settle(
             usage=usage,
             figures=figures,
             cost=cost,
+            upstream=cost if upstream is None else money(upstream),
             latency_ms=latency_ms,
             status=status,
             estimated=estimated,

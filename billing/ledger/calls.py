@@ -94,7 +94,9 @@ def settle(*, request_id: str, usage: Usage, **details) -> UsageRecord:
     The cost is `usage` at the prices captured on the hold (rounded once, here), unless an
     explicit `cost` is given; the charge is at most the hold. Writes the call's usage record.
     Idempotent: settling a closed hold again returns the first record and changes nothing.
-    Details: cost, owner_id, owner_cut, model, channel, latency_ms, status, estimated, error.
+    Details: cost, upstream, owner_id, owner_cut, model, channel, latency_ms, status, estimated, error.
+    `upstream` is what the call used of its channel's upstream at the catalog's prices, when that is
+    not `cost` (an owner's own call is charged less the cut but used the upstream in full).
     """
     return _settle(request_id=request_id, usage=usage, **details)
 
@@ -104,6 +106,7 @@ def _settle(
     request_id: str,
     usage: Usage,
     cost: Decimal | None = None,
+    upstream: Decimal | None = None,
     owner_id: int | None = None,
     owner_cut: Decimal = ZERO,
     model: str = "",
@@ -141,6 +144,7 @@ def _settle(
             usage=usage,
             figures=figures,
             cost=cost,
+            upstream=cost if upstream is None else money(upstream),
             latency_ms=latency_ms,
             status=status,
             estimated=estimated,
@@ -195,6 +199,7 @@ def usage_record_values(
     usage: Usage,
     figures: SettlementFigures,
     cost: Decimal,
+    upstream: Decimal,
     latency_ms: int,
     status: str,
     estimated: bool,
@@ -217,6 +222,7 @@ def usage_record_values(
         "owner_cut_usd": figures.owner_share,
         "platform_usd": figures.platform_share,
         "excess_usd": cost - figures.charged,
+        "upstream_usd": upstream,
         "latency_ms": latency_ms,
         "status": status,
         "estimated": estimated,

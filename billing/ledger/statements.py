@@ -137,6 +137,7 @@ USAGE_COLUMNS = (
     "owner_cut_usd",
     "platform_usd",
     "excess_usd",
+    "upstream_usd",
     "latency_ms",
     "status",
     "estimated",

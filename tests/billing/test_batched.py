@@ -147,10 +147,33 @@ def test_a_cost_above_the_hold_is_batched_at_the_hold_and_the_excess_recorded(al
     record, statements = in_one_loop(call)
     assert statements == 1  # the batch wrote it: no balance to touch, no fallback
     assert record.cost_usd == Decimal("0.01") and record.excess_usd == Decimal("4999.99")
-    assert UsageRecord.objects.get(request_id="absurd").excess_usd == Decimal("4999.99")
+    stored = UsageRecord.objects.get(request_id="absurd")
+    assert stored.excess_usd == Decimal("4999.99") and stored.upstream_usd == Decimal("5000")
     assert balance(f"user:{alice.pk}") == Decimal("9.99")
     assert ledger.earnings_of(bob.pk) == Decimal("0.005")
     assert_ledger_whole()
+
+
+def test_an_explicit_upstream_figure_is_recorded_beside_a_lower_charge_on_both_paths(alice, assert_ledger_whole):
+    """An owner's own call is charged less the cut but used the upstream in full: both are recorded."""
+    fund_with_accounts(alice, "10.00")
+
+    async def call(request_id):
+        made = await hold(alice, request_id)
+        return await batched.settle(made, usage=USAGE, cost=Decimal("0.0015"), upstream=COST)
+
+    in_one_loop(lambda: call("own-batched"))
+    ledger.hold(user_id=alice.pk, amount=Decimal("0.01"), request_id="own-per-call", prices=PRICES)
+    ledger.settle(request_id="own-per-call", usage=USAGE, cost=Decimal("0.0015"), upstream=COST)
+    for request_id in ("own-batched", "own-per-call"):
+        stored = UsageRecord.objects.get(request_id=request_id)
+        assert (stored.cost_usd, stored.upstream_usd, stored.excess_usd) == (Decimal("0.0015"), COST, 0)
+    assert_ledger_whole()
+
+
+def test_the_batch_statements_stay_short_enough_for_psycopgs_statement_cache():
+    # psycopg parses a statement once and caches it only up to 4096 bytes; longer, every batch pays it.
+    assert max(len(batch_statements.HOLDS_SQL.encode()), len(batch_statements.SETTLES_SQL.encode())) <= 4096
 
 
 def test_settling_twice_returns_the_first_record_and_changes_nothing(alice, assert_ledger_whole):

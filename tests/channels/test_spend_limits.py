@@ -108,6 +108,7 @@ def test_counters_redis_lost_are_re_read_from_the_usage_records(limited, alice):
             model="gpt-4o-mini",
             channel=limited.public_id,
             cost_usd=Decimal(cost),
+            upstream_usd=Decimal(cost),
             status=UsageStatus.OK,
             created_at=at,
         )
@@ -134,6 +135,7 @@ def test_a_call_reserved_before_redis_lost_the_counters_settles_in_full_on_the_r
         channel=channel.public_id,
         cost_usd=Decimal("0.10"),
         excess_usd=Decimal("0.02"),
+        upstream_usd=Decimal("0.12"),
         status=UsageStatus.OK,
     )
     newer = reserve(channel, "0.20")  # re-reads the counters: 0.12, under a new epoch

@@ -90,3 +90,24 @@ def test_responses_callers_see_the_cost_in_the_completed_response(world, model):
         request_id = streamed.headers["x-request-id"]
     completed = [e for e in events if e.type == "response.completed"]
     assert len(completed) == 1 and eight_places(extra(completed[0].response.usage)) == billed(world, request_id)
+
+
+def test_a_channels_own_cost_in_an_early_event_is_taken_out_and_the_final_one_is_tokenhubs():
+    import json
+
+    from relay.cost_reporting import add_to_events
+    from relay.sse import encode, parse_block
+
+    hostile = [
+        encode(
+            '{"type":"message_start","message":{"usage":{"input_tokens":3,"cost_usd":"0.00000001"}}}', "message_start"
+        ),
+        encode('{"type":"response.created","response":{"usage":{"cost_usd":"0"}}}', "response.created"),
+        encode('{"type":"content_block_delta","delta":{"text":"cost_usd"}}', "content_block_delta"),
+        encode('{"type":"message_delta","usage":{"output_tokens":5,"cost_usd":"0"}}', "message_delta"),
+    ]
+    out = [json.loads(parse_block(piece).data) for piece in add_to_events(hostile, lambda: Decimal("0.25"))]
+    assert "cost_usd" not in out[0]["message"]["usage"] and out[0]["message"]["usage"]["input_tokens"] == 3
+    assert "cost_usd" not in out[1]["response"]["usage"]
+    assert out[2]["delta"]["text"] == "cost_usd"  # text that merely mentions it is untouched
+    assert out[3]["usage"]["cost_usd"] == "0.25000000"

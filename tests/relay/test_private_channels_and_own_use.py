@@ -124,6 +124,8 @@ def test_an_owners_own_call_costs_the_price_less_the_cut_and_pays_no_share(world
     full = cost_of(usage, Prices(input=prices["input"], output=prices["output"]))
     cut = world.openai_channel.owner_cut
     assert own_record.cost_usd == own_use_cost(full, cut) < full
+    assert own_record.upstream_usd == full  # the owner's upstream served it in full (their spend limits)
+    assert other_record.upstream_usd == other_record.cost_usd + other_record.excess_usd
     assert own_record.owner_cut_usd == 0 and own_record.owner_id is None
     assert Decimal(own.headers["x-tokenhub-cost"]) == own_record.cost_usd  # the answer says what was charged
     assert other_record.owner_cut_usd > 0  # a stranger's call pays bob his cut as before
