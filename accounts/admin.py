@@ -2,13 +2,10 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import transaction
 
-from . import keys
-from .forms import ThrottledAdminAuthenticationForm
-from .models import ApiKey, User
-
-# The admin's log-in shows the same lock-out as the site's (the backend enforces it for both).
-admin.site.login_form = ThrottledAdminAuthenticationForm
+from . import audit, keys
+from .models import ApiKey, AuditEntry, Notification, User
 
 
 @admin.register(User)
@@ -16,14 +13,76 @@ class UserAdmin(DjangoUserAdmin):
     list_display = ("username", "email", "is_staff", "is_active", "date_joined", "last_login")
 
 
+class AuditedChanges:
+    """A ModelAdmin mixin: staff's edits on the change form are audited like the owners' own (before →
+    after of the changed fields), in the save's transaction."""
+
+    audit_action = ""
+
+    def audit_described(self, obj) -> dict:
+        raise NotImplementedError
+
+    def audit_owner_and_target(self, obj) -> tuple[int | None, str]:
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        before = self.audit_described(type(obj).objects.get(pk=obj.pk)) if change else {}
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            old, new = audit.changes(before, self.audit_described(obj))
+            if change and new:
+                owner_id, target = self.audit_owner_and_target(obj)
+                audit.record(self.audit_action, owner_id=owner_id, target=target, before=old, after=new)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: entries are written by the changes they describe, never by hand."""
+
+    list_display = ("created_at", "actor_label", "via", "ip", "action", "target", "owner")
+    list_filter = ("via", "action")
+    search_fields = ("actor_label", "target", "owner__username", "ip")
+    date_hierarchy = "created_at"
+    list_select_related = ("owner",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "user", "kind", "subject", "sent")
+    list_filter = ("kind", "sent")
+    search_fields = ("user__username", "subject")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedChanges, admin.ModelAdmin):
     list_display = ("name", "prefix", "user", "status", "created_at", "last_used_at", "expires_at", "spent_usd")
     list_filter = ("revoked_at", "expires_at")
     search_fields = ("name", "prefix", "user__username", "public_id")
     readonly_fields = ("public_id", "prefix", "created_at", "last_used_at", "revoked_at", "spent_usd", "reserved_usd")
     exclude = ("key_hash",)
     actions = ["revoke_keys"]
+    audit_action = "key.edited"
+
+    def audit_described(self, obj) -> dict:
+        return keys.described(obj)
+
+    def audit_owner_and_target(self, obj) -> tuple[int | None, str]:
+        return obj.user_id, f"key:{obj.public_id}"
 
     def has_add_permission(self, request) -> bool:
         # A key is shown once to its creator; admins create none on a user's behalf here.

@@ -4,7 +4,6 @@ from decimal import Decimal
 
 from django import forms
 from django.conf import settings
-from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
 from django.utils import timezone
 
@@ -90,10 +89,6 @@ class ThrottledAuthenticationForm(LockoutMessageMixin, AuthenticationForm):
     pass
 
 
-class ThrottledAdminAuthenticationForm(LockoutMessageMixin, AdminAuthenticationForm):
-    pass
-
-
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, initial="default", validators=[validate_printable])
     scope = forms.TypedChoiceField(
@@ -136,3 +131,61 @@ class ApiKeyForm(forms.Form):
         for name in names:
             validate_printable(name)
         return names
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(
+        max_length=40,
+        label="Code",
+        help_text="The 6-digit code from your authenticator app, or one of your recovery codes.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}),
+    )
+
+
+class AccountSettingsForm(forms.ModelForm):
+    """The address, the low-balance alert and which notifications to send."""
+
+    low_balance_alert_usd = forms.DecimalField(
+        required=False,
+        min_value=Decimal("0"),
+        max_value=Decimal("1000000000"),
+        max_digits=20,
+        decimal_places=8,
+        label="Low-balance alert (USD)",
+        help_text="Optional: warn me on the dashboard, and by e-mail if switched on below, under this balance.",
+    )
+
+    current_password = forms.CharField(
+        required=False,
+        label="Current password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        help_text="Needed only to change the e-mail address (password resets go to it).",
+    )
+
+    class Meta:
+        model = User
+        fields = ("email", "low_balance_alert_usd")
+
+    def clean(self):
+        cleaned = super().clean()
+        if "email" in self.changed_data and not self.instance.check_password(cleaned.get("current_password") or ""):
+            self.add_error("current_password", "Enter your current password to change the e-mail address.")
+        return cleaned
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from .notifications import KINDS
+
+        off = set(self.instance.notifications_off or [])
+        for kind, label in KINDS.items():
+            self.fields[f"notify_{kind}"] = forms.BooleanField(required=False, label=label, initial=kind not in off)
+
+    def save(self, commit=True):
+        from .notifications import KINDS
+
+        user = super().save(commit=False)
+        user.notifications_off = [kind for kind in KINDS if not self.cleaned_data.get(f"notify_{kind}")]
+        if commit:
+            user.save(update_fields=["email", "low_balance_alert_usd", "notifications_off"])
+        return user

@@ -23,6 +23,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import audit
 from .models import ApiKey, KeyScope, User
 
 KEY_PREFIX = "sk-hub-"
@@ -118,17 +119,30 @@ def create_key(
 ) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the full key, which is never retrievable again."""
     raw_key = generate_raw_key()
-    key = ApiKey.objects.create(
-        user=user,
-        name=name.strip() or "default",
-        prefix=raw_key[:DISPLAY_PREFIX_LENGTH],
-        key_hash=hash_key(raw_key),
-        expires_at=expires_at,
-        allowed_models=normalise_model_list(allowed_models),
-        spend_cap_usd=spend_cap_usd,
-        scope=scope,
-    )
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            user=user,
+            name=name.strip() or "default",
+            prefix=raw_key[:DISPLAY_PREFIX_LENGTH],
+            key_hash=hash_key(raw_key),
+            expires_at=expires_at,
+            allowed_models=normalise_model_list(allowed_models),
+            spend_cap_usd=spend_cap_usd,
+            scope=scope,
+        )
+        audit.record("key.created", owner_id=user.pk, target=f"key:{key.public_id}", after=described(key))
     return key, raw_key
+
+
+def described(key: ApiKey) -> dict:
+    return {
+        "name": key.name,
+        "prefix": key.prefix,
+        "scope": key.scope,
+        "spend_cap_usd": key.spend_cap_usd,
+        "allowed_models": key.allowed_models,
+        "expires_at": key.expires_at,
+    }
 
 
 def _load_identity(key_hash: str) -> KeyIdentity | None:
@@ -226,6 +240,8 @@ def revoke_key(key: ApiKey) -> bool:
     """Revoke once; returns False when it was already revoked."""
     with transaction.atomic():
         changed = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if changed:
+            audit.record("key.revoked", owner_id=key.user_id, target=f"key:{key.public_id}", after={"name": key.name})
     forget(key)
     key.refresh_from_db(fields=["revoked_at"])
     return bool(changed)

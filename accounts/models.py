@@ -3,6 +3,7 @@ from __future__ import annotations
 import secrets
 
 from django.contrib.auth.models import AbstractUser
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -12,9 +13,31 @@ class User(AbstractUser):
     """The site's user: a caller, a channel owner, or both."""
 
     email = models.EmailField("email address", blank=True)
+    # The address a verification link was followed for: a changed address is unverified again.
+    verified_email = models.EmailField(blank=True, editable=False)
+    low_balance_alert_usd = models.DecimalField(
+        "low-balance alert (USD)",
+        max_digits=20,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="Warn me (on the dashboard, and by e-mail if switched on) when my balance falls below this.",
+    )
+    # Notification kinds (accounts/notifications.py) the user switched off; every other kind is sent.
+    notifications_off = models.JSONField(default=list, blank=True)
 
     class Meta:
         db_table = "accounts_user"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(low_balance_alert_usd__isnull=True) | Q(low_balance_alert_usd__gte=0),
+                name="user_low_balance_alert_not_negative",
+            )
+        ]
+
+    @property
+    def email_verified(self) -> bool:
+        return bool(self.email) and self.verified_email.lower() == self.email.lower()
 
 
 class KeyScope(models.TextChoices):
@@ -82,3 +105,54 @@ class ApiKey(models.Model):
         if self.expires_at and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+
+class AuditEntry(models.Model):
+    """One change to money, a channel, a key or a sign-in setting: who, when, from where, before → after.
+
+    Append-only: written in the same database transaction as the change it describes (a change rolled
+    back leaves no entry), never updated or deleted (on PostgreSQL a trigger refuses both). Values
+    never hold a secret: a replaced upstream key is recorded as replaced, with its count.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
+    # Who acted: a signed-in user (actor), or an operator's command, a Celery task, the relay itself.
+    actor = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_actions", editable=False
+    )
+    actor_label = models.CharField(max_length=120, editable=False)
+    via = models.CharField(max_length=10, editable=False)  # web, api, admin, cli, task, relay
+    ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    # Whose entry it is: the owner of what changed, who sees it on their own pages.
+    owner = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_entries", editable=False
+    )
+    action = models.CharField(max_length=40, db_index=True, editable=False)
+    target = models.CharField(max_length=80, blank=True, editable=False)  # "channel:<public id>", "key:…"
+    before = models.JSONField(null=True, blank=True, editable=False, encoder=DjangoJSONEncoder)
+    after = models.JSONField(null=True, blank=True, editable=False, encoder=DjangoJSONEncoder)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["target", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target}"
+
+
+class Notification(models.Model):
+    """An e-mail TokenHub sent a user (or failed to): what the settings page lists as recent."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=20)
+    subject = models.CharField(max_length=200)
+    sent = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.user_id}: {self.subject}"

@@ -10,6 +10,7 @@ app_name = "accounts"
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("login/", views.ThrottledLoginView.as_view(), name="login"),
+    path("login/verify/", views.verify_sign_in, name="login_verify"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "password/change/",
@@ -66,6 +67,14 @@ urlpatterns = [
         ),
         name="password_reset_complete",
     ),
+    path("settings/", views.account_settings, name="settings"),
+    path("settings/email/send/", views.send_verification, name="send_verification"),
+    path("settings/2fa/start/", views.two_factor_start, name="two_factor_start"),
+    path("settings/2fa/confirm/", views.two_factor_confirm, name="two_factor_confirm"),
+    path("settings/2fa/recovery/", views.two_factor_recovery, name="two_factor_recovery"),
+    path("settings/2fa/disable/", views.two_factor_disable, name="two_factor_disable"),
+    path("email/verify/<str:token>/", views.verify_email, name="verify_email"),
+    path("activity/", views.activity, name="activity"),
     path("keys/", views.key_list, name="keys"),
     path("keys/<str:public_id>/revoke/", views.key_revoke, name="key_revoke"),
 ]

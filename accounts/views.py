@@ -1,17 +1,35 @@
 from __future__ import annotations
 
+import time
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView, PasswordResetView
+from django.core.paginator import Paginator
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from tokenhub.views import site_origin
 
-from . import keys
-from .forms import ApiKeyForm, SignupForm, ThrottledAuthenticationForm, ThrottledPasswordResetForm
-from .models import ApiKey
+from . import audit, keys, notifications, throttle, two_factor, verification
+from .forms import (
+    AccountSettingsForm,
+    ApiKeyForm,
+    CodeForm,
+    SignupForm,
+    ThrottledAuthenticationForm,
+    ThrottledPasswordResetForm,
+)
+from .models import ApiKey, User
+from .tasks import send_verification_link
+
+# The password was right, the second factor is still to come: who, with which backend, since when.
+PENDING_SIGN_IN = "two_factor_pending"
+PENDING_SECONDS = 300
 
 
 def get_key_for_user(request, public_id: str) -> ApiKey:
@@ -26,15 +44,65 @@ def signup(request):
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="accounts.backends.ThrottledModelBackend")
+        if user.email:
+            send_verification_link.delay_on_commit(user.pk, site_origin(request))
         messages.success(request, "Welcome to TokenHub. Create an API key to make your first call.")
         return redirect("accounts:keys")
     return render(request, "accounts/signup.html", {"form": form})
 
 
 class ThrottledLoginView(LoginView):
+    """The password; then, for a user with two-factor sign-in on, the code (`verify_sign_in`)."""
+
     form_class = ThrottledAuthenticationForm
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        user = form.get_user()
+        if not two_factor.is_enabled(user):
+            return super().form_valid(form)
+        self.request.session.cycle_key()
+        self.request.session[PENDING_SIGN_IN] = {
+            "user": user.pk,
+            "backend": user.backend,
+            "at": time.time(),
+            "next": self.get_redirect_url(),
+        }
+        return redirect("accounts:login_verify")
+
+
+def verify_sign_in(request):
+    pending = request.session.get(PENDING_SIGN_IN)
+    user = None
+    if pending and time.time() - pending["at"] <= PENDING_SECONDS:
+        user = User.objects.filter(pk=pending["user"], is_active=True).first()
+    if user is None:
+        request.session.pop(PENDING_SIGN_IN, None)
+        messages.warning(request, "Log in again: the time to enter your code ran out.")
+        return redirect("accounts:login")
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        address = throttle.client_address(request)
+        if throttle.is_locked_out(user.username, address):
+            minutes = max(1, settings.LOGIN_FAILURE_WINDOW_SECONDS // 60)
+            form.add_error(None, f"Too many failed attempts. Try again in {minutes} minutes.")
+        elif used := two_factor.verify(user, form.cleaned_data["code"]):
+            throttle.clear_failures(user.username, address)
+            del request.session[PENDING_SIGN_IN]
+            login(request, user, backend=pending["backend"])
+            if used == "recovery":
+                left = two_factor.recovery_codes_left(user)
+                messages.warning(request, f"You signed in with a recovery code; {left} left. Make new ones below.")
+                return redirect("accounts:settings")
+            next_url = pending.get("next") or ""
+            safe = url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure())
+            return redirect(next_url if safe else settings.LOGIN_REDIRECT_URL)
+        else:
+            throttle.record_failure(user.username, address)
+            form.add_error("code", "That code is not right. Try the newest one from your app, or a recovery code.")
+    context = {"form": form, "title": "Two-factor sign-in", "submit": "Sign in"}
+    return render(request, "accounts/form_page.html", context, status=400 if form.errors else 200)
 
 
 class ThrottledPasswordResetView(PasswordResetView):
@@ -68,3 +136,129 @@ def key_revoke(request, public_id: str):
     if keys.revoke_key(key):
         messages.success(request, f"Key “{key.name}” revoked. Calls using it now fail with 401.")
     return redirect("accounts:keys")
+
+
+def settings_context(request, form=None, **extra) -> dict:
+    user = request.user
+    device = two_factor.pending(user)
+    return {
+        "form": form or AccountSettingsForm(instance=user),
+        "two_factor_on": two_factor.is_enabled(user),
+        "recovery_left": two_factor.recovery_codes_left(user),
+        "pending_device": device,
+        "qr_svg": two_factor.qr_svg(device) if device else "",
+        "secret_text": two_factor.secret_text(device) if device else "",
+        "code_form": CodeForm(),
+        "notifications": notifications.recent(user),
+        **extra,
+    }
+
+
+@login_required
+def account_settings(request):
+    user = request.user
+    if request.method != "POST":
+        return render(request, "accounts/settings.html", settings_context(request))
+    before = {"email": user.email, "low_balance_alert_usd": user.low_balance_alert_usd}
+    notifications_before = list(user.notifications_off or [])
+    form = AccountSettingsForm(request.POST, instance=User.objects.get(pk=user.pk))
+    if not form.is_valid():
+        return render(request, "accounts/settings.html", settings_context(request, form=form), status=400)
+    with transaction.atomic():
+        saved = form.save()
+        after = {"email": saved.email, "low_balance_alert_usd": saved.low_balance_alert_usd}
+        old, new = audit.changes(before, after)
+        if new:
+            action = "account.email_changed" if "email" in new else "account.low_balance"
+            audit.record(action, owner_id=user.pk, target=f"user:{user.pk}", before=old, after=new)
+        if notifications_before != saved.notifications_off:
+            off = {"off": saved.notifications_off}
+            audit.record("account.notifications", owner_id=user.pk, target=f"user:{user.pk}", after=off)
+    messages.success(request, "Settings saved.")
+    return redirect("accounts:settings")
+
+
+@login_required
+@require_POST
+def send_verification(request):
+    user = request.user
+    if not user.email or user.email_verified:
+        messages.info(request, "Nothing to verify: add an address first." if not user.email else "Already verified.")
+        return redirect("accounts:settings")
+    wait = verification.may_send(user)
+    if wait is not None:
+        messages.error(request, f"Too many links sent. Try again in {throttle.minutes(wait)} minutes.")
+    else:
+        send_verification_link.delay_on_commit(user.pk, site_origin(request))
+        messages.success(request, f"A verification link is on its way to {user.email}.")
+    return redirect("accounts:settings")
+
+
+def verify_email(request, token: str):
+    try:
+        user = verification.verify(token)
+    except verification.VerificationError as exc:
+        context = {"title": "E-mail not verified", "message": str(exc)}
+        return render(request, "accounts/message_page.html", context, status=400)
+    context = {"title": "E-mail verified", "message": f"{user.email} is verified. Thank you."}
+    return render(request, "accounts/message_page.html", context)
+
+
+@login_required
+@require_POST
+def two_factor_start(request):
+    try:
+        two_factor.begin(request.user)
+    except two_factor.TwoFactorError as exc:
+        messages.info(request, str(exc))
+    return redirect("accounts:settings")
+
+
+@login_required
+@require_POST
+def two_factor_confirm(request):
+    form = CodeForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise two_factor.TwoFactorError("Enter the code your app shows.")
+        codes = two_factor.confirm(request.user, form.cleaned_data["code"])
+    except two_factor.TwoFactorError as exc:
+        form.add_error("code", str(exc))
+        return render(request, "accounts/settings.html", settings_context(request, code_form=form), status=400)
+    messages.success(request, "Two-factor sign-in is on: log-ins now ask for a code from your app.")
+    return render(request, "accounts/settings.html", settings_context(request, recovery_codes=codes))
+
+
+@login_required
+@require_POST
+def two_factor_recovery(request):
+    form = CodeForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise two_factor.TwoFactorError("Enter a code from your app.")
+        codes = two_factor.new_recovery_codes(request.user, form.cleaned_data["code"])
+    except two_factor.TwoFactorError as exc:
+        form.add_error("code", str(exc))
+        return render(request, "accounts/settings.html", settings_context(request, manage_form=form), status=400)
+    return render(request, "accounts/settings.html", settings_context(request, recovery_codes=codes))
+
+
+@login_required
+@require_POST
+def two_factor_disable(request):
+    form = CodeForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise two_factor.TwoFactorError("Enter a code from your app.")
+        two_factor.disable(request.user, form.cleaned_data["code"])
+    except two_factor.TwoFactorError as exc:
+        form.add_error("code", str(exc))
+        return render(request, "accounts/settings.html", settings_context(request, manage_form=form), status=400)
+    messages.success(request, "Two-factor sign-in is off. Staff and owners who request payouts need it on.")
+    return redirect("accounts:settings")
+
+
+@login_required
+def activity(request):
+    page = Paginator(audit.entries_for(request.user.pk), 50).get_page(request.GET.get("page"))
+    return render(request, "accounts/activity.html", {"page": page, "labels": audit.ACTION_LABELS})

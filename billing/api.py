@@ -6,6 +6,7 @@ from django.utils import timezone
 from ninja import Query, Router, Status
 from ninja.errors import HttpError
 
+from accounts import verification
 from tokenhub.lib.api_auth import RELAY_READABLE
 
 from . import ledger, reports
@@ -67,6 +68,8 @@ def statement(request, page: int = 1, per_page: int = 100):
 @router.post("/checkin", response={202: CheckInOut, 200: CheckInOut})
 def checkin(request):
     state = checkin_state(request.auth)
+    if state == "unverified":
+        raise HttpError(403, verification.refusal(request.auth, "earn check-in rewards"))
     if state == "available":
         grant_checkin.delay_on_commit(request.auth.pk, timezone.now().date().isoformat())
         return Status(202, {"state": "pending", "reward_usd": settings.TOKENHUB_CHECKIN_REWARD_USD})
@@ -118,6 +121,8 @@ def request_payout(request, payload: PayoutIn):
         payout = ledger.request_payout(
             owner_id=request.auth.pk, amount=payload.amount_usd, destination=payload.destination
         )
+    except ledger.PayoutNotAllowed as exc:
+        raise HttpError(403, str(exc)) from None
     except ledger.LedgerError as exc:
         raise HttpError(400, str(exc)) from None
     return Status(201, payout)

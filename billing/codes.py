@@ -10,6 +10,8 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from accounts import audit
+
 from .ledger import money
 from .models import RedemptionBatch, RedemptionCode
 
@@ -29,9 +31,13 @@ def create_batch(*, label: str, amount: Decimal, count: int, expires_at: datetim
     amount = money(amount)
     if amount <= 0:
         raise ValueError("a code must be worth more than $0")
-    return RedemptionBatch.objects.create(
-        label=label, amount=amount, count=count, expires_at=expires_at, created_by=created_by
-    )
+    with transaction.atomic():
+        batch = RedemptionBatch.objects.create(
+            label=label, amount=amount, count=count, expires_at=expires_at, created_by=created_by
+        )
+        after = {"label": label, "amount": amount, "count": count, "total": amount * count, "expires_at": expires_at}
+        audit.record("codes.batch", owner_id=None, target=f"batch:{batch.pk}", after=after)
+    return batch
 
 
 def fill_batch(batch_id: int) -> int:

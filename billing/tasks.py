@@ -6,6 +6,7 @@ from datetime import date
 from celery import shared_task
 from django.conf import settings
 
+from accounts.models import User
 from tokenhub.lib.locks import single_run
 
 from . import codes, ledger
@@ -17,6 +18,9 @@ logger = logging.getLogger(__name__)
 @shared_task
 def grant_checkin(user_id: int, day: str) -> str:
     """The check-in reward; idempotent per (user, UTC day) through its unique row."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None or not user.email_verified:
+        return "unverified"  # the views say so; a task queued before the address changed grants nothing
     record = ledger.checkin(user_id=user_id, day=date.fromisoformat(day), amount=settings.TOKENHUB_CHECKIN_REWARD_USD)
     return str(record.amount)
 
@@ -46,3 +50,38 @@ def reconcile_ledger() -> bool:
     for problem in report.problems:
         logger.error("ledger: %s", problem)
     return report.ok
+
+
+@shared_task
+def tell_low_balances() -> int:
+    """E-mail users whose balance is below their low-balance alert (at most once a day each, by the
+    notification's repeat key per day); returns how many were queued."""
+    from datetime import UTC, datetime
+
+    from django.db.models import F, OuterRef, Subquery
+
+    from accounts import notifications
+    from accounts.models import User
+
+    from .models import Account, AccountKind
+    from .pricing import usd
+
+    balance = Account.objects.filter(kind=AccountKind.USER, user_id=OuterRef("pk")).values("balance")[:1]
+    low = (
+        User.objects.filter(is_active=True, low_balance_alert_usd__isnull=False)
+        .annotate(balance=Subquery(balance))
+        .filter(balance__lt=F("low_balance_alert_usd"))
+        .values_list("pk", "balance", "low_balance_alert_usd")
+    )
+    day = datetime.now(UTC).date().isoformat()
+    queued = 0
+    for user_id, current, alert in low.iterator():
+        subject = f"Your balance is {usd(current)}, below your alert of {usd(alert)}"
+        body = (
+            f"Your {settings.TOKENHUB_SITE_NAME} balance is {usd(current)}, below the {usd(alert)} you asked to "
+            "be warned at. Calls are refused once it cannot cover them: add credit on your balance page, or "
+            "change the alert on your settings page."
+        )
+        notifications.send(user_id, "low_balance", f"{day}:{alert}", subject, body)
+        queued += 1
+    return queued

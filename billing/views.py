@@ -21,11 +21,12 @@ USAGE_PAGE_SIZE = 50
 
 
 def checkin_state(user) -> str:
-    """claimed (reward booked) or available; the view adds pending (task queued)."""
+    """claimed (reward booked), available, or unverified (the reward waits for a verified address);
+    the view adds pending (task queued)."""
     today = timezone.now().date()
     if CheckIn.objects.filter(user=user, day=today).exists():
         return "claimed"
-    return "available"
+    return "available" if user.email_verified else "unverified"
 
 
 def wallet_context(request, form=None, checkin=None) -> dict:
@@ -137,6 +138,7 @@ def earnings_context(request, move_form=None, payout_form=None) -> dict:
         "move_form": move_form or MoveEarningsForm(),
         "payout_form": payout_form or PayoutForm(),
         "payouts": Payout.objects.filter(owner=request.user)[:20],
+        "payout_refusal": ledger.payout_refusal(request.user),
     }
 
 
@@ -168,6 +170,8 @@ def request_payout(request):
     if form.is_valid():
         try:
             payout = ledger.request_payout(owner_id=request.user.pk, **form.cleaned_data)
+        except ledger.PayoutNotAllowed as exc:
+            form.add_error(None, str(exc))
         except ledger.LedgerError as exc:
             form.add_error("amount", str(exc))
         else:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from accounts.admin import AuditedChanges
+
 from . import channels, checks
 from .models import CatalogModel, Channel, ChannelKey, ChannelShare, ChannelStatus, ModelAlias
 
@@ -50,7 +52,7 @@ class ChannelShareInline(admin.TabularInline):
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(AuditedChanges, admin.ModelAdmin):
     list_display = (
         "public_id",
         "name",
@@ -83,6 +85,13 @@ class ChannelAdmin(admin.ModelAdmin):
     )
     inlines = [ChannelKeyInline, ChannelShareInline]
     actions = ["test", "approve", "disable", "enable", "reencrypt"]
+    audit_action = "channel.edited"
+
+    def audit_described(self, obj) -> dict:
+        return channels.described(obj)
+
+    def audit_owner_and_target(self, obj) -> tuple[int | None, str]:
+        return obj.owner_id, channels.target(obj)
 
     @admin.action(description="Test selected channels (one minimal real call each)")
     def test(self, request, queryset):
@@ -106,7 +115,7 @@ class ChannelAdmin(admin.ModelAdmin):
     @admin.action(description="Enable selected channels (lifts a suspension)")
     def enable(self, request, queryset):
         for channel in queryset:
-            channels.set_status(channel, ChannelStatus.ACTIVE, "")
+            channels.set_status(channel, ChannelStatus.ACTIVE, "", action="channel.resumed")
         self.message_user(request, f"Enabled {queryset.count()} channel(s).", messages.SUCCESS)
 
     @admin.action(description="Re-encrypt all upstream keys under the current encryption key")

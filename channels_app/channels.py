@@ -14,6 +14,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import audit, notifications
 from accounts.keys import normalise_model_list
 from tokenhub.lib.money import MAX_OWNER_CUT
 
@@ -152,7 +153,18 @@ def create_channel(draft: ChannelDraft) -> tuple[Channel, list[str]]:
             monthly_spend_limit_usd=draft.monthly_spend_limit_usd,
         )
         _seal_keys(channel, draft.upstream_keys)
+        after = {**described(channel), "upstream_keys": len(draft.upstream_keys)}
+        audit.record("channel.created", owner_id=channel.owner_id, target=target(channel), after=after)
     return channel, warnings
+
+
+def target(channel: Channel) -> str:
+    return f"channel:{channel.public_id}"
+
+
+def described(channel: Channel) -> dict:
+    """The channel's settings as the audit log shows them (never its keys: those are counted)."""
+    return {field: getattr(channel, field) for field in dict.fromkeys(AUDITED_FIELDS)}
 
 
 def replace_keys(channel: Channel, upstream_keys: list[str]) -> None:
@@ -160,8 +172,16 @@ def replace_keys(channel: Channel, upstream_keys: list[str]) -> None:
     if message:
         raise ValidationError({"upstream_keys": message})
     with transaction.atomic():
+        before = channel.keys.count()
         _seal_keys(channel, upstream_keys)
         channel.save(update_fields=["updated_at"])
+        audit.record(
+            "channel.keys_replaced",
+            owner_id=channel.owner_id,
+            target=target(channel),
+            before={"upstream_keys": before},
+            after={"upstream_keys": len(upstream_keys)},
+        )
 
 
 def refuse_priority_unless_staff(user, priority: int | None) -> None:
@@ -182,6 +202,7 @@ EDITABLE = (
     "monthly_spend_limit_usd",
 )
 SPEND_LIMITS = ("daily_spend_limit_usd", "monthly_spend_limit_usd")
+AUDITED_FIELDS = ("provider", "base_url", "status", "status_reason", *EDITABLE)
 MIN_SPEND_LIMIT = Decimal("0.01")
 # Counters hold units of 10⁻⁸ USD in Redis' signed 64-bit integers: a limit must stay far below 2**63 units.
 MAX_SPEND_LIMIT = Decimal("1000000000")
@@ -206,11 +227,18 @@ def edit_channel(channel: Channel, changes: dict) -> Channel:
     if changes.get("visibility") == Visibility.PUBLIC:
         channel.invitation_token = ""  # as sharing.set_visibility: no old link revives later
     with transaction.atomic():
+        before = described(channel)
         for field, value in changes.items():
             setattr(channel, field, value)
         channel.save()
+        old, new = audit.changes(before, described(channel))
         if upstream_keys is not None:
+            old["upstream_keys"] = channel.keys.count()
             _seal_keys(channel, upstream_keys)
+            new["upstream_keys"] = len(upstream_keys)
+        if old or new:
+            action = "channel.limits" if set(new) <= set(SPEND_LIMITS) else "channel.edited"
+            audit.record(action, owner_id=channel.owner_id, target=target(channel), before=old, after=new)
     return channel
 
 
@@ -226,18 +254,25 @@ def upstream_keys(channel: Channel) -> list[str]:
     return [crypto.decrypt(key.key_id, key.ciphertext) for key in channel.keys.all()]
 
 
-def set_status(channel: Channel, status: str, reason: str = "") -> None:
-    channel.status = status
-    channel.status_reason = reason[:300]
-    channel.status_changed_at = timezone.now()
-    channel.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
+def set_status(channel: Channel, status: str, reason: str = "", action: str = "") -> None:
+    before = {"status": channel.status, "status_reason": channel.status_reason}
+    with transaction.atomic():
+        channel.status = status
+        channel.status_reason = reason[:300]
+        channel.status_changed_at = timezone.now()
+        channel.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
+        after = {"status": channel.status, "status_reason": channel.status_reason}
+        if action and before != after:
+            audit.record(action, owner_id=channel.owner_id, target=target(channel), before=before, after=after)
+            if action in STOPPED_BY_TOKENHUB:
+                tell_owner_stopped(channel.owner_id, channel.public_id, channel.name, status, reason)
 
 
 def pause(channel: Channel) -> None:
     """The owner's pause. A suspended channel stays suspended: pausing it, then resuming, would lift it."""
     if channel.status == ChannelStatus.SUSPENDED:
         raise ChannelSuspended(f"Staff suspended “{channel.name}”; only staff can lift it. Contact them to ask why.")
-    set_status(channel, ChannelStatus.PAUSED, "paused by owner")
+    set_status(channel, ChannelStatus.PAUSED, "paused by owner", action="channel.paused")
 
 
 class ChannelSuspended(Exception):
@@ -248,13 +283,13 @@ def resume(channel: Channel) -> None:
     """The owner's resume: from their own pause, a low-balance pause or an auto-disable, never a suspension."""
     if channel.status == ChannelStatus.SUSPENDED:
         raise ChannelSuspended(f"Staff suspended “{channel.name}”; only staff can lift it. Contact them to ask why.")
-    set_status(channel, ChannelStatus.ACTIVE, "")
+    set_status(channel, ChannelStatus.ACTIVE, "", action="channel.resumed")
 
 
 def suspend(channel: Channel, *, by: str) -> None:
     """Staff take a channel out of service; its owner cannot resume it. The staff member is logged, not shown."""
     logger.warning("channel %s suspended by staff %s", channel.public_id, by)
-    set_status(channel, ChannelStatus.SUSPENDED, "suspended by staff")
+    set_status(channel, ChannelStatus.SUSPENDED, "suspended by staff", action="channel.suspended")
 
 
 def rotate_encryption(progress: Callable[[int, int], None] | None = None) -> int:
@@ -278,8 +313,10 @@ def rotate_encryption(progress: Callable[[int, int], None] | None = None) -> int
 def approve(channel: Channel) -> None:
     """End the channel's probation (routing.py): its weight counts in full from now on."""
     if channel.approved_at is None:
-        channel.approved_at = timezone.now()
-        channel.save(update_fields=["approved_at", "updated_at"])
+        with transaction.atomic():
+            channel.approved_at = timezone.now()
+            channel.save(update_fields=["approved_at", "updated_at"])
+            audit.record("channel.approved", owner_id=channel.owner_id, target=target(channel))
 
 
 def end_probation_if_proven(channel: Channel) -> bool:
@@ -308,9 +345,12 @@ def auto_disable(channel_id: int, reason: str) -> bool:
     """Disable a channel after an authentication or quota error, unless its owner opted out. Thread-safe."""
     from . import routing
 
-    changed = Channel.objects.filter(pk=channel_id, auto_disable=True, status=ChannelStatus.ACTIVE).update(
-        status=ChannelStatus.AUTO_DISABLED, status_reason=reason[:300], status_changed_at=timezone.now()
-    )
+    with transaction.atomic():
+        changed = Channel.objects.filter(pk=channel_id, auto_disable=True, status=ChannelStatus.ACTIVE).update(
+            status=ChannelStatus.AUTO_DISABLED, status_reason=reason[:300], status_changed_at=timezone.now()
+        )
+        if changed:
+            _record_status(channel_id, "channel.auto_disabled", ChannelStatus.AUTO_DISABLED, reason)
     if changed:
         routing.invalidate()
     return bool(changed)
@@ -323,13 +363,48 @@ def pause_for_excess(channel_id: int, reason: str) -> bool:
     """
     from . import routing
 
-    changed = Channel.objects.filter(pk=channel_id, status=ChannelStatus.ACTIVE).update(
-        status=ChannelStatus.PAUSED, status_reason=reason[:300], status_changed_at=timezone.now()
-    )
+    with transaction.atomic():
+        changed = Channel.objects.filter(pk=channel_id, status=ChannelStatus.ACTIVE).update(
+            status=ChannelStatus.PAUSED, status_reason=reason[:300], status_changed_at=timezone.now()
+        )
+        if changed:
+            _record_status(channel_id, "channel.paused_for_excess", ChannelStatus.PAUSED, reason, tell=False)
     if changed:
         routing.invalidate()
         _tell_owner_and_staff(Channel.objects.select_related("owner").get(pk=channel_id), reason)
     return bool(changed)
+
+
+def _record_status(channel_id: int, action: str, status: str, reason: str, tell: bool = True) -> None:
+    row = Channel.objects.filter(pk=channel_id).values_list("owner_id", "public_id", "name").get()
+    owner_id, public_id, name = row
+    before, after = {"status": ChannelStatus.ACTIVE}, {"status": status, "status_reason": reason[:300]}
+    audit.record(action, owner_id=owner_id, target=f"channel:{public_id}", before=before, after=after)
+    if tell:
+        tell_owner_stopped(owner_id, public_id, name, status, reason)
+
+
+# Status changes TokenHub makes to an owner's channel, which the owner hears of by e-mail.
+STOPPED_BY_TOKENHUB = {"channel.auto_disabled", "channel.paused_low_balance", "channel.suspended"}
+STOPPED_WORDS = {
+    ChannelStatus.AUTO_DISABLED: "was disabled",
+    ChannelStatus.PAUSED: "was paused",
+    ChannelStatus.SUSPENDED: "was suspended by TokenHub's staff",
+}
+
+
+def tell_owner_stopped(owner_id: int, public_id: str, name: str, status: str, reason: str) -> None:
+    what = STOPPED_WORDS.get(status, f"is now {status}")
+    body = (
+        f"Your channel {name} ({public_id}) {what}: {reason or 'no reason given'}.\n\n"
+        "No calls go to it meanwhile. "
+        + (
+            "Only staff can lift a suspension; ask them why."
+            if status == ChannelStatus.SUSPENDED
+            else "Fix the cause upstream, then test and resume it from your channel's page."
+        )
+    )
+    notifications.send(owner_id, "channel_stopped", f"{public_id}:{status}", f"Your channel {name} {what}", body)
 
 
 def _tell_owner_and_staff(channel: Channel, reason: str) -> None:
@@ -343,11 +418,10 @@ def _tell_owner_and_staff(channel: Channel, reason: str) -> None:
     staff = list(
         get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="").values_list("email", flat=True)
     )
-    messages = [([channel.owner.email], subject), (staff, f"[staff] {subject} (owner {channel.owner.username})")]
-    for recipients, title in messages:
-        if not recipients:
-            continue
-        try:
-            send_mail(title, body, settings.DEFAULT_FROM_EMAIL, recipients)
-        except Exception:  # the pause stands whether or not the mail went out
-            logger.exception("could not mail %s about paused channel %s", recipients, channel.public_id)
+    notifications.send(channel.owner_id, "channel_stopped", f"{channel.public_id}:excess", subject, body)
+    if not staff:
+        return
+    try:
+        send_mail(f"[staff] {subject} (owner {channel.owner.username})", body, settings.DEFAULT_FROM_EMAIL, staff)
+    except Exception:  # the pause stands whether or not the mail went out
+        logger.exception("could not mail staff about paused channel %s", channel.public_id)

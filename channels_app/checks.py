@@ -45,10 +45,12 @@ def record_outcome(channel: Channel, result: probes.ProbeResult) -> None:
         health.record_success(channel.pk)
         channels.end_probation_if_proven(channel)
         if channel.status == ChannelStatus.AUTO_DISABLED:
-            channels.set_status(channel, ChannelStatus.ACTIVE, "")
+            channels.set_status(channel, ChannelStatus.ACTIVE, "", action="channel.re_enabled")
         return
     if health.should_auto_disable(result.kind) and channel.auto_disable:
-        channels.set_status(channel, ChannelStatus.AUTO_DISABLED, _auto_disable_reason(result))
+        channels.set_status(
+            channel, ChannelStatus.AUTO_DISABLED, _auto_disable_reason(result), action="channel.auto_disabled"
+        )
     elif channel.status != ChannelStatus.AUTO_DISABLED:
         health.record_failure(channel.pk, result.kind or health.SERVER, result.message, result.retry_after)
 
@@ -90,5 +92,6 @@ def probe_balance(channel: Channel) -> probes.BalanceResult:
             channel,
             ChannelStatus.PAUSED,
             f"{LOW_BALANCE_REASON} ${result.balance_usd} below ${channel.min_balance_usd}",
+            action="channel.paused_low_balance",
         )
     return result

@@ -13,6 +13,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from accounts import audit
+
 from .models import Channel, ChannelShare, Visibility
 
 MAX_SHARES = 500  # users per channel: the routing snapshot carries every share
@@ -27,11 +29,19 @@ class InvitationInvalid(Exception):
 def set_visibility(channel: Channel, visibility: str) -> Channel:
     if visibility not in Visibility.values:
         raise ValidationError({"visibility": f"Visibility is one of: {', '.join(Visibility.values)}."})
+    before = channel.visibility
     channel.visibility = visibility
     if visibility == Visibility.PUBLIC:
         channel.invitation_token = ""  # going private again must not revive a link that leaked
-    channel.save(update_fields=["visibility", "invitation_token", "updated_at"])  # routing rebuilds on commit
+    with transaction.atomic():
+        channel.save(update_fields=["visibility", "invitation_token", "updated_at"])  # routing rebuilds on commit
+        if before != visibility:
+            _record(channel, "channel.visibility", before={"visibility": before}, after={"visibility": visibility})
     return channel
+
+
+def _record(channel: Channel, action: str, **values) -> None:
+    audit.record(action, owner_id=channel.owner_id, target=f"channel:{channel.public_id}", **values)
 
 
 def share_with(channel: Channel, username: str, via: str = "owner") -> ChannelShare:
@@ -54,26 +64,35 @@ def _add(channel: Channel, user, via: str) -> ChannelShare:
         raise ValidationError({"username": f"A channel is shared with at most {MAX_SHARES} users."})
     try:
         with transaction.atomic():
-            return ChannelShare.objects.create(channel=channel, user=user, via=via)
+            share = ChannelShare.objects.create(channel=channel, user=user, via=via)
+            _record(channel, "channel.shared", after={"user": user.get_username(), "via": via})
+            return share
     except IntegrityError:  # a concurrent share of the same user
         return ChannelShare.objects.get(channel=channel, user=user)
 
 
 def unshare(channel: Channel, username: str) -> bool:
-    deleted, _ = ChannelShare.objects.filter(channel=channel, user__username=username).delete()
+    with transaction.atomic():
+        deleted, _ = ChannelShare.objects.filter(channel=channel, user__username=username).delete()
+        if deleted:
+            _record(channel, "channel.unshared", before={"user": username})
     return bool(deleted)
 
 
 def new_invitation(channel: Channel) -> str:
     """A fresh link token; the previous link stops working."""
     channel.invitation_token = secrets.token_urlsafe(32)
-    channel.save(update_fields=["invitation_token", "updated_at"])
+    with transaction.atomic():
+        channel.save(update_fields=["invitation_token", "updated_at"])
+        _record(channel, "channel.invitation", after={"link": "new"})  # the token is a secret: not recorded
     return channel.invitation_token
 
 
 def disable_invitation(channel: Channel) -> None:
     channel.invitation_token = ""
-    channel.save(update_fields=["invitation_token", "updated_at"])
+    with transaction.atomic():
+        channel.save(update_fields=["invitation_token", "updated_at"])
+        _record(channel, "channel.invitation", after={"link": "disabled"})
 
 
 def invited_channel(token: str) -> Channel:

@@ -161,6 +161,26 @@ def _reserve_locally(period_keys: tuple[str, str], limits: Limits, amount: Decim
         return Reservation(period_keys, amount)
 
 
+_told_periods: set[str] = set()  # this process told the owner already (Celery dedupes across processes)
+
+
+def tell_owner(channel_id: int, reason: str) -> None:
+    """The owner hears by e-mail once per period that their channel refuses calls for its limit.
+
+    Called by the relay when a reservation is refused: the mail is queued from a thread, so the event
+    loop never waits for the broker."""
+    day_key, month_key = keys(channel_id)
+    period = month_key if "monthly" in reason else day_key
+    if period in _told_periods:
+        return
+    if len(_told_periods) > 10_000:
+        _told_periods.clear()
+    _told_periods.add(period)
+    from .tasks import tell_spend_limit_reached
+
+    threading.Thread(target=tell_spend_limit_reached.delay, args=(channel_id, reason, period), daemon=True).start()
+
+
 def settle(reservation: Reservation, spent: Decimal) -> None:
     """Replace a reservation by what the call cost (0: it failed)."""
     change = units(spent) - units(reservation.amount)

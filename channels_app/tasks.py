@@ -9,7 +9,7 @@ from django.core.mail import send_mail
 
 from tokenhub.lib.locks import single_run
 
-from . import checks, price_sync
+from . import checks, price_sync, spend
 from .catalog import CatalogFormatError
 from .models import Channel
 
@@ -35,6 +35,24 @@ def probe_balances() -> int:
             except Exception:  # one owner's endpoint must not stop the probe of every channel after it
                 logger.exception("balance probe of channel %s failed", channel.public_id)
         return len(channels)
+
+
+@shared_task
+def tell_spend_limit_reached(channel_id: int, reason: str, period: str) -> str:
+    from accounts import notifications
+
+    channel = Channel.objects.filter(pk=channel_id).values("owner_id", "public_id", "name").first()
+    if channel is None:
+        return "gone"
+    name, public_id = channel["name"], channel["public_id"]
+    subject = f"Your channel {name} reached its spend limit"
+    body = (
+        f"Your channel {name} ({public_id}) {reason if reason.startswith('has') else 'is ' + reason}: "
+        "TokenHub sends it no calls that could pass the "
+        "limit you set. Raise the limit on the channel's page if you want it to serve more."
+    )
+    seconds = spend.MONTH_SECONDS if ":m:" in period else spend.DAY_SECONDS  # once per period
+    return notifications.deliver(channel["owner_id"], "spend_limit", period, subject, body, seconds)
 
 
 @shared_task

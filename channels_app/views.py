@@ -7,6 +7,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from accounts import audit
+
 from . import channels, checks, routing, sharing, spend
 from .forms import ChannelForm, ShareForm, SpendLimitsForm
 from .models import CatalogModel, Channel, ChannelStatus
@@ -100,10 +102,15 @@ def limits_context(channel: Channel, form: SpendLimitsForm | None = None) -> dic
     return {"spend_rows": rows, "limits_form": form or SpendLimitsForm(initial=initial)}
 
 
+def detail_context(channel: Channel) -> dict:
+    entries = audit.entries_for(channel.owner_id).filter(target=channels.target(channel))[:20]
+    return {"keys": channel.keys.all(), "audit_entries": entries}
+
+
 @login_required
 def channel_detail(request, public_id: str):
     channel = get_channel_for_owner(request, public_id)
-    context = {**sharing_context(request, channel), **limits_context(channel), "keys": channel.keys.all()}
+    context = {**sharing_context(request, channel), **limits_context(channel), **detail_context(channel)}
     return render(request, "channels_app/channel_detail.html", context)
 
 
@@ -116,7 +123,7 @@ def channel_limits(request, public_id: str):
         channels.edit_channel(channel, dict(form.cleaned_data))
         messages.success(request, "Spend limits saved: they apply from the next call.")
         return redirect("channels:detail", public_id=public_id)
-    context = {**sharing_context(request, channel), **limits_context(channel, form), "keys": channel.keys.all()}
+    context = {**sharing_context(request, channel), **limits_context(channel, form), **detail_context(channel)}
     return render(request, "channels_app/channel_detail.html", context, status=400)
 
 
@@ -153,7 +160,7 @@ def channel_sharing(request, public_id: str):
     if request.htmx:
         return render(request, "channels_app/channel_detail.html#sharing", context, status=status)
     if status != 200:  # the whole page again, with the form's error
-        context.update(limits_context(channel), keys=channel.keys.all())
+        context.update(limits_context(channel), **detail_context(channel))
         return render(request, "channels_app/channel_detail.html", context, status=status)
     return redirect("channels:detail", public_id=public_id)
 

@@ -205,6 +205,7 @@ async def _attempt(
         if route.spend_limits:  # the hold, the most this call can cost, fits the owner's limits or no call
             reserved = await spend.reserve(route.channel_id, route.public_id, route.spend_limits, held)
             if isinstance(reserved, str):
+                spend.tell_owner(route.channel_id, reserved)
                 return Skipped(f"a channel {reserved}" if reserved.startswith("has") else f"a channel is {reserved}")
             reservation = reserved
         if route.limited:  # only the channel actually called counts against its limits

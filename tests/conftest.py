@@ -29,8 +29,17 @@ def _fresh_cache():
     _forget_process_copies()
 
 
-def make_user(username: str, **extra) -> User:
-    return User.objects.create_user(username=username, email=f"{username}@example.test", password=PASSWORD, **extra)
+def make_user(username: str, *, two_factor: bool | None = None, **extra) -> User:
+    """A user with a verified address; staff also have two-factor sign-in on (the admin requires it),
+    unless `two_factor=False`. Tests of the unverified or unenrolled paths make those explicitly."""
+    email = extra.pop("email", f"{username}@example.test")
+    extra.setdefault("verified_email", email)
+    user = User.objects.create_user(username=username, email=email, password=PASSWORD, **extra)
+    if two_factor or (two_factor is None and user.is_staff):
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
+    return user
 
 
 @pytest.fixture
@@ -41,8 +50,8 @@ def alice(db) -> User:
 
 @pytest.fixture
 def bob(db) -> User:
-    """The channel owner."""
-    return make_user("bob")
+    """The channel owner (with two-factor sign-in on: payouts need it)."""
+    return make_user("bob", two_factor=True)
 
 
 @pytest.fixture

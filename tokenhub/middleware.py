@@ -129,3 +129,31 @@ class ApiErrorShape:
         )
         reshaped["Allow"] = allowed
         return reshaped
+
+
+class AuditOrigin:
+    """Keeps the request for the audit log (accounts/audit.py), which reads who acted and from where
+    only when a change writes an entry; reset after the response, as a sync thread serves many."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        from accounts import audit
+
+        if self.is_async:
+            return self.__acall__(request)
+        with audit.from_request(request):
+            return self.get_response(request)
+
+    async def __acall__(self, request):
+        from accounts import audit
+
+        with audit.from_request(request):
+            return await self.get_response(request)

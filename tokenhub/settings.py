@@ -70,13 +70,16 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "tokenhub.apps.TokenHubAdminConfig",  # django.contrib.admin, behind the site's two-step log-in
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "ninja",
     "tokenhub",
     "accounts",
@@ -96,6 +99,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tokenhub.middleware.AuditOrigin",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -186,6 +190,7 @@ CELERY_BEAT_SCHEDULE = {
     "release-stale-holds": {"task": "billing.tasks.release_stale_holds", "schedule": 60.0},
     "reconcile-ledger": {"task": "billing.tasks.reconcile_ledger", "schedule": 3600.0},
     "retest-disabled-channels": {"task": "channels_app.tasks.retest_disabled_channels", "schedule": 300.0},
+    "tell-low-balances": {"task": "billing.tasks.tell_low_balances", "schedule": 300.0},
     "probe-balances": {"task": "channels_app.tasks.probe_balances", "schedule": 900.0},
     "sync-prices": {"task": "channels_app.tasks.sync_prices", "schedule": 86400.0},
     "heartbeat": {"task": "tokenhub.tasks.heartbeat", "schedule": 60.0},  # doctor: beat and a worker alive
@@ -219,8 +224,32 @@ SIGNUP_RATE_LIMIT = env_int("SIGNUP_RATE_LIMIT", 10)
 PASSWORD_RESET_RATE_LIMIT = env_int("PASSWORD_RESET_RATE_LIMIT", 5)
 PASSWORD_RESET_EMAIL_RATE_LIMIT = env_int("PASSWORD_RESET_EMAIL_RATE_LIMIT", 3)
 
-MAILERS = {"default": {"BACKEND": os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")}}
+# Mail: SMTP when EMAIL_HOST is set (EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS or
+# EMAIL_USE_SSL), else the console; EMAIL_BACKEND names another backend outright.
+_email_host = os.environ.get("EMAIL_HOST", "").strip()  # (not a setting: MAILERS replaces Django's EMAIL_*)
+_smtp = "django.core.mail.backends.smtp.EmailBackend"
+_mailer = {
+    "BACKEND": os.environ.get("EMAIL_BACKEND")
+    or (_smtp if _email_host else "django.core.mail.backends.console.EmailBackend")
+}
+if _mailer["BACKEND"] == _smtp:
+    _mailer["OPTIONS"] = {
+        "host": _email_host or "localhost",
+        "port": env_int("EMAIL_PORT", 25),
+        "username": os.environ.get("EMAIL_HOST_USER", ""),
+        "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+        "use_tls": env_bool("EMAIL_USE_TLS", False),
+        "use_ssl": env_bool("EMAIL_USE_SSL", False),
+        "timeout": env_int("EMAIL_TIMEOUT", 10),
+    }
+MAILERS = {"default": _mailer}
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tokenhub@localhost")
+# E-mail notifications (accounts/notifications.py): the same event is told at most once per
+# TOKENHUB_NOTIFY_REPEAT_SECONDS, and a user gets at most TOKENHUB_NOTIFY_HOURLY_LIMIT messages an hour.
+TOKENHUB_NOTIFY_REPEAT_SECONDS = env_int("TOKENHUB_NOTIFY_REPEAT_SECONDS", 6 * 3600)
+TOKENHUB_NOTIFY_HOURLY_LIMIT = env_int("TOKENHUB_NOTIFY_HOURLY_LIMIT", 10)
+# Verification links a user may send themselves per hour.
+EMAIL_VERIFICATION_RATE_LIMIT = env_int("EMAIL_VERIFICATION_RATE_LIMIT", 3)
 
 # --- Security -------------------------------------------------------------------
 # Behind a TLS-terminating proxy (which must set X-Forwarded-Proto): secure cookies and HSTS follow.
@@ -284,6 +313,7 @@ TOKENHUB_ALLOWED_PRIVATE_UPSTREAMS = env_list("TOKENHUB_ALLOWED_PRIVATE_UPSTREAM
 # owner's channel (whose upstream reports the usage) earn that record for almost nothing.
 TOKENHUB_PROBATION_CALLS = env_int("TOKENHUB_PROBATION_CALLS", 0)
 TOKENHUB_SITE_NAME = os.environ.get("TOKENHUB_SITE_NAME", "TokenHub")
+OTP_TOTP_ISSUER = TOKENHUB_SITE_NAME  # the name authenticator apps show beside the code
 # Public origin used in SDK snippets; falls back to the request's own host.
 TOKENHUB_PUBLIC_URL = os.environ.get("TOKENHUB_PUBLIC_URL", "").strip().rstrip("/")
 # Cached API-key lookups live this long; revocation deletes the entry at once.

@@ -40,7 +40,7 @@ from .calls import (
     usage_record_values,
 )
 from .credits import checkin, grant, normalise_code, redeem
-from .earnings import decide_payout, move_earnings_to_balance, request_payout
+from .earnings import PayoutNotAllowed, decide_payout, move_earnings_to_balance, payout_refusal, request_payout
 from .errors import CodeRefused, InsufficientBalance, LedgerBehind, LedgerError, SpendCapReached, money
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "InsufficientBalance",
     "LedgerBehind",
     "LedgerError",
+    "PayoutNotAllowed",
     "SettlementFigures",
     "SpendCapReached",
     "ahold",
@@ -66,6 +67,7 @@ __all__ = [
     "normalise_code",
     "owner_account",
     "payout_account",
+    "payout_refusal",
     "platform_account",
     "redeem",
     "release",

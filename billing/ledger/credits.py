@@ -8,10 +8,16 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import audit
+
 from ..models import AccountKind, CheckIn, RedemptionCode, Transaction, TransactionKind
 from .accounts import platform_account, user_account
 from .errors import CodeRefused, money
 from .posting import retry_safe, transfer
+
+# Staff's and operators' grants and adjustments are audited; the system's own credits (the welcome
+# credit) are in the ledger only.
+GRANT_ACTIONS = {TransactionKind.GRANT: "money.grant", TransactionKind.ADJUST: "money.adjust"}
 
 
 def grant(
@@ -27,7 +33,12 @@ def grant(
     def operation() -> Transaction:
         if idempotency_key and (existing := Transaction.objects.filter(idempotency_key=idempotency_key).first()):
             return existing
-        return transfer(kind, legs, idempotency_key=idempotency_key, memo=memo, actor=actor)
+        with transaction.atomic():
+            txn = transfer(kind, legs, idempotency_key=idempotency_key, memo=memo, actor=actor)
+            if kind in GRANT_ACTIONS and actor != "system":
+                after = {"amount": amount, "memo": memo, "transaction": txn.pk}
+                audit.record(GRANT_ACTIONS[kind], owner_id=user_id, target=f"user:{user_id}", after=after)
+            return txn
 
     return retry_safe(operation, lambda: Transaction.objects.filter(idempotency_key=idempotency_key).first())
 

@@ -8,11 +8,18 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import audit, notifications, two_factor, verification
+from accounts.models import User
+
 from ..models import Account, AccountKind, Payout, PayoutStatus, Transaction, TransactionKind
 from ..pricing import usd
 from .accounts import derived_balance, owner_account, payout_account, platform_account, user_account
 from .errors import LedgerError, money
 from .posting import transfer
+
+
+class PayoutNotAllowed(LedgerError):
+    """The owner's account is not ready for payouts (two-factor sign-in, a verified address)."""
 
 
 def _locked_earnings(owner_id: int) -> tuple[Account, Decimal]:
@@ -28,16 +35,30 @@ def move_earnings_to_balance(*, owner_id: int, amount: Decimal | None = None) ->
         amount = available if amount is None else money(amount)
         if amount <= 0 or amount > available:
             raise LedgerError(f"You can move between $0 and {usd(available)} of earnings.")
-        return transfer(
+        txn = transfer(
             TransactionKind.EARNINGS_TO_BALANCE,
             [(earnings, -amount), (user_account(owner_id), amount)],
             memo="Earnings moved to balance",
             actor=f"user:{owner_id}",
         )
+        after = {"amount": amount, "transaction": txn.pk}
+        audit.record("money.earnings_moved", owner_id=owner_id, target=f"user:{owner_id}", after=after)
+        return txn
+
+
+def payout_refusal(owner) -> str | None:
+    """Why this owner may not request a payout yet: money leaves TokenHub, so the account must be the
+    owner's beyond a password (two-factor sign-in) and reachable (a verified address)."""
+    if not two_factor.is_enabled(owner):
+        return "Turn on two-factor sign-in (on your settings page) before requesting a payout."
+    return verification.refusal(owner, "request a payout")
 
 
 def request_payout(*, owner_id: int, amount: Decimal, destination: str) -> Payout:
     amount = money(amount)
+    refusal = payout_refusal(User.objects.get(pk=owner_id))
+    if refusal:
+        raise PayoutNotAllowed(refusal)
     with transaction.atomic():
         earnings, available = _locked_earnings(owner_id)
         if amount <= 0 or amount > available:
@@ -52,6 +73,8 @@ def request_payout(*, owner_id: int, amount: Decimal, destination: str) -> Payou
             memo=f"Payout {payout.public_id} requested",
             actor=f"user:{owner_id}",
         )
+        after = {"amount": amount, "destination": destination, "status": payout.status}
+        audit.record("payout.requested", owner_id=owner_id, target=f"payout:{payout.public_id}", after=after)
         return payout
 
 
@@ -73,4 +96,25 @@ def decide_payout(*, payout_id: int, paid: bool, actor: str) -> bool:
             memo=f"Payout {payout.public_id} {status}",
             actor=actor,
         )
+        audit.record(
+            f"payout.{status}",
+            owner_id=payout.owner_id,
+            target=f"payout:{payout.public_id}",
+            before={"status": PayoutStatus.PENDING},
+            after={"status": status, "amount": payout.amount},
+        )
+        _tell_owner(payout, paid)
         return True
+
+
+def _tell_owner(payout: Payout, paid: bool) -> None:
+    if paid:
+        subject = f"Your payout of {usd(payout.amount)} was approved"
+        body = f"Payout {payout.public_id} of {usd(payout.amount)} to {payout.destination} was approved and paid."
+    else:
+        subject = f"Your payout of {usd(payout.amount)} was rejected"
+        body = (
+            f"Payout {payout.public_id} of {usd(payout.amount)} was rejected; the amount is back in your "
+            "available earnings. Ask TokenHub's staff why if it is not clear."
+        )
+    notifications.send(payout.owner_id, "payout", f"payout:{payout.public_id}", subject, body)

@@ -167,28 +167,6 @@ def test_admin_key_changelist_never_shows_the_hash(admin_user, alice):
     assert key.key_hash not in detail
 
 
-def test_admin_login_is_throttled_like_the_site_login(admin_user, settings):
-    settings.LOGIN_FAILURE_LIMIT = 3
-    client = Client()
-    url = reverse("admin:login")
-    for _ in range(3):
-        response = client.post(url, {"username": "root", "password": "wrong"})
-        assert "Please enter the correct username and password" in response.content.decode()
-    response = client.post(url, {"username": "root", "password": PASSWORD})
-    assert response.status_code == 200 and "Too many failed log-in attempts" in response.content.decode()
-    assert "_auth_user_id" not in client.session
-
-
-def test_failures_at_the_admin_count_towards_the_site_lockout(alice, settings):
-    settings.LOGIN_FAILURE_LIMIT = 2
-    client = Client()
-    for _ in range(2):
-        client.post(reverse("admin:login"), {"username": "alice", "password": "wrong"})
-    response = client.post(reverse("accounts:login"), {"username": "alice", "password": PASSWORD})
-    assert "Too many failed log-in attempts" in response.content.decode()
-    assert "_auth_user_id" not in client.session
-
-
 def test_signup_is_rate_limited_per_address(settings):
     settings.SIGNUP_RATE_LIMIT = 2
     client = Client()

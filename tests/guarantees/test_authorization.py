@@ -54,6 +54,11 @@ def status(code: int):
     return check
 
 
+def back_to_login(response) -> bool:
+    """The second step of a log-in with no first step behind it: back to the first."""
+    return response.status_code == 302 and response.headers["location"] == "/accounts/login/"
+
+
 THROUGH, LOGIN, ADMIN_LOGIN, KEY_SCOPE = through, login_redirect, admin_login, key_scope
 S401, S404 = status(401), status(404)
 
@@ -85,10 +90,13 @@ RULES: list[tuple[str, str, dict, str | None]] = [
     (r"|healthz|models/|docs/|api/openapi\.json|api/docs", "GET", PUBLIC, None),
     (r"accounts/(signup|login|password/reset|password/reset/sent|password/reset/done)/", "GET", PUBLIC, None),
     (r"accounts/password/reset/<uidb64>/<token>/", "GET", PUBLIC, None),
+    (r"accounts/email/verify/<str:token>/", "GET", PUBLIC, None),  # the signed token is the authority
+    (r"accounts/login/verify/", "GET", kind(*[back_to_login] * 6), None),
     (r"accounts/logout/|admin/logout/", "POST", PUBLIC, "fresh session"),
     (r"admin/login/", "GET", PUBLIC, None),
     (r"accounts/password/change/(done/)?|accounts/keys/|dashboard/|balance/|usage/|usage\.csv", "GET", PAGE, None),
-    (r"statement/|earnings/|channels/", "GET", PAGE, None),
+    (r"statement/|earnings/|channels/|accounts/(settings|activity)/", "GET", PAGE, None),
+    (r"accounts/settings/(email/send|2fa/(start|confirm|recovery|disable))/", "POST", PAGE, None),
     (r"balance/(checkin|redeem)/|earnings/(move|payout)/", "POST", PAGE, None),
     (r"accounts/keys/<str:public_id>/revoke/", "POST", OWN_PAGE, "key"),
     (r"channels/<str:public_id>/", "GET", OWN_PAGE, "channel"),

@@ -45,8 +45,11 @@ class OperatorCommand(BaseCommand):
         pool_log, reasons = logging.getLogger("psycopg.pool"), _LastReason()
         pool_log.addHandler(reasons)
         pool_log.propagate = False
+        from accounts import audit
+
         try:
-            return super().execute(*args, **options)
+            with audit.acting_as(audit.command_origin(self._name())):
+                return super().execute(*args, **options)
         except KeyboardInterrupt:
             raise CommandError("interrupted", returncode=130) from None
         except CommandError:
@@ -59,6 +62,9 @@ class OperatorCommand(BaseCommand):
         finally:
             pool_log.removeHandler(reasons)
             pool_log.propagate = True
+
+    def _name(self) -> str:
+        return type(self).__module__.rsplit(".", 1)[-1]
 
 
 class _LastReason(logging.Handler):

@@ -1,0 +1,195 @@
+"""The audit log: every change to money, channels, keys and sign-in settings, who made it and from where.
+
+The domain functions that make a change call `record()` inside the change's own transaction; who
+acted comes from the context the change runs in, set once at each way in:
+
+- a request (web pages, the JSON API, the admin): `tokenhub.middleware.AuditOrigin` keeps the request,
+  and the signed-in user and client address are read from it only when an entry is written;
+- a `manage.py` command: `tokenhub.lib.commands.OperatorCommand` names the command and the OS user;
+- a Celery task: `tokenhub.celery` names the task;
+- anything else (the relay pausing a channel, a shell): "system".
+
+So the functions that change things take no `actor` argument and no caller can forget to pass one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from .models import AuditEntry
+from .throttle import client_address
+
+SECRET_FIELDS = frozenset({"upstream_keys", "keys", "key", "key_hash", "password", "secret"})
+
+
+@dataclass(frozen=True)
+class Origin:
+    label: str
+    via: str
+    actor_id: int | None = None
+    ip: str | None = None
+
+
+SYSTEM = Origin(label="system", via="system")
+_request: ContextVar = ContextVar("audit_request", default=None)
+_origin: ContextVar[Origin | None] = ContextVar("audit_origin", default=None)
+
+
+@contextlib.contextmanager
+def from_request(request):
+    token = _request.set(request)
+    try:
+        yield
+    finally:
+        _request.reset(token)
+
+
+@contextlib.contextmanager
+def acting_as(origin: Origin):
+    token = _origin.set(origin)
+    try:
+        yield
+    finally:
+        _origin.reset(token)
+
+
+def set_origin(origin: Origin):
+    """`acting_as` for code that cannot use a with-block (Celery's task signals); returns the token."""
+    return _origin.set(origin)
+
+
+def reset_origin(token) -> None:
+    _origin.reset(token)
+
+
+def command_origin(command_name: str) -> Origin:
+    return Origin(label=f"cli:{_os_user()} (manage.py {command_name})"[:120], via="cli")
+
+
+def task_origin(task_name: str) -> Origin:
+    return Origin(label=f"task:{task_name}"[:120], via="task")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry
+        return "unknown"
+
+
+def current_origin() -> Origin:
+    origin = _origin.get()
+    if origin is not None:
+        return origin
+    request = _request.get()
+    if request is None:
+        return SYSTEM
+    user = getattr(request, "user", None)
+    path = request.path_info
+    via = "admin" if path.startswith("/admin/") else "api" if path.startswith("/api/") else "web"
+    ip = client_address(request) or None
+    if user is not None and user.is_authenticated:
+        return Origin(label=user.get_username(), via=via, actor_id=user.pk, ip=ip)
+    return Origin(label="anonymous", via=via, ip=ip)
+
+
+def actor_label() -> str:
+    """Who is acting, for the ledger's `Transaction.actor` column: admin:<name>, cli:<os user>, ..."""
+    origin = current_origin()
+    if origin.actor_id is not None:
+        return f"{'admin' if origin.via == 'admin' else 'user'}:{origin.label}"[:120]
+    return origin.label.split(" (", 1)[0]
+
+
+def redacted(values: dict | None) -> dict | None:
+    if values is None:
+        return None
+    return {name: ("(replaced)" if name in SECRET_FIELDS else value) for name, value in values.items()}
+
+
+def changes(before: dict, after: dict) -> tuple[dict, dict]:
+    """Only what changed, on both sides."""
+    names = [name for name in after if before.get(name) != after.get(name)]
+    return {name: before.get(name) for name in names}, {name: after.get(name) for name in names}
+
+
+def record(action: str, *, owner_id: int | None, target: str = "", before=None, after=None) -> AuditEntry:
+    """Write an entry for a change made in the current transaction (call it inside that transaction)."""
+    origin = current_origin()
+    return AuditEntry.objects.create(
+        actor_id=origin.actor_id,
+        actor_label=origin.label[:120],
+        via=origin.via,
+        ip=origin.ip,
+        owner_id=owner_id,
+        action=action,
+        target=target[:80],
+        before=redacted(before),
+        after=redacted(after),
+    )
+
+
+def entries_for(user_id: int):
+    return AuditEntry.objects.filter(owner_id=user_id).select_related("actor")
+
+
+ACTION_LABELS = {
+    "key.created": "API key created",
+    "key.revoked": "API key revoked",
+    "key.edited": "API key edited by staff",
+    "channel.created": "Channel added",
+    "channel.edited": "Channel edited",
+    "channel.keys_replaced": "Channel upstream keys replaced",
+    "channel.paused": "Channel paused",
+    "channel.resumed": "Channel resumed",
+    "channel.suspended": "Channel suspended by staff",
+    "channel.approved": "Channel approved by staff",
+    "channel.auto_disabled": "Channel disabled after failures",
+    "channel.re_enabled": "Channel enabled again after a passing test",
+    "channel.paused_low_balance": "Channel paused: upstream balance low",
+    "channel.paused_for_excess": "Channel paused: usage above its holds",
+    "channel.limits": "Channel spend limits changed",
+    "channel.visibility": "Channel visibility changed",
+    "channel.shared": "Channel shared with a user",
+    "channel.unshared": "Channel no longer shared with a user",
+    "channel.invitation": "Channel invitation link changed",
+    "money.grant": "Balance granted",
+    "money.adjust": "Balance adjusted",
+    "money.earnings_moved": "Earnings moved to balance",
+    "payout.requested": "Payout requested",
+    "payout.paid": "Payout paid",
+    "payout.rejected": "Payout rejected",
+    "codes.batch": "Redemption codes issued",
+    "security.2fa_enabled": "Two-factor sign-in turned on",
+    "security.2fa_disabled": "Two-factor sign-in turned off",
+    "security.recovery_codes": "New recovery codes made",
+    "security.email_verified": "E-mail address verified",
+    "account.notifications": "Notification settings changed",
+    "account.email_changed": "E-mail address changed",
+    "account.low_balance": "Low-balance alert changed",
+}
+
+
+def change_text(entry: AuditEntry) -> str:
+    """before → after, field by field, for people: "status: active → paused; weight: 1 → 5"."""
+    before, after = entry.before or {}, entry.after or {}
+    parts = []
+    for name in dict.fromkeys([*before, *after]):
+        if name in before and name in after:
+            parts.append(f"{name}: {_shown(before[name])} → {_shown(after[name])}")
+        elif name in after:
+            parts.append(f"{name}: {_shown(after[name])}")
+        else:
+            parts.append(f"{name}: {_shown(before[name])} → (none)")
+    return "; ".join(parts)
+
+
+def _shown(value) -> str:
+    if value in (None, "", [], {}):
+        return "(none)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
