@@ -18,11 +18,15 @@ import contextlib
 import getpass
 from contextvars import ContextVar
 from dataclasses import dataclass
+from decimal import Decimal
+
+from tokenhub.lib.money import plain
 
 from .models import AuditEntry
 from .throttle import client_address
 
-SECRET_FIELDS = frozenset({"upstream_keys", "keys", "key", "key_hash", "password", "secret"})
+# Fields never written as they are (the audited functions pass counts or descriptions, not these).
+SECRET_FIELDS = frozenset({"key", "key_hash", "password", "secret", "token", "invitation_token"})
 
 
 @dataclass(frozen=True)
@@ -105,9 +109,14 @@ def actor_label() -> str:
 
 
 def redacted(values: dict | None) -> dict | None:
+    """As stored: secrets replaced, amounts as 8-decimal strings (the ledger's own figures)."""
     if values is None:
         return None
-    return {name: ("(replaced)" if name in SECRET_FIELDS else value) for name, value in values.items()}
+    return {name: "(replaced)" if name in SECRET_FIELDS else _stored(value) for name, value in values.items()}
+
+
+def _stored(value):
+    return plain(value) if isinstance(value, Decimal) else value
 
 
 def changes(before: dict, after: dict) -> tuple[dict, dict]:

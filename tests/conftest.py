@@ -81,6 +81,16 @@ def celery_worker(transactional_db):
         yield worker
 
 
+@pytest.fixture
+def inbox(settings, celery_worker):
+    """A real SMTP server (tests/mail.py) that this process's mail, the Celery worker's included, goes to."""
+    from tests.mail import smtp_mailers, smtp_server
+
+    with smtp_server() as (received, port):
+        settings.MAILERS = smtp_mailers(port)
+        yield received
+
+
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
     """Poll until predicate() is truthy (work done by a Celery worker in another thread)."""
     import time

@@ -18,6 +18,7 @@ from channels_app import routing
 from channels_app.catalog import import_catalog
 from channels_app.channels import ChannelDraft, create_channel
 from tests.channels.conftest import DEFAULT_CATALOG
+from tests.conftest import make_user
 from tests.servers import asgi_server
 
 pytestmark = pytest.mark.services
@@ -75,8 +76,7 @@ def add_channel(
 @pytest.fixture
 def world(transactional_db, relay_url, fake_upstream) -> World:
     import_catalog(DEFAULT_CATALOG.read_text(), "default_catalog.json")
-    alice = User.objects.create_user("alice")
-    bob = User.objects.create_user("bob")
+    alice, bob = make_user("alice"), make_user("bob", two_factor=True)
     ledger.grant(user_id=alice.pk, amount=Decimal("10"), memo="test", actor="test", kind=TransactionKind.GRANT)
     _key, raw = keys.create_key(alice, "sdk")
     oai = add_channel(bob, fake_upstream, name="bob-openai")

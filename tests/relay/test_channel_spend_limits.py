@@ -134,3 +134,17 @@ def test_usage_reported_above_the_hold_counts_in_full_against_the_owners_limit(w
     record = UsageRecord.objects.get(channel=channel.public_id)
     assert record.excess_usd > 0  # the caller paid at most the hold
     assert spend.current(channel.pk)[0] == catalog_cost(record) == record.cost_usd + record.excess_usd
+
+
+def test_the_owner_hears_by_mail_once_when_calls_find_the_channel_at_its_limit(world, inbox):
+    from tests.mail import body_of
+
+    channel = add_channel(world.bob, world.upstream, models=("gpt-4o",), name="bob tiny")
+    Channel.objects.filter(pk=channel.pk).update(daily_spend_limit_usd=Decimal("0.00000001"))
+    routing.invalidate()
+    outcomes = [call(world, i) for i in range(3)]
+    assert all("owner's daily spend limit" in o for o in outcomes), outcomes
+    [message] = inbox.wait_for(1, world.bob.email)
+    assert message["Subject"] == "Your channel bob tiny reached its spend limit"
+    assert "daily spend limit" in body_of(message) and "$" not in message["Subject"]
+    assert len(inbox.to(world.bob.email)) == 1

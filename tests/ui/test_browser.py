@@ -17,6 +17,7 @@ import pytest
 from billing import codes
 from channels_app.catalog import import_catalog
 from tests.channels.conftest import DEFAULT_CATALOG
+from tests.mail import body_of, smtp_server
 from tests.servers import ROOT, asgi_server, celery_worker
 
 pytestmark = [pytest.mark.services, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -54,7 +55,7 @@ def sign_up(page, base: str, username: str) -> None:
         raise
 
 
-def journey(base: str, upstream: str, code: str) -> dict:
+def journey(base: str, upstream: str, code: str, inbox) -> dict:
     """Runs in its own thread: Playwright's sync API must not share a thread with the ORM."""
     from playwright.sync_api import expect, sync_playwright
 
@@ -81,6 +82,11 @@ def journey(base: str, upstream: str, code: str) -> dict:
         caller_context.grant_permissions(["clipboard-read", "clipboard-write"])
         caller = caller_context.new_page()
         sign_up(caller, base, "caller1")
+        caller.goto(f"{base}/balance/")
+        expect(caller.locator("#checkin")).to_contain_text("verify your e-mail address")  # not yet
+        [welcome] = inbox.wait_for(1, "caller1@example.test")  # through Celery and SMTP
+        caller.goto(re.search(r"https?://\S+/accounts/email/verify/\S+/", body_of(welcome)).group(0))
+        expect(caller.locator("main")).to_contain_text("caller1@example.test is verified")
         caller.goto(f"{base}/balance/")
         caller.click("text=Check in for")
         expect(caller.locator("#checkin")).to_contain_text("being added")
@@ -141,8 +147,11 @@ def test_sign_up_key_call_usage_channel_checkin_redeem_and_earnings(fake_upstrea
     batch = codes.create_batch(label="browser", amount=Decimal("5"), count=1, expires_at=None, created_by="test")
     codes.fill_batch(batch.pk)
     code = batch.codes.get().code
-    with asgi_server(TOKENHUB_ROUTING_CHECK_SECONDS="0") as base, celery_worker(), ThreadPoolExecutor(1) as pool:
-        seen = pool.submit(journey, base, fake_upstream, code).result(timeout=180)
+    with smtp_server() as (inbox, port):
+        mail_env = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(port)}
+        server = asgi_server(TOKENHUB_ROUTING_CHECK_SECONDS="0", **mail_env)
+        with server as base, celery_worker(**mail_env), ThreadPoolExecutor(1) as pool:
+            seen = pool.submit(journey, base, fake_upstream, code, inbox).result(timeout=180)
     assert seen["reply"].startswith("alpha bravo")
     assert Decimal(seen["earnings_text"].lstrip("$")) > 0
     for name in (

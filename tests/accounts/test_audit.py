@@ -1,0 +1,155 @@
+"""The audit log (accounts/audit.py): every change to keys, channels, money and payouts is recorded with who
+made it, when, from where (the site, the JSON API, the admin, manage.py, a Celery task) and before → after;
+append-only; never a secret; the owner sees their own entries and nobody else's."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db import IntegrityError, transaction
+from django.test import Client
+from django.urls import reverse
+
+from accounts import keys
+from accounts.models import AuditEntry
+from billing import ledger
+from billing.models import Payout
+from billing.pricing import Usage
+from channels_app import channels
+from channels_app.models import Channel
+from tests.conftest import wait_for
+from tests.relay.conftest import add_channel
+
+pytestmark = pytest.mark.django_db
+
+
+def entries(**filters) -> list[AuditEntry]:
+    return list(AuditEntry.objects.filter(**filters).order_by("id"))
+
+
+def test_keys_are_recorded_from_the_site_and_the_api_with_the_address(alice):
+    page = Client(REMOTE_ADDR="203.0.113.7")
+    page.force_login(alice)
+    page.post(reverse("accounts:keys"), {"name": "laptop", "scope": "relay"})
+    key = alice.api_keys.get(name="laptop")
+    _tool, manage = keys.create_key(alice, "tool", scope="manage")
+    api = Client(REMOTE_ADDR="198.51.100.2")
+    api.post(f"/api/keys/{key.public_id}/revoke", HTTP_AUTHORIZATION=f"Bearer {manage}")
+    created, _tool_entry, revoked = entries(owner=alice)
+    assert (created.action, created.via, created.ip, created.actor) == ("key.created", "web", "203.0.113.7", alice)
+    assert created.after["name"] == "laptop" and created.after["prefix"] == key.prefix
+    assert (revoked.action, revoked.via, revoked.ip, revoked.target) == (
+        "key.revoked",
+        "api",
+        "198.51.100.2",
+        f"key:{key.public_id}",
+    )
+    assert key.prefix in str(created.after) and not any(
+        raw in str(e.after) for e in entries() for raw in (manage, key.key_hash)
+    )
+
+
+def test_channel_changes_record_before_and_after_and_never_the_upstream_key(bob):
+    channel = add_channel(bob, "http://127.0.0.1:9/v1", name="spare", keys_=("sk-upstream-audited-1234",))
+    page = Client()
+    page.force_login(bob)
+    form = {"daily_spend_limit_usd": "5", "monthly_spend_limit_usd": ""}
+    page.post(reverse("channels:limits", args=[channel.public_id]), form)
+    page.post(reverse("channels:toggle", args=[channel.public_id]))  # pause
+    channels.replace_keys(Channel.objects.get(pk=channel.pk), ["sk-upstream-rotated-5678"])
+    made, limits, paused, rotated = entries(target=f"channel:{channel.public_id}")
+    assert made.action == "channel.created" and made.after["upstream_keys"] == 1
+    assert (limits.action, limits.before, limits.after) == (
+        "channel.limits",
+        {"daily_spend_limit_usd": None},
+        {"daily_spend_limit_usd": "5.00000000"},
+    )
+    assert paused.action == "channel.paused" and paused.after["status"] == "paused"
+    assert rotated.before == {"upstream_keys": 1} and rotated.after == {"upstream_keys": 1}
+    everything = str([(e.before, e.after) for e in entries()])
+    assert "sk-upstream-audited-1234" not in everything and "sk-upstream-rotated-5678" not in everything
+    page_text = page.get(reverse("channels:detail", args=[channel.public_id])).content.decode()
+    assert "Channel spend limits changed" in page_text and "daily_spend_limit_usd: (none) → 5.00000000" in page_text
+
+
+def test_money_operators_and_staff_are_recorded_as_who_they_are(alice, bob, admin_user):
+    call_command("grant", "alice", "3", "--memo", "support credit")
+    admin = Client(REMOTE_ADDR="192.0.2.9")
+    admin.force_login(admin_user)
+    changelist = reverse("admin:accounts_user_changelist")
+    admin.post(
+        changelist,
+        {"action": "grant_credit", "_selected_action": [alice.pk], "apply": "1", "amount": "2", "memo": "goodwill"},
+    )
+    ledger.hold(user_id=alice.pk, amount=Decimal("4"), request_id="c1")
+    ledger.settle(request_id="c1", cost=Decimal("4"), usage=Usage(), owner_id=bob.pk, owner_cut=Decimal("0.5"))
+    owner = Client()
+    owner.force_login(bob)
+    owner.post(reverse("billing:request_payout"), {"amount": "1.5", "destination": "IBAN DE03"})
+    payout = Payout.objects.get(owner=bob)
+    admin.post(reverse("admin:billing_payout_changelist"), {"action": "mark_paid", "_selected_action": [payout.pk]})
+    cli, staff_grant = entries(owner=alice, action="money.adjust")
+    assert cli.via == "cli" and re.fullmatch(r"cli:\S+ \(manage.py grant\)", cli.actor_label)
+    assert cli.after["amount"] == "3.00000000" and cli.after["memo"] == "support credit"
+    assert (staff_grant.via, staff_grant.actor, staff_grant.ip) == ("admin", admin_user, "192.0.2.9")
+    requested, paid = entries(owner=bob, action__startswith="payout.")
+    assert requested.via == "web" and requested.after["destination"] == "IBAN DE03"
+    assert (paid.action, paid.actor, paid.before, paid.after["status"]) == (
+        "payout.paid",
+        admin_user,
+        {"status": "pending"},
+        "paid",
+    )
+    call_command("make_redemption_codes", "--amount", "1", "--count", "2", "--batch", "audit")
+    [batch] = entries(action="codes.batch")
+    assert batch.via == "cli" and batch.after["total"] == "2.00000000"
+
+
+def test_owners_see_only_their_own_entries_and_the_admin_cannot_change_them(alice, carol, admin_user):
+    keys.create_key(alice, "alice's")
+    mine, theirs = Client(), Client()
+    mine.force_login(alice)
+    theirs.force_login(carol)
+    assert "alice&#x27;s" in mine.get(reverse("accounts:activity")).content.decode()
+    assert "alice" not in theirs.get(reverse("accounts:activity")).content.decode().split("<main")[1]
+    admin = Client()
+    admin.force_login(admin_user)
+    entry = AuditEntry.objects.get()
+    assert admin.get(reverse("admin:accounts_auditentry_changelist")).status_code == 200
+    assert admin.get(reverse("admin:accounts_auditentry_add")).status_code == 403
+    assert admin.post(reverse("admin:accounts_auditentry_delete", args=[entry.pk]), {"post": "yes"}).status_code == 403
+    assert AuditEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_a_change_rolled_back_leaves_no_entry(alice):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        keys.create_key(alice, "never")
+        raise RuntimeError("the request failed after the key was made")
+    assert not AuditEntry.objects.exists() and not alice.api_keys.exists()
+
+
+@pytest.mark.services
+def test_the_database_refuses_to_change_or_remove_an_entry(alice):
+    keys.create_key(alice, "kept")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AuditEntry.objects.update(actor_label="someone else")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AuditEntry.objects.all().delete()
+    assert AuditEntry.objects.get().actor_label == "system"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_celery_task_is_named_as_the_actor_and_the_relay_as_the_system(bob, fake_upstream, celery_worker):
+    from channels_app.tasks import retest_disabled_channels
+
+    channel = add_channel(bob, fake_upstream, name="back again")
+    channels.auto_disable(channel.pk, "upstream said 401")  # as the relay does, outside any request
+    retest_disabled_channels.delay()
+    wait_for(lambda: entries(action="channel.re_enabled"))
+    [enabled] = entries(action="channel.re_enabled")
+    assert (enabled.actor_label, enabled.via) == ("task:channels_app.tasks.retest_disabled_channels", "task")
+    [disabled] = entries(action="channel.auto_disabled")
+    assert (disabled.actor_label, disabled.via, disabled.owner) == ("system", "system", bob)
