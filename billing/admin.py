@@ -19,6 +19,7 @@ from .models import (
     RedemptionBatch,
     RedemptionCode,
     Transaction,
+    UsageDaily,
     UsageRecord,
 )
 from .tasks import generate_redemption_codes
@@ -89,6 +90,16 @@ class UsageRecordAdmin(ReadOnlyAdmin):
     list_filter = ("status", "estimated")
     search_fields = ("request_id", "model", "user__username", "channel")
     date_hierarchy = "created_at"
+
+
+@admin.register(UsageDaily)
+class UsageDailyAdmin(ReadOnlyAdmin):
+    """Usage past the retention period: daily totals (billing/retention.py)."""
+
+    list_display = ("day", "user", "model", "channel", "status", "calls", "cost_usd", "owner_cut_usd")
+    list_filter = ("status",)
+    search_fields = ("model", "user__username", "channel")
+    date_hierarchy = "day"
 
 
 @admin.register(CheckIn)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
 
-from .models import UsageRecord
+from .models import UsageDaily, UsageRecord
 
 USAGE_COLUMNS = [
     "time",
@@ -28,8 +28,11 @@ USAGE_COLUMNS = [
     "status",
     "estimated",
 ]
-# The operators' export spans users: who made the call and which channel served it come last.
-OPERATOR_COLUMNS = [*USAGE_COLUMNS, "user", "channel"]
+# The operators' export spans users: who made the call and which channel served it come last; `calls` is 1
+# for a call and the number of calls for a day past retention, whose rows are daily totals (billing/retention.py:
+# request_id "daily total", time the day's start, latency_ms the average, estimated how many were estimated).
+OPERATOR_COLUMNS = [*USAGE_COLUMNS, "user", "channel", "calls"]
+DAILY_TOTAL = "daily total"
 CHUNK = 2000
 
 
@@ -51,7 +54,34 @@ def usage_values(record: UsageRecord) -> list:
 
 
 def operator_values(record: UsageRecord) -> list:
-    return [*usage_values(record), record.user.get_username(), record.channel]
+    return [*usage_values(record), record.user.get_username(), record.channel, 1]
+
+
+def daily_values(row: UsageDaily) -> list:
+    return [
+        utc_day_start(row.day).isoformat(),
+        DAILY_TOTAL,
+        row.model,
+        row.api_key.name if row.api_key else "",
+        row.input_tokens,
+        row.output_tokens,
+        row.cache_read_tokens,
+        row.cache_write_tokens,
+        str(row.cost_usd),
+        row.latency_ms_total // row.calls if row.calls else 0,
+        row.status,
+        row.estimated_calls,
+        row.user.get_username(),
+        row.channel,
+        row.calls,
+    ]
+
+
+def daily_totals_between(start: date, end: date, user_id: int | None = None):
+    rows = UsageDaily.objects.filter(day__gte=start, day__lt=end)
+    if user_id is not None:
+        rows = rows.filter(user_id=user_id)
+    return rows
 
 
 def utc_day_start(day: date) -> datetime:

@@ -255,3 +255,43 @@ class Payout(models.Model):
 
     def __str__(self) -> str:
         return f"payout {self.public_id} ${self.amount} {self.status}"
+
+
+class UsageDaily(models.Model):
+    """A day of usage records past the retention period, rolled up (billing/retention.py): one row per
+    user, key, model, channel, owner and status of that UTC day. The ledger keeps every transaction; these
+    keep the calls' totals once the per-call records are gone."""
+
+    day = models.DateField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage_days")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.PROTECT)
+    model = models.CharField(max_length=200)
+    channel = models.CharField(max_length=40, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="served_usage_days"
+    )
+    status = models.CharField(max_length=10, choices=UsageStatus.choices)
+    calls = models.PositiveIntegerField(default=0)
+    settled_calls = models.PositiveIntegerField(default=0, help_text="Calls with a ledger transaction.")
+    estimated_calls = models.PositiveIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(**MONEY, default=ZERO)
+    owner_cut_usd = models.DecimalField(**MONEY, default=ZERO)
+    platform_usd = models.DecimalField(**MONEY, default=ZERO)
+    excess_usd = models.DecimalField(**MONEY, default=ZERO)
+    upstream_usd = models.DecimalField(**MONEY, default=ZERO)
+    latency_ms_total = models.BigIntegerField(default=0)
+    # The newest ledger transaction among the calls: reconcile tells rolled-up settlements from lost ones.
+    max_transaction_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-day", "model"]
+        verbose_name_plural = "usage days"
+        indexes = [models.Index(fields=["user", "-day"]), models.Index(fields=["owner", "-day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model} ×{self.calls} ${self.cost_usd}"

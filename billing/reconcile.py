@@ -13,13 +13,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, DecimalField, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import Count, DecimalField, F, Max, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Abs, Coalesce
 from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from accounts.models import ApiKey
 
+from . import retention
 from .models import (
     CACHED_KINDS,
     ZERO,
@@ -30,6 +31,7 @@ from .models import (
     HoldStatus,
     Transaction,
     TransactionKind,
+    UsageDaily,
     UsageRecord,
 )
 from .pricing import quantize
@@ -166,7 +168,42 @@ def _check_legs_fit_their_transactions(report: Report) -> None:
     )
     _list(report, mixed, lambda row: f"transaction #{row['transaction']} moves money between {row['users']} users")
     orphans = Transaction.objects.filter(kind__in=SETTLEMENT_KINDS, usagerecord__isnull=True).order_by("pk")
-    _list(report, orphans.values_list("pk", flat=True), lambda pk: f"settlement transaction #{pk} bills no call")
+    rolled_up = UsageDaily.objects.aggregate(newest=Max("max_transaction_id"))["newest"] or 0
+    unexplained = orphans.filter(pk__gt=rolled_up)  # newer than every rolled-up call: lost, not rolled up
+    _list(report, unexplained.values_list("pk", flat=True), lambda pk: f"settlement transaction #{pk} bills no call")
+    _check_rolled_up_settlements(report, orphans.filter(pk__lte=rolled_up))
+
+
+def _check_rolled_up_settlements(report: Report, rolled: QuerySet) -> None:
+    """Calls whose records became daily totals (billing/retention.py): their settlements, together, moved
+    what the totals say — as many settlements as settled calls, the owners' cuts to owners, the platform's
+    share to revenue, and the cost out of the callers' holds and balances."""
+    totals = retention.rolled_totals()
+    count = rolled.count()
+    if count != totals["settled_calls"]:
+        report.problems.append(
+            f"{count} settlement transaction(s) have no usage record, but the usage roll-ups count "
+            f"{totals['settled_calls']} settled call(s)"
+        )
+    legs = dict(
+        Entry.objects.filter(transaction__in=rolled)
+        .values("account__kind")
+        .annotate(total=Sum("amount"))
+        .values_list("account__kind", "total")
+    )
+    moved = {
+        "owners' cuts": (legs.get(AccountKind.OWNER) or ZERO, totals["owner_cut_usd"]),
+        "the platform's share": (legs.get(AccountKind.REVENUE) or ZERO, totals["platform_usd"]),
+        "the callers' cost": (
+            -((legs.get(AccountKind.HOLD) or ZERO) + (legs.get(AccountKind.USER) or ZERO)),
+            totals["cost_usd"],
+        ),
+    }
+    for what, (in_ledger, in_totals) in moved.items():
+        if abs(quantize(in_ledger) - quantize(in_totals)) >= HALF_UNIT:
+            report.problems.append(
+                f"rolled-up usage: the ledger moved {_usd(in_ledger)} as {what}, the daily totals say {_usd(in_totals)}"
+            )
 
 
 def _leg(**account):
@@ -226,9 +263,13 @@ def _check_key_spend(report: Report) -> None:
     charged = (
         UsageRecord.objects.filter(api_key=OuterRef("pk")).values("api_key").annotate(total=Sum("cost_usd"))
     ).values("total")
+    rolled_up = (  # the calls past retention, in the daily totals
+        UsageDaily.objects.filter(api_key=OuterRef("pk")).values("api_key").annotate(total=Sum("cost_usd"))
+    ).values("total")
     keys = (
         ApiKey.objects.annotate(
             charged=Coalesce(Subquery(charged, output_field=MONEY), Value(ZERO), output_field=MONEY)
+            + Coalesce(Subquery(rolled_up, output_field=MONEY), Value(ZERO), output_field=MONEY)
         )
         .filter(_differs(F("spent_usd"), F("charged")))
         .order_by("pk")

@@ -11,8 +11,9 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from . import retention
 from .ledger import balance_of, earnings_of
-from .models import ZERO, Entry, Transaction, UsageRecord
+from .models import ZERO, Entry, Transaction, UsageDaily, UsageRecord
 from .pricing import quantize
 
 
@@ -129,6 +130,18 @@ def earnings(owner_id: int) -> dict:
         .order_by("channel")
     )
     totals = served.aggregate(calls=Count("id"), earned=Sum("owner_cut_usd"), revenue=Sum("cost_usd"))
+    # Calls past the retention period are daily totals now (billing/retention.py): added in.
+    rolled_up = UsageDaily.objects.filter(owner_id=owner_id)
+    for row in rolled_up.values("channel").annotate(
+        calls=Sum("calls"), earned=Sum("owner_cut_usd"), revenue=Sum("cost_usd")
+    ):
+        _add_row(per_channel, row)
+    old = retention.rolled_totals(owner_id=owner_id)
+    totals = {
+        "calls": (totals["calls"] or 0) + old["calls"],
+        "earned": (totals["earned"] or ZERO) + old["owner_cut_usd"],
+        "revenue": (totals["revenue"] or ZERO) + old["cost_usd"],
+    }
     revenue = totals["revenue"] or ZERO
     earned = quantize(totals["earned"] or ZERO)
     return {
@@ -139,6 +152,16 @@ def earnings(owner_id: int) -> dict:
         "per_channel": per_channel,
         "chart": daily_series(served, "owner_cut_usd", "channel"),
     }
+
+
+def _add_row(rows: list[dict], extra: dict) -> None:
+    for row in rows:
+        if row["channel"] == extra["channel"]:
+            for name in ("calls", "earned", "revenue"):
+                row[name] = (row[name] or 0) + (extra[name] or 0)
+            return
+    rows.append(extra)
+    rows.sort(key=lambda row: row["channel"])
 
 
 def distinct_models(user_id: int) -> list[str]:

@@ -85,3 +85,17 @@ def tell_low_balances() -> int:
         notifications.send(user_id, "low_balance", f"{day}:{alert}", subject, body)
         queued += 1
     return queued
+
+
+@shared_task
+def roll_up_usage() -> int:
+    """Usage records past TOKENHUB_USAGE_RETENTION_DAYS become daily totals (billing/retention.py)."""
+    from . import retention
+
+    with single_run("roll-up-usage", timeout=3600) as acquired:
+        if not acquired:
+            return 0
+        rolled = retention.roll_up()
+    for day in rolled:
+        logger.info("usage of %s rolled up: %d record(s) into %d row(s)", day.day, day.records, day.rows)
+    return sum(day.records for day in rolled)

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import ApiKey
 from tokenhub.lib.charts import stacked_bars
 
-from . import exports, ledger, reports
+from . import exports, ledger, reports, retention
 from .forms import MoveEarningsForm, PayoutForm, RedeemForm, UsageFilterForm
 from .models import CheckIn, Payout
 from .tasks import grant_checkin
@@ -102,7 +102,8 @@ def usage(request):
     page = Paginator(reports.usage_rows(request.user.pk, filters), USAGE_PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    context = {"form": form, "page": page, "query": query.urlencode()}
+    retention_days = max(settings.TOKENHUB_USAGE_RETENTION_DAYS, retention.MIN_RETENTION_DAYS)
+    context = {"form": form, "page": page, "query": query.urlencode(), "retention_days": retention_days}
     if request.htmx:
         return render(request, "billing/usage.html#usage-table", context)
     return render(request, "billing/usage.html", context)

@@ -191,6 +191,7 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-ledger": {"task": "billing.tasks.reconcile_ledger", "schedule": 3600.0},
     "retest-disabled-channels": {"task": "channels_app.tasks.retest_disabled_channels", "schedule": 300.0},
     "tell-low-balances": {"task": "billing.tasks.tell_low_balances", "schedule": 300.0},
+    "roll-up-usage": {"task": "billing.tasks.roll_up_usage", "schedule": 3600.0},
     "probe-balances": {"task": "channels_app.tasks.probe_balances", "schedule": 900.0},
     "sync-prices": {"task": "channels_app.tasks.sync_prices", "schedule": 86400.0},
     "heartbeat": {"task": "tokenhub.tasks.heartbeat", "schedule": 60.0},  # doctor: beat and a worker alive
@@ -387,6 +388,8 @@ TOKENHUB_SHUTDOWN_STREAM_GRACE_SECONDS = env_float("TOKENHUB_SHUTDOWN_STREAM_GRA
 TOKENHUB_SHUTDOWN_SETTLE_SECONDS = env_float("TOKENHUB_SHUTDOWN_SETTLE_SECONDS", 8)
 # An open hold older than this belongs to a crashed worker and is released.
 TOKENHUB_HOLD_TIMEOUT_SECONDS = env_int("TOKENHUB_HOLD_TIMEOUT_SECONDS", 1800)
+# Usage records older than this many days become daily totals (billing/retention.py; at least 35).
+TOKENHUB_USAGE_RETENTION_DAYS = env_int("TOKENHUB_USAGE_RETENTION_DAYS", 180)
 
 # Logs: readable lines, or one JSON object a line with LOG_FORMAT=json (Django, the relay, Celery, and
 # gunicorn through gunicorn.conf.py). `tokenhub.calls` writes one line per relayed call

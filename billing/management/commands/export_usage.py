@@ -38,15 +38,19 @@ class Command(OperatorCommand):
         if user is not None or user_id is not None:
             user_id = self._user_id(user, user_id)
         rows = exports.records_between(start, end, user_id=user_id)
+        totals = exports.daily_totals_between(start, end, user_id=user_id)  # days past retention, first
         lines = exports.csv_lines if format == "csv" else exports.jsonl_lines
         out = self.stdout._out  # lines are written as they are, without OutputWrapper's endings
-        with Progress(self.stderr, "rows", total=rows.count()) as progress:
-            for line in lines(exports.OPERATOR_COLUMNS, self._values(rows, progress)):
+        with Progress(self.stderr, "rows", total=rows.count() + totals.count()) as progress:
+            for line in lines(exports.OPERATOR_COLUMNS, self._values(totals, rows, progress)):
                 out.write(line)
         out.flush()
         self.stderr.write(f"exported {progress.done} row(s)")
 
-    def _values(self, rows, progress: Progress):
+    def _values(self, totals, rows, progress: Progress):
+        for row in exports.iterate(totals):
+            progress.advance()
+            yield exports.daily_values(row)
         for record in exports.iterate(rows):
             progress.advance()
             yield exports.operator_values(record)
