@@ -10,7 +10,16 @@ from .models import ApiKey, AuditEntry, Notification, User
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
-    list_display = ("username", "email", "is_staff", "is_active", "date_joined", "last_login")
+    list_display = ("username", "email", "email_verified", "is_staff", "is_active", "date_joined", "last_login")
+    fieldsets = (
+        *DjangoUserAdmin.fieldsets,
+        ("Alerts and notifications", {"fields": ("verified_email", "low_balance_alert_usd", "notifications_off")}),
+    )
+    readonly_fields = ("verified_email",)
+
+    @admin.display(boolean=True, description="e-mail verified")
+    def email_verified(self, user) -> bool:
+        return user.email_verified
 
 
 class AuditedChanges:

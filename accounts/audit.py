@@ -178,6 +178,8 @@ ACTION_LABELS = {
     "security.email_verified": "E-mail address verified",
     "account.notifications": "Notification settings changed",
     "account.email_changed": "E-mail address changed",
+    "account.settings": "Alert and notification settings changed",
+    "security.2fa_reset": "Two-factor sign-in reset by an operator",
     "account.low_balance": "Low-balance alert changed",
 }
 

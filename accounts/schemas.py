@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from ninja import Field, Schema
 
@@ -12,7 +13,36 @@ from tokenhub.lib.text import AwareDatetime, PrintableText
 class MeOut(Schema):
     username: str
     email: str
+    email_verified: bool
     is_staff: bool
+    two_factor: bool
+    low_balance_alert_usd: Money | None
+    notifications_off: list[str]
+
+    @staticmethod
+    def resolve_two_factor(user) -> bool:
+        from .two_factor import is_enabled
+
+        return is_enabled(user)
+
+
+class SettingsPatch(Schema):
+    """The account's alert and notification switches (the address changes on the settings page, with
+    the password)."""
+
+    low_balance_alert_usd: Decimal | None = Field(default=None, ge=0, le=1_000_000_000, max_digits=20, decimal_places=8)
+    notifications_off: list[str] | None = None
+
+
+class AuditEntryOut(Schema):
+    created_at: datetime
+    action: str
+    target: str
+    actor: str = Field(alias="actor_label")
+    via: str
+    ip: str | None
+    before: dict | None
+    after: dict | None
 
 
 class ApiKeyOut(Schema):

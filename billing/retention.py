@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
-from .models import UsageDaily, UsageRecord
+from .models import ZERO, UsageDaily, UsageRecord
 
 MIN_RETENTION_DAYS = 35
 LOCK_CLASS = 7301  # pg_advisory_xact_lock's first key: the usage roll-up's own class of locks
@@ -39,6 +39,10 @@ SUMMED = (
     "excess_usd",
     "upstream_usd",
 )
+
+
+COUNTS = {"calls", "settled_calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"}
+COUNTS |= {"reasoning_tokens"}
 
 
 @dataclass(frozen=True)
@@ -133,4 +137,4 @@ def rolled_totals(**filters) -> dict:
     sums = UsageDaily.objects.filter(**filters).aggregate(
         calls=Sum("calls"), settled_calls=Sum("settled_calls"), **{field: Sum(field) for field in SUMMED}
     )
-    return {name: value or 0 for name, value in sums.items()}
+    return {name: value or (0 if name in COUNTS else ZERO) for name, value in sums.items()}

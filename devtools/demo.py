@@ -92,7 +92,7 @@ def main() -> None:
     where = "PostgreSQL" if env.get("DATABASE_URL") else f"SQLite ({env['SQLITE_PATH']})"
     say(f"== Migrating the database: {where}")
     manage(env, "migrate", "--noinput", "-v0")
-    password = manage(env, "create_user", "demo", "--email", "demo@example.test", "--update")
+    password = manage(env, "create_user", "demo", "--email", "demo@example.test", "--email-verified", "--update")
     api_key = manage(env, "create_api_key", "demo", "--name", f"demo {time.strftime('%Y-%m-%d %H:%M')}")
     say("== Loading the default model catalog")
     say("   " + manage(env, "import_models", "channels_app/data/default_catalog.json"))

@@ -153,3 +153,29 @@ def test_a_celery_task_is_named_as_the_actor_and_the_relay_as_the_system(bob, fa
     assert (enabled.actor_label, enabled.via) == ("task:channels_app.tasks.retest_disabled_channels", "task")
     [disabled] = entries(action="channel.auto_disabled")
     assert (disabled.actor_label, disabled.via, disabled.owner) == ("system", "system", bob)
+
+
+def test_the_json_api_lists_the_accounts_own_entries_and_changes_its_settings(alice, carol):
+    _key, manage = keys.create_key(alice, "tool", scope="manage")
+    _relay_key, relay = keys.create_key(alice, "relay only")
+    _carol_key, carol_manage = keys.create_key(carol, "carol tool", scope="manage")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {manage}"}
+    patched = Client().patch(
+        "/api/me",
+        {"low_balance_alert_usd": "2.5", "notifications_off": ["payout"]},
+        content_type="application/json",
+        **auth,
+    )
+    assert patched.status_code == 200 and patched.json()["low_balance_alert_usd"] == "2.50000000"
+    assert patched.json()["notifications_off"] == ["payout"] and patched.json()["email_verified"] is True
+    bad = Client().patch("/api/me", {"notifications_off": ["spam"]}, content_type="application/json", **auth)
+    assert bad.status_code == 422 and "Unknown notification kinds: spam" in bad.json()["error"]["message"]
+    relay_refused = Client().patch(
+        "/api/me", {"low_balance_alert_usd": "1"}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {relay}"
+    )
+    assert relay_refused.status_code == 403
+    listed = Client().get("/api/activity", **auth).json()
+    assert [e["action"] for e in listed] == ["account.settings", "key.created", "key.created"]
+    assert listed[0]["after"] == {"low_balance_alert_usd": "2.50000000", "notifications_off": ["payout"]}
+    theirs = Client().get("/api/activity", HTTP_AUTHORIZATION=f"Bearer {carol_manage}").json()
+    assert [e["action"] for e in theirs] == ["key.created"]

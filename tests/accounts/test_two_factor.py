@@ -192,3 +192,21 @@ def test_payouts_need_two_factor_and_a_verified_address(bob, alice):
     ok.force_login(bob)  # bob: two-factor on, address verified
     assert ok.post(reverse("billing:request_payout"), {"amount": "1", "destination": "IBAN DE01"}).status_code == 302
     assert Payout.objects.get(owner=bob).amount == Decimal("1")
+
+
+def test_an_operator_resets_a_lost_second_factor_and_it_is_audited(alice):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    enrolled(alice)
+    out = StringIO()
+    call_command("reset_two_factor", "alice", stdout=out)
+    assert "is off" in out.getvalue() and not two_factor.is_enabled(alice)
+    assert two_factor.recovery_codes_left(alice) == 0
+    entry = AuditEntry.objects.get(action="security.2fa_reset")
+    assert entry.via == "cli" and entry.owner == alice
+    with pytest.raises(CommandError, match="no two-factor sign-in"):
+        call_command("reset_two_factor", "alice")
+    client, response = log_in("alice")  # the password alone now
+    assert response.status_code == 302 and signed_in(client)

@@ -55,6 +55,15 @@ def sign_up(page, base: str, username: str) -> None:
         raise
 
 
+def totp_now(secret: str) -> str:
+    """The code an authenticator app shows for this base32 key now."""
+    from base64 import b32decode
+
+    from django_otp.oath import totp
+
+    return f"{totp(b32decode(secret + '=' * (-len(secret) % 8))):06d}"
+
+
 def journey(base: str, upstream: str, code: str, inbox) -> dict:
     """Runs in its own thread: Playwright's sync API must not share a thread with the ORM."""
     from playwright.sync_api import expect, sync_playwright
@@ -138,6 +147,27 @@ def journey(base: str, upstream: str, code: str, inbox) -> dict:
         shoot(owner, "earnings")
         owner.goto(f"{base}/channels/")
         shoot(owner, "channels")
+
+        # Two-factor sign-in: set up from the settings page with the key shown there, then a log-in in two steps.
+        owner.goto(f"{base}/accounts/settings/")
+        owner.click("text=Set up two-factor sign-in")
+        expect(owner.locator("figure.qr svg")).to_be_visible()
+        secret = owner.get_by_test_id("totp-secret").inner_text().strip()
+        owner.fill("#two-factor #id_code", totp_now(secret))
+        owner.click("#two-factor button[type=submit]")
+        expect(owner.get_by_test_id("recovery-codes")).to_be_visible()
+        recovery = owner.get_by_test_id("recovery-codes").inner_text().split()
+        shoot(owner, "settings-two-factor")
+        owner.click("text=Log out")
+        owner.goto(f"{base}/accounts/login/")
+        owner.fill("#id_username", "owner1")
+        owner.fill("#id_password", PASSWORD)
+        owner.click("main button[type=submit]")
+        owner.wait_for_url(re.compile(r".*/accounts/login/verify/$"))
+        owner.fill("#id_code", recovery[0])
+        owner.click("main button[type=submit]")
+        expect(owner.locator(".messages")).to_contain_text("recovery code; 9 left")
+        seen["recovery_codes"] = len(recovery)
         browser.close()
     return seen
 
@@ -152,7 +182,7 @@ def test_sign_up_key_call_usage_channel_checkin_redeem_and_earnings(fake_upstrea
         server = asgi_server(TOKENHUB_ROUTING_CHECK_SECONDS="0", **mail_env)
         with server as base, celery_worker(**mail_env), ThreadPoolExecutor(1) as pool:
             seen = pool.submit(journey, base, fake_upstream, code, inbox).result(timeout=180)
-    assert seen["reply"].startswith("alpha bravo")
+    assert seen["reply"].startswith("alpha bravo") and seen["recovery_codes"] == 10
     assert Decimal(seen["earnings_text"].lstrip("$")) > 0
     for name in (
         "dashboard",
@@ -164,6 +194,7 @@ def test_sign_up_key_call_usage_channel_checkin_redeem_and_earnings(fake_upstrea
         "earnings",
         "catalog",
         "docs",
+        "settings-two-factor",
     ):
         assert (SHOTS / f"{name}.png").stat().st_size > 5000, name
     assert Path(SHOTS).is_dir()
