@@ -3,23 +3,17 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import transaction
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from . import audit, keys
 from .models import ApiKey, AuditEntry, Notification, User
 
-
-@admin.register(User)
-class UserAdmin(DjangoUserAdmin):
-    list_display = ("username", "email", "email_verified", "is_staff", "is_active", "date_joined", "last_login")
-    fieldsets = (
-        *DjangoUserAdmin.fieldsets,
-        ("Alerts and notifications", {"fields": ("verified_email", "low_balance_alert_usd", "notifications_off")}),
-    )
-    readonly_fields = ("verified_email",)
-
-    @admin.display(boolean=True, description="e-mail verified")
-    def email_verified(self, user) -> bool:
-        return user.email_verified
+# django-otp's own device admins would show TOTP seeds and recovery codes and delete devices unaudited:
+# staff reset a lost second factor with the audited action on users (or manage.py reset_two_factor).
+for device_model in (TOTPDevice, StaticDevice):
+    if admin.site.is_registered(device_model):
+        admin.site.unregister(device_model)
 
 
 class AuditedChanges:
@@ -42,6 +36,33 @@ class AuditedChanges:
             if change and new:
                 owner_id, target = self.audit_owner_and_target(obj)
                 audit.record(self.audit_action, owner_id=owner_id, target=target, before=old, after=new)
+
+
+@admin.register(User)
+class UserAdmin(AuditedChanges, DjangoUserAdmin):
+    list_display = ("username", "email", "email_verified", "is_staff", "is_active", "date_joined", "last_login")
+    fieldsets = (
+        *DjangoUserAdmin.fieldsets,
+        ("Alerts and notifications", {"fields": ("verified_email", "low_balance_alert_usd", "notifications_off")}),
+    )
+    readonly_fields = ("verified_email",)
+    actions = ["reset_two_factor"]
+    audit_action = "account.edited_by_staff"
+
+    def audit_described(self, obj) -> dict:
+        return {field: getattr(obj, field) for field in ("email", "is_active", "is_staff", "is_superuser")}
+
+    def audit_owner_and_target(self, obj) -> tuple[int | None, str]:
+        return obj.pk, f"user:{obj.pk}"
+
+    @admin.action(description="Reset two-factor sign-in (a lost phone: check who asks first)")
+    def reset_two_factor(self, request, queryset):
+        done = sum(audit.two_factor_reset(user) for user in queryset)
+        self.message_user(request, f"Reset two-factor sign-in of {done} user(s).", messages.SUCCESS)
+
+    @admin.display(boolean=True, description="e-mail verified")
+    def email_verified(self, user) -> bool:
+        return user.email_verified
 
 
 @admin.register(AuditEntry)
@@ -86,6 +107,9 @@ class ApiKeyAdmin(AuditedChanges, admin.ModelAdmin):
     exclude = ("key_hash",)
     actions = ["revoke_keys"]
     audit_action = "key.edited"
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoke instead (audited); a key's calls keep pointing at it
 
     def audit_described(self, obj) -> dict:
         return keys.described(obj)

@@ -20,6 +20,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import transaction
+
 from tokenhub.lib.money import plain
 
 from .models import AuditEntry
@@ -97,6 +99,10 @@ def current_origin() -> Origin:
     ip = client_address(request) or None
     if user is not None and user.is_authenticated:
         return Origin(label=user.get_username(), via=via, actor_id=user.pk, ip=ip)
+    by_key = getattr(request, "auth", None)  # the JSON API with an sk-hub key: django-ninja's request.auth
+    if by_key is not None and getattr(by_key, "is_authenticated", False):
+        label = f"{by_key.get_username()} (key {getattr(request, 'key_prefix', '') or 'sk-hub-'}…)"
+        return Origin(label=label, via=via, actor_id=by_key.pk, ip=ip)
     return Origin(label="anonymous", via=via, ip=ip)
 
 
@@ -145,6 +151,18 @@ def entries_for(user_id: int):
     return AuditEntry.objects.filter(owner_id=user_id).select_related("actor")
 
 
+def two_factor_reset(user) -> bool:
+    """An operator's or staff's reset of a user's lost second factor (audited); False if there was none."""
+    from django_otp.plugins.otp_static.models import StaticDevice
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    with transaction.atomic():
+        removed = TOTPDevice.objects.filter(user=user).delete()[0] + StaticDevice.objects.filter(user=user).delete()[0]
+        if removed:
+            record("security.2fa_reset", owner_id=user.pk, target=f"user:{user.pk}")
+    return bool(removed)
+
+
 ACTION_LABELS = {
     "key.created": "API key created",
     "key.revoked": "API key revoked",
@@ -172,6 +190,8 @@ ACTION_LABELS = {
     "payout.paid": "Payout paid",
     "payout.rejected": "Payout rejected",
     "codes.batch": "Redemption codes issued",
+    "codes.exported": "Redemption codes exported",
+    "account.edited_by_staff": "Account changed by staff",
     "security.2fa_enabled": "Two-factor sign-in turned on",
     "security.2fa_disabled": "Two-factor sign-in turned off",
     "security.recovery_codes": "New recovery codes made",
@@ -182,6 +202,19 @@ ACTION_LABELS = {
     "security.2fa_reset": "Two-factor sign-in reset by an operator",
     "account.low_balance": "Low-balance alert changed",
 }
+
+
+def shown_to_owner(entry: AuditEntry) -> tuple[str, str]:
+    """(who, from where) as the entry's owner sees it: their own actions with their address; staff and
+    operators as TokenHub, without their names or addresses; another user (one who joined a channel by its
+    link) by name, without theirs. The admin shows everything."""
+    if entry.actor_id is not None and entry.actor_id == entry.owner_id:
+        return entry.actor_label, f"{entry.via} · {entry.ip}" if entry.ip else entry.via
+    if entry.actor_id is None:
+        return ("TokenHub operator" if entry.via == "cli" else "TokenHub (automatic)"), entry.via
+    if entry.actor.is_staff:
+        return "TokenHub staff", entry.via
+    return entry.actor.get_username(), entry.via
 
 
 def change_text(entry: AuditEntry) -> str:

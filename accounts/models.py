@@ -6,7 +6,9 @@ from django.contrib.auth.models import AbstractUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 
 class User(AbstractUser):
@@ -25,6 +27,9 @@ class User(AbstractUser):
     )
     # Notification kinds (accounts/notifications.py) the user switched off; every other kind is sent.
     notifications_off = models.JSONField(default=list, blank=True)
+    # Part of the session hash: raised when two-factor sign-in is turned on or off, which ends the
+    # user's other sessions (accounts/two_factor.py).
+    security_stamp = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         db_table = "accounts_user"
@@ -32,12 +37,30 @@ class User(AbstractUser):
             models.CheckConstraint(
                 condition=Q(low_balance_alert_usd__isnull=True) | Q(low_balance_alert_usd__gte=0),
                 name="user_low_balance_alert_not_negative",
-            )
+            ),
+            # One mailbox verifies one account: check-in rewards are not farmed with one address.
+            models.UniqueConstraint(
+                Lower("verified_email"), condition=~Q(verified_email=""), name="one_account_per_verified_email"
+            ),
         ]
 
     @property
     def email_verified(self) -> bool:
-        return bool(self.email) and self.verified_email.lower() == self.email.lower()
+        return bool(self.email) and self.verified_email == self.email
+
+    def get_session_auth_hash(self):
+        return self._stamped_session_hash(super().get_session_auth_hash())
+
+    def get_session_auth_fallback_hash(self):
+        for fallback in super().get_session_auth_fallback_hash():
+            yield self._stamped_session_hash(fallback)
+
+    def _stamped_session_hash(self, password_hash: str) -> str:
+        # Django's hash (of the password) as it is until the stamp first moves: no session ends on upgrade.
+        if not self.security_stamp:
+            return password_hash
+        stamped = f"{password_hash}|{self.security_stamp}"
+        return salted_hmac("accounts.User.security_stamp", stamped, algorithm="sha256").hexdigest()
 
 
 class KeyScope(models.TextChoices):

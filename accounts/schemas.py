@@ -35,14 +35,27 @@ class SettingsPatch(Schema):
 
 
 class AuditEntryOut(Schema):
+    """An entry as its owner sees it (accounts/audit.py `shown_to_owner`): others' addresses left out."""
+
     created_at: datetime
     action: str
     target: str
-    actor: str = Field(alias="actor_label")
+    actor: str
     via: str
-    ip: str | None
     before: dict | None
     after: dict | None
+
+    @staticmethod
+    def resolve_actor(entry) -> str:
+        from .audit import shown_to_owner
+
+        return shown_to_owner(entry)[0]
+
+    @staticmethod
+    def resolve_via(entry) -> str:
+        from .audit import shown_to_owner
+
+        return shown_to_owner(entry)[1]
 
 
 class ApiKeyOut(Schema):

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
 
-from . import notifications, verification
+from . import notifications, throttle, verification
 from .models import User
 
 
@@ -20,10 +20,14 @@ def send_verification_link(user_id: int, origin: str) -> bool:
     user = User.objects.filter(pk=user_id, is_active=True).exclude(email="").first()
     if user is None or user.email_verified:
         return False
+    # Per address too, sign-ups' links included: many accounts must not flood one stranger's inbox.
+    if throttle.retry_after("verification-email", user.email, settings.EMAIL_VERIFICATION_RATE_LIMIT) is not None:
+        return False
     link = origin + reverse("accounts:verify_email", args=[verification.token_for(user)])
+    # No username in it: a name is the sign-up's choice, and this goes to an address not yet proven.
     body = (
-        f"Hello {user.username},\n\nfollow this link to verify the address on your {settings.TOKENHUB_SITE_NAME} "
-        f"account (it works for three days):\n\n{link}\n\nIf you did not ask for it, ignore this message."
+        f"Someone asked to use this address for a {settings.TOKENHUB_SITE_NAME} account. If it was you, follow "
+        f"this link to verify it (it works for three days):\n\n{link}\n\nIf it was not, ignore this message."
     )
     send_mail(f"Verify your e-mail address for {settings.TOKENHUB_SITE_NAME}", body, None, [user.email])
     return True

@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 
 import segno
-from django.db import transaction
+from django.db import models, transaction
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -23,6 +23,31 @@ from . import audit
 RECOVERY_CODES = 10
 DEVICE_NAME = "authenticator"
 RECOVERY_NAME = "recovery codes"
+
+
+VERIFIED_SESSION = "two_factor_verified"  # this session passed the second factor (or set it up)
+
+
+def session_verified(request) -> bool:
+    """Did this session sign in with the second factor (or turn it on)? A session signed in with the
+    password alone before two-factor sign-in was turned on does not count."""
+    return bool(request.session.get(VERIFIED_SESSION)) and is_enabled(request.user)
+
+
+def mark_session_verified(request) -> None:
+    request.session[VERIFIED_SESSION] = True
+
+
+def end_other_sessions(request, user) -> None:
+    """Turning two-factor sign-in on or off signs every other session of the user out (they were made
+    under the old rule): the session hash changes, this session gets the new one."""
+    from django.contrib.auth import update_session_auth_hash
+
+    from .models import User
+
+    User.objects.filter(pk=user.pk).update(security_stamp=models.F("security_stamp") + 1)
+    user.refresh_from_db(fields=["security_stamp"])
+    update_session_auth_hash(request, user)
 
 
 class TwoFactorError(Exception):
@@ -111,11 +136,14 @@ def verify(user, token: str) -> str | None:
     device = authenticator(user)
     if device is None or not token:
         return None
-    if token.replace(" ", "").isdigit():
-        return "totp" if device.verify_token(_digits(token)) else None
-    for recovery in StaticDevice.objects.filter(user=user, name=RECOVERY_NAME):
-        if recovery.verify_token(token):  # a used recovery code is deleted: it works once
-            return "recovery"
+    compact = token.replace(" ", "").replace("-", "")
+    if compact.isdigit() and len(compact) == device.digits:
+        return "totp" if device.verify_token(compact) else None
+    if len(compact) == 10:  # a recovery code, typed with or without its dash
+        code = f"{compact[:5]}-{compact[5:]}"
+        for recovery in StaticDevice.objects.filter(user=user, name=RECOVERY_NAME):
+            if recovery.verify_token(code):  # a used recovery code is deleted: it works once
+                return "recovery"
     return None
 
 

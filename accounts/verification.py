@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core import signing
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from . import audit, throttle
 from .models import User
 
 SALT = "accounts.email-verification"
 MAX_AGE_SECONDS = 3 * 24 * 3600
+
+
+TAKEN = "This address already verifies another account: each address verifies one account only."
 
 
 class VerificationError(Exception):
@@ -37,12 +40,16 @@ def verify(token: str) -> User:
     if user is None or not user.email or user.email.lower() != data.get("e"):
         raise VerificationError("This link is for an address your account no longer uses.")
     if not user.email_verified:
-        with transaction.atomic():
-            User.objects.filter(pk=user.pk).update(verified_email=user.email)
-            user.verified_email = user.email
-            audit.record(
-                "security.email_verified", owner_id=user.pk, target=f"user:{user.pk}", after={"email": user.email}
-            )
+        if User.objects.filter(verified_email__iexact=user.email).exclude(pk=user.pk).exists():
+            raise VerificationError(TAKEN)
+        try:
+            with transaction.atomic():
+                User.objects.filter(pk=user.pk).update(verified_email=user.email)
+                user.verified_email = user.email
+                after = {"email": user.email}
+                audit.record("security.email_verified", owner_id=user.pk, target=f"user:{user.pk}", after=after)
+        except IntegrityError:  # another account verified the same address at the same moment
+            raise VerificationError(TAKEN) from None
     return user
 
 

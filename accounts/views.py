@@ -91,6 +91,7 @@ def verify_sign_in(request):
             throttle.clear_failures(user.username, address)
             del request.session[PENDING_SIGN_IN]
             login(request, user, backend=pending["backend"])
+            two_factor.mark_session_verified(request)
             if used == "recovery":
                 left = two_factor.recovery_codes_left(user)
                 messages.warning(request, f"You signed in with a recovery code; {left} left. Make new ones below.")
@@ -207,6 +208,10 @@ def verify_email(request, token: str):
 @login_required
 @require_POST
 def two_factor_start(request):
+    # The password again: a session left open (or stolen) must not tie the account to someone's phone.
+    if not request.user.check_password(request.POST.get("password", "")):
+        messages.error(request, "Enter your current password to set up two-factor sign-in.")
+        return redirect("accounts:settings")
     try:
         two_factor.begin(request.user)
     except two_factor.TwoFactorError as exc:
@@ -225,6 +230,8 @@ def two_factor_confirm(request):
     except two_factor.TwoFactorError as exc:
         form.add_error("code", str(exc))
         return render(request, "accounts/settings.html", settings_context(request, code_form=form), status=400)
+    two_factor.end_other_sessions(request, request.user)  # signed in under the old rule: out
+    two_factor.mark_session_verified(request)  # this one has just shown the code
     messages.success(request, "Two-factor sign-in is on: log-ins now ask for a code from your app.")
     return render(request, "accounts/settings.html", settings_context(request, recovery_codes=codes))
 
@@ -236,7 +243,7 @@ def two_factor_recovery(request):
     try:
         if not form.is_valid():
             raise two_factor.TwoFactorError("Enter a code from your app.")
-        codes = two_factor.new_recovery_codes(request.user, form.cleaned_data["code"])
+        codes = _counted(request, two_factor.new_recovery_codes, form.cleaned_data["code"])
     except two_factor.TwoFactorError as exc:
         form.add_error("code", str(exc))
         return render(request, "accounts/settings.html", settings_context(request, manage_form=form), status=400)
@@ -250,12 +257,25 @@ def two_factor_disable(request):
     try:
         if not form.is_valid():
             raise two_factor.TwoFactorError("Enter a code from your app.")
-        two_factor.disable(request.user, form.cleaned_data["code"])
+        _counted(request, two_factor.disable, form.cleaned_data["code"])
+        two_factor.end_other_sessions(request, request.user)
     except two_factor.TwoFactorError as exc:
         form.add_error("code", str(exc))
         return render(request, "accounts/settings.html", settings_context(request, manage_form=form), status=400)
     messages.success(request, "Two-factor sign-in is off. Staff and owners who request payouts need it on.")
     return redirect("accounts:settings")
+
+
+def _counted(request, action, code: str):
+    """A code-protected action whose wrong codes count toward the log-in lock-out, like the sign-in's."""
+    user, address = request.user, throttle.client_address(request)
+    if throttle.is_locked_out(user.username, address):
+        raise two_factor.TwoFactorError("Too many wrong codes. Try again later.")
+    try:
+        return action(user, code)
+    except two_factor.TwoFactorError:
+        throttle.record_failure(user.username, address)
+        raise
 
 
 @login_required

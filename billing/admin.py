@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 
+from accounts import audit
 from accounts.admin import UserAdmin
 from accounts.models import User
 
@@ -141,6 +143,9 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export codes as CSV")
     def export_csv(self, request, queryset):
+        with transaction.atomic():  # the codes are bearer money: who took a copy is recorded
+            for batch in queryset:
+                audit.record("codes.exported", owner_id=None, target=f"batch:{batch.pk}", after={"count": batch.count})
         body = "".join(codes.batch_csv(batch) for batch in queryset)
         response = HttpResponse(body, content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="redemption-codes.csv"'

@@ -119,7 +119,7 @@ def payouts(request):
 def request_payout(request, payload: PayoutIn):
     try:
         payout = ledger.request_payout(
-            owner_id=request.auth.pk, amount=payload.amount_usd, destination=payload.destination
+            owner_id=request.auth.pk, amount=payload.amount_usd, destination=payload.destination, request=request
         )
     except ledger.PayoutNotAllowed as exc:
         raise HttpError(403, str(exc)) from None

@@ -185,24 +185,37 @@ def _check_rolled_up_settlements(report: Report, rolled: QuerySet) -> None:
             f"{count} settlement transaction(s) have no usage record, but the usage roll-ups count "
             f"{totals['settled_calls']} settled call(s)"
         )
-    legs = dict(
-        Entry.objects.filter(transaction__in=rolled)
-        .values("account__kind")
-        .annotate(total=Sum("amount"))
-        .values_list("account__kind", "total")
+    legs = Entry.objects.filter(transaction__in=rolled)
+    platform = legs.filter(account__kind=AccountKind.REVENUE).aggregate(total=Sum("amount"))["total"] or ZERO
+    _compare(report, "the platform's share", {None: platform}, {None: totals["platform_usd"]})
+    # Per person, not only in sum: a day's row given to another owner or caller is caught too.
+    owners = legs.filter(account__kind=AccountKind.OWNER).values("account__user").annotate(total=Sum("amount"))
+    owed = UsageDaily.objects.exclude(owner=None).values("owner").annotate(total=Sum("owner_cut_usd"))
+    _compare(
+        report,
+        "owners' cuts",
+        {row["account__user"]: row["total"] for row in owners},
+        {row["owner"]: row["total"] for row in owed},
     )
-    moved = {
-        "owners' cuts": (legs.get(AccountKind.OWNER) or ZERO, totals["owner_cut_usd"]),
-        "the platform's share": (legs.get(AccountKind.REVENUE) or ZERO, totals["platform_usd"]),
-        "the callers' cost": (
-            -((legs.get(AccountKind.HOLD) or ZERO) + (legs.get(AccountKind.USER) or ZERO)),
-            totals["cost_usd"],
-        ),
-    }
-    for what, (in_ledger, in_totals) in moved.items():
-        if abs(quantize(in_ledger) - quantize(in_totals)) >= HALF_UNIT:
+    callers = (
+        legs.filter(account__kind__in=CACHED_KINDS).values("account__user").annotate(total=Sum("amount"))
+    )  # the holds out and the refunds back: minus what the calls cost
+    charged = UsageDaily.objects.values("user").annotate(total=Sum("cost_usd"))
+    _compare(
+        report,
+        "the callers' cost",
+        {row["account__user"]: -row["total"] for row in callers},
+        {row["user"]: row["total"] for row in charged},
+    )
+
+
+def _compare(report: Report, what: str, in_ledger: dict, in_totals: dict) -> None:
+    for who in sorted(set(in_ledger) | set(in_totals), key=lambda key: (key is not None, key or 0)):
+        moved, said = quantize(in_ledger.get(who) or ZERO), quantize(in_totals.get(who) or ZERO)
+        if abs(moved - said) >= HALF_UNIT:
+            whose = f" for user #{who}" if who is not None else ""
             report.problems.append(
-                f"rolled-up usage: the ledger moved {_usd(in_ledger)} as {what}, the daily totals say {_usd(in_totals)}"
+                f"rolled-up usage: the ledger moved {_usd(moved)} as {what}{whose}, the daily totals say {_usd(said)}"
             )
 
 

@@ -139,7 +139,7 @@ def earnings_context(request, move_form=None, payout_form=None) -> dict:
         "move_form": move_form or MoveEarningsForm(),
         "payout_form": payout_form or PayoutForm(),
         "payouts": Payout.objects.filter(owner=request.user)[:20],
-        "payout_refusal": ledger.payout_refusal(request.user),
+        "payout_refusal": ledger.payout_refusal(request.user, request),
     }
 
 
@@ -170,7 +170,7 @@ def request_payout(request):
     form = PayoutForm(request.POST)
     if form.is_valid():
         try:
-            payout = ledger.request_payout(owner_id=request.user.pk, **form.cleaned_data)
+            payout = ledger.request_payout(owner_id=request.user.pk, request=request, **form.cleaned_data)
         except ledger.PayoutNotAllowed as exc:
             form.add_error(None, str(exc))
         except ledger.LedgerError as exc:

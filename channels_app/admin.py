@@ -42,13 +42,18 @@ class ChannelKeyInline(admin.TabularInline):
 
 
 class ChannelShareInline(admin.TabularInline):
-    """Who a private channel is shared with (the owner manages it; staff may remove a share)."""
+    """Who a private channel is shared with: the owner's to manage (audited there), shown here."""
 
     model = ChannelShare
     fields = ("user", "via", "created_at")
-    readonly_fields = ("via", "created_at")
-    autocomplete_fields = ("user",)
+    readonly_fields = ("user", "via", "created_at")
     extra = 0
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Channel)
@@ -86,6 +91,9 @@ class ChannelAdmin(AuditedChanges, admin.ModelAdmin):
     inlines = [ChannelKeyInline, ChannelShareInline]
     actions = ["test", "approve", "disable", "enable", "reencrypt"]
     audit_action = "channel.edited"
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # staff suspend a channel (audited); its records and earnings must keep their channel
 
     def audit_described(self, obj) -> dict:
         return channels.described(obj)
@@ -125,8 +133,17 @@ class ChannelAdmin(AuditedChanges, admin.ModelAdmin):
 
 @admin.register(ChannelShare)
 class ChannelShareAdmin(admin.ModelAdmin):
+    """Read-only: shares are the owner's (channels_app/sharing.py, audited)."""
+
     list_display = ("channel", "user", "via", "created_at")
     list_filter = ("via",)
     search_fields = ("channel__public_id", "channel__name", "user__username")
-    autocomplete_fields = ("channel", "user")
-    readonly_fields = ("via", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

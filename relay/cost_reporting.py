@@ -23,13 +23,20 @@ from tokenhub.lib.money import plain
 from .sse import encode, parse_block
 
 FINAL_USAGE_EVENTS = {"message_delta": ("usage",), "response.completed": ("response", "usage")}
-FINAL_USAGE_EVENTS["response.incomplete"] = FINAL_USAGE_EVENTS["response.completed"]
-MARKERS = (b"message_delta", b"response.completed", b"response.incomplete", b'"usage":{', b'"usage": {', b"cost_usd")
-EARLY_USAGE_EVENTS = {
-    "message_start": ("message", "usage"),
-    "response.created": ("response", "usage"),
-    "response.in_progress": ("response", "usage"),
-}
+for _name in ("response.incomplete", "response.failed"):
+    FINAL_USAGE_EVENTS[_name] = FINAL_USAGE_EVENTS["response.completed"]
+# Where other events may carry a usage object; a `cost_usd` a channel put in one is taken out.
+OTHER_USAGE_PATHS = (("usage",), ("message", "usage"), ("response", "usage"))
+
+
+def _may_carry_usage(piece: bytes) -> bool:
+    """Could this event hold a usage object? Byte searches only, in any spelling JSON allows: the word
+    (OpenAI's `"usage":null` on every chunk aside), or any \\u escape, with which a channel could write
+    "cost\\u005fusd" or "\\u0075sage" past a plain search."""
+    if b"\\u" in piece:
+        return True
+    mentions = piece.count(b"usage")
+    return mentions > 0 and mentions != piece.count(b'"usage":null')
 
 
 def add_to_body(body: dict, cost: Decimal) -> bool:
@@ -40,28 +47,29 @@ def add_to_body(body: dict, cost: Decimal) -> bool:
     return True
 
 
-def _usage_of(name: str, data, events=FINAL_USAGE_EVENTS):
-    if not isinstance(data, dict):
-        return None
-    path = events.get(name, ("usage",) if name == "" else None)
-    if path is None:
-        return None
+def _at(data, path) -> dict | None:
     found = data
     for step in path:
         found = found.get(step) if isinstance(found, dict) else None
     return found if isinstance(found, dict) else None
 
 
-def add_to_events(pieces: list[bytes], cost) -> list[bytes]:
-    """Outgoing SSE events (each one whole event), with the cost added to those carrying final usage.
+def _final_usage(name: str, data) -> dict | None:
+    path = FINAL_USAGE_EVENTS.get(name, ("usage",) if name == "" else None)
+    return _at(data, path) if path is not None and isinstance(data, dict) else None
 
-    `cost` is called only for such an event: most batches of a stream have none, and pay a few byte
-    searches, not the Decimal arithmetic."""
-    if not any(marker in piece for piece in pieces for marker in MARKERS):
+
+def add_to_events(pieces: list[bytes], cost) -> list[bytes]:
+    """Outgoing SSE events (each one whole event), with TokenHub's cost on those carrying the final usage
+    and any `cost_usd` of the channel's own taken out of the others.
+
+    `cost` is called only for a final-usage event (most batches of a stream have none, and pay a few byte
+    searches, not the Decimal arithmetic); None from it (no usage known yet) leaves no figure at all."""
+    if not any(map(_may_carry_usage, pieces)):
         return pieces
     out = []
     for piece in pieces:
-        if not any(marker in piece for marker in MARKERS):
+        if not _may_carry_usage(piece):
             out.append(piece)
             continue
         event = parse_block(piece)
@@ -73,14 +81,29 @@ def add_to_events(pieces: list[bytes], cost) -> list[bytes]:
         except ValueError:
             out.append(piece)
             continue
-        usage = _usage_of(event.name, data)
-        if usage is not None:
-            usage["cost_usd"] = plain(cost())
-        else:
-            usage = _usage_of(event.name, data, EARLY_USAGE_EVENTS)
-            if usage is None or "cost_usd" not in usage:
-                out.append(piece)
-                continue
-            del usage["cost_usd"]
+        if not _rewrite(event.name, data, cost):
+            out.append(piece)
+            continue
         out.append(encode(json.dumps(data, separators=(",", ":"), ensure_ascii=False), event.name))
     return out
+
+
+def _rewrite(name: str, data, cost) -> bool:
+    """Set TokenHub's cost on the final usage, take the channel's out of any other; True if changed."""
+    final = _final_usage(name, data)
+    if final is not None:
+        figure = cost()
+        if figure is not None:
+            final["cost_usd"] = plain(figure)
+            return True
+        if "cost_usd" in final:
+            del final["cost_usd"]
+            return True
+        return False
+    changed = False
+    for path in OTHER_USAGE_PATHS:
+        usage = _at(data, path) if isinstance(data, dict) else None
+        if usage is not None and "cost_usd" in usage:
+            del usage["cost_usd"]
+            changed = True
+    return changed

@@ -159,12 +159,12 @@ class Pump:
                 out += self.translator.feed(event)
             elif keep:
                 out.append(event.raw)
-        if self.state.usage is not None and out:  # the event with the final usage says what it costs
+        if out:  # the event with the final usage says what it costs; no other carries a channel's figure
             out = cost_reporting.add_to_events(out, self.charge)
         return b"".join(out)
 
-    def charge(self) -> Decimal:
-        return settlement.charge(self.call, self.attempt, self.state.usage)
+    def charge(self) -> Decimal | None:
+        return None if self.state.usage is None else settlement.charge(self.call, self.attempt, self.state.usage)
 
     async def emit(self, data: bytes) -> None:
         if not self.detached:

@@ -42,6 +42,18 @@ def make_user(username: str, *, two_factor: bool | None = None, **extra) -> User
     return user
 
 
+def sign_in(client, user) -> None:
+    """`client.force_login(user)`, and for a user with two-factor sign-in on, a session that has shown its
+    code (as the site's two-step log-in leaves it): the admin and payouts ask for that."""
+    from accounts import two_factor
+
+    client.force_login(user)
+    if two_factor.is_enabled(user):
+        session = client.session
+        session[two_factor.VERIFIED_SESSION] = True
+        session.save()
+
+
 @pytest.fixture
 def alice(db) -> User:
     """The caller."""

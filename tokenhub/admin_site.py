@@ -10,6 +10,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
+from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -21,14 +22,20 @@ class TokenHubAdminSite(admin.AdminSite):
     site_header = "TokenHub administration"
 
     def has_permission(self, request) -> bool:
-        return super().has_permission(request) and two_factor.is_enabled(request.user)
+        # This session must have shown the code: a password-only session from before it was on does not do.
+        return super().has_permission(request) and two_factor.session_verified(request)
 
     def login(self, request, extra_context=None):
         user = request.user
-        if user.is_authenticated and user.is_active and user.is_staff and not two_factor.is_enabled(user):
-            messages.warning(request, "Staff must turn on two-factor sign-in before opening the admin.")
-            return redirect("accounts:settings")
+        next_url = request.GET.get("next") or reverse("admin:index")
+        if user.is_authenticated and user.is_active and user.is_staff:
+            if not two_factor.is_enabled(user):
+                messages.warning(request, "Staff must turn on two-factor sign-in before opening the admin.")
+                return redirect("accounts:settings")
+            if not two_factor.session_verified(request):
+                logout(request)  # signed in with the password alone: again, with the code this time
+                messages.warning(request, "Sign in again with your two-factor code to open the admin.")
+                return redirect(f"{reverse('accounts:login')}?{urlencode({'next': next_url})}")
         if user.is_authenticated:  # signed in, but not staff: the site's log-in would send them back here
             raise PermissionDenied("The admin is for TokenHub's staff.")
-        next_url = request.GET.get("next") or reverse("admin:index")
         return redirect(f"{reverse('accounts:login')}?{urlencode({'next': next_url})}")

@@ -46,17 +46,33 @@ def move_earnings_to_balance(*, owner_id: int, amount: Decimal | None = None) ->
         return txn
 
 
-def payout_refusal(owner) -> str | None:
+NOT_WITH_A_KEY = (
+    "Payouts are not requested with an API key: sign in to the site with your two-factor code and request it "
+    "on the earnings page (or through this API with that session)."
+)
+SIGN_IN_AGAIN = (
+    "This session was signed in with the password alone: log out and in again with your two-factor code "
+    "to request a payout."
+)
+
+
+def payout_refusal(owner, request=None) -> str | None:
     """Why this owner may not request a payout yet: money leaves TokenHub, so the account must be the
-    owner's beyond a password (two-factor sign-in) and reachable (a verified address)."""
+    owner's beyond a password (two-factor sign-in, on this very session when there is a request: a leaked
+    API key or a password-only session must not redirect earnings) and reachable (a verified address)."""
     if not two_factor.is_enabled(owner):
         return "Turn on two-factor sign-in (on your settings page) before requesting a payout."
+    if request is not None and getattr(request, "key_scope", None):
+        return NOT_WITH_A_KEY
+    if request is not None and not two_factor.session_verified(request):
+        return SIGN_IN_AGAIN
     return verification.refusal(owner, "request a payout")
 
 
-def request_payout(*, owner_id: int, amount: Decimal, destination: str) -> Payout:
+def request_payout(*, owner_id: int, amount: Decimal, destination: str, request=None) -> Payout:
+    """`request`: the web or API request asking, whose session must have passed the second factor."""
     amount = money(amount)
-    refusal = payout_refusal(User.objects.get(pk=owner_id))
+    refusal = payout_refusal(User.objects.get(pk=owner_id), request)
     if refusal:
         raise PayoutNotAllowed(refusal)
     with transaction.atomic():

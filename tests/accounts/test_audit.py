@@ -20,7 +20,7 @@ from billing.models import Payout
 from billing.pricing import Usage
 from channels_app import channels
 from channels_app.models import Channel
-from tests.conftest import wait_for
+from tests.conftest import sign_in, wait_for
 from tests.relay.conftest import add_channel
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +40,8 @@ def test_keys_are_recorded_from_the_site_and_the_api_with_the_address(alice):
     api.post(f"/api/keys/{key.public_id}/revoke", HTTP_AUTHORIZATION=f"Bearer {manage}")
     created, _tool_entry, revoked = entries(owner=alice)
     assert (created.action, created.via, created.ip, created.actor) == ("key.created", "web", "203.0.113.7", alice)
+    # A change made with an API key is the key's owner's, and names the key (by its displayed start).
+    assert revoked.actor == alice and revoked.actor_label == f"alice (key {_tool.prefix}…)"
     assert created.after["name"] == "laptop" and created.after["prefix"] == key.prefix
     assert (revoked.action, revoked.via, revoked.ip, revoked.target) == (
         "key.revoked",
@@ -55,7 +57,7 @@ def test_keys_are_recorded_from_the_site_and_the_api_with_the_address(alice):
 def test_channel_changes_record_before_and_after_and_never_the_upstream_key(bob):
     channel = add_channel(bob, "http://127.0.0.1:9/v1", name="spare", keys_=("sk-upstream-audited-1234",))
     page = Client()
-    page.force_login(bob)
+    sign_in(page, bob)
     form = {"daily_spend_limit_usd": "5", "monthly_spend_limit_usd": ""}
     page.post(reverse("channels:limits", args=[channel.public_id]), form)
     page.post(reverse("channels:toggle", args=[channel.public_id]))  # pause
@@ -78,7 +80,7 @@ def test_channel_changes_record_before_and_after_and_never_the_upstream_key(bob)
 def test_money_operators_and_staff_are_recorded_as_who_they_are(alice, bob, admin_user):
     call_command("grant", "alice", "3", "--memo", "support credit")
     admin = Client(REMOTE_ADDR="192.0.2.9")
-    admin.force_login(admin_user)
+    sign_in(admin, admin_user)
     changelist = reverse("admin:accounts_user_changelist")
     admin.post(
         changelist,
@@ -87,7 +89,7 @@ def test_money_operators_and_staff_are_recorded_as_who_they_are(alice, bob, admi
     ledger.hold(user_id=alice.pk, amount=Decimal("4"), request_id="c1")
     ledger.settle(request_id="c1", cost=Decimal("4"), usage=Usage(), owner_id=bob.pk, owner_cut=Decimal("0.5"))
     owner = Client()
-    owner.force_login(bob)
+    sign_in(owner, bob)
     owner.post(reverse("billing:request_payout"), {"amount": "1.5", "destination": "IBAN DE03"})
     payout = Payout.objects.get(owner=bob)
     admin.post(reverse("admin:billing_payout_changelist"), {"action": "mark_paid", "_selected_action": [payout.pk]})
@@ -116,7 +118,7 @@ def test_owners_see_only_their_own_entries_and_the_admin_cannot_change_them(alic
     assert "alice&#x27;s" in mine.get(reverse("accounts:activity")).content.decode()
     assert "alice" not in theirs.get(reverse("accounts:activity")).content.decode().split("<main")[1]
     admin = Client()
-    admin.force_login(admin_user)
+    sign_in(admin, admin_user)
     entry = AuditEntry.objects.get()
     assert admin.get(reverse("admin:accounts_auditentry_changelist")).status_code == 200
     assert admin.get(reverse("admin:accounts_auditentry_add")).status_code == 403
@@ -179,3 +181,60 @@ def test_the_json_api_lists_the_accounts_own_entries_and_changes_its_settings(al
     assert listed[0]["after"] == {"low_balance_alert_usd": "2.50000000", "notifications_off": ["payout"]}
     theirs = Client().get("/api/activity", HTTP_AUTHORIZATION=f"Bearer {carol_manage}").json()
     assert [e["action"] for e in theirs] == ["key.created"]
+
+
+def test_owners_see_staff_as_tokenhub_and_nobody_elses_address(alice, bob, carol, admin_user):
+    from channels_app import sharing
+
+    admin = Client(REMOTE_ADDR="10.8.0.5")
+    sign_in(admin, admin_user)
+    admin.post(
+        reverse("admin:accounts_user_changelist"),
+        {"action": "grant_credit", "_selected_action": [alice.pk], "apply": "1", "amount": "1", "memo": "sorry"},
+    )
+    page = Client()
+    page.force_login(alice)
+    text = page.get(reverse("accounts:activity")).content.decode()
+    assert "TokenHub staff" in text and "10.8.0.5" not in text and "root" not in text.split("<main")[1]
+    channel = add_channel(bob, "http://127.0.0.1:9/v1", name="private", visibility="private")
+    token = sharing.new_invitation(channel)
+    joiner = Client(REMOTE_ADDR="203.0.113.99")
+    joiner.force_login(carol)
+    joiner.get(reverse("channels:invitation", args=[token]))
+    joiner.post(reverse("channels:invitation", args=[token]))
+    owner = Client()
+    owner.force_login(bob)
+    detail = owner.get(reverse("channels:detail", args=[channel.public_id])).content.decode()
+    assert "Channel shared with a user" in detail and "203.0.113.99" not in detail
+    assert AuditEntry.objects.get(action="channel.shared").ip == "203.0.113.99"  # kept, for the admin
+
+
+def test_staff_edits_in_the_admin_are_audited_and_nothing_audited_can_be_deleted_there(alice, admin_user):
+    from django.contrib import admin as django_admin
+    from django_otp.plugins.otp_static.models import StaticDevice
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from accounts.models import ApiKey
+
+    assert not django_admin.site.is_registered(TOTPDevice) and not django_admin.site.is_registered(StaticDevice)
+    staff = Client()
+    sign_in(staff, admin_user)
+    change = reverse("admin:accounts_user_change", args=[alice.pk])
+    form = staff.get(change).context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None and name != "password"}
+    data.update(is_staff="on", email="alice@example.test", date_joined_0="2026-01-01", date_joined_1="00:00:00")
+    data.pop("date_joined", None)
+    data.pop("last_login", None)
+    data.pop("groups", None)
+    data.pop("user_permissions", None)
+    data["notifications_off"] = "[]"
+    assert staff.post(change, data).status_code == 302
+    [made_staff] = entries(action="account.edited_by_staff")
+    assert (made_staff.before, made_staff.after, made_staff.actor) == (
+        {"is_staff": False},
+        {"is_staff": True},
+        admin_user,
+    )
+    key, _raw = keys.create_key(alice, "kept")
+    assert staff.post(reverse("admin:accounts_apikey_delete", args=[key.pk]), {"post": "yes"}).status_code == 403
+    assert ApiKey.objects.filter(pk=key.pk).exists()

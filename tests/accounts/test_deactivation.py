@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from accounts import keys
 from accounts.models import User
+from tests.conftest import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)  # alookup reads the key in another thread
 
@@ -45,7 +46,7 @@ def test_deactivation_in_the_admin_stops_the_keys(admin_user, alice):
     _key, raw = keys.create_key(alice, "laptop")
     assert asyncio.run(keys.alookup(raw)).refusal() is None
     client = Client()
-    client.force_login(admin_user)
+    sign_in(client, admin_user)
     form = {
         "username": "alice",
         "email": alice.email,

@@ -101,3 +101,24 @@ def test_sending_a_link_is_rate_limited(settings):
     page.post(reverse("accounts:send_verification"))
     second = page.post(reverse("accounts:send_verification"), follow=True)
     assert "Too many links sent" in second.content.decode()
+
+
+def test_one_address_verifies_one_account(alice):
+    twin = make_user("twin", email="Alice@Example.test", verified_email="")
+    page = Client().get(reverse("accounts:verify_email", args=[verification.token_for(twin)]))
+    assert page.status_code == 400 and "already verifies another account" in page.content.decode()
+    twin.refresh_from_db()
+    assert not twin.email_verified
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_links_to_one_address_are_limited_whichever_accounts_ask(inbox, settings):
+    from accounts.tasks import send_verification_link
+
+    settings.EMAIL_VERIFICATION_RATE_LIMIT = 2
+    users = [make_user(f"flood{n}", email="victim@example.test", verified_email="") for n in range(4)]
+    sent = [send_verification_link(user.pk, "http://testserver") for user in users]
+    assert sent == [True, True, False, False]
+    [first, _second] = inbox.wait_for(2, "victim@example.test")
+    assert "flood" not in body_of(first)  # the sign-up's chosen name is not in mail to an unproven address

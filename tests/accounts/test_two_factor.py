@@ -18,7 +18,7 @@ from accounts.models import AuditEntry
 from billing import ledger
 from billing.models import Payout
 from billing.pricing import Usage
-from tests.conftest import PASSWORD, make_user
+from tests.conftest import PASSWORD, make_user, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +60,9 @@ def test_turning_it_on_takes_a_code_from_the_app_and_shows_recovery_codes_once(a
     client = Client()
     client.force_login(alice)
     assert "Set up two-factor sign-in" in client.get(reverse("accounts:settings")).content.decode()
-    client.post(reverse("accounts:two_factor_start"))
+    client.post(reverse("accounts:two_factor_start"), {"password": "not the password"})
+    assert two_factor.pending(alice) is None  # a session alone does not tie the account to a phone
+    client.post(reverse("accounts:two_factor_start"), {"password": PASSWORD})
     page = client.get(reverse("accounts:settings")).content.decode()
     assert "<svg" in page and 'data-testid="totp-secret"' in page  # the QR code, drawn in the page
     device = two_factor.pending(alice)
@@ -146,14 +148,26 @@ def test_turning_it_off_and_new_recovery_codes_need_a_current_code(alice):
 
 def test_staff_without_two_factor_cannot_open_the_admin_and_are_sent_to_turn_it_on():
     staff = make_user("operator", is_staff=True, is_superuser=True, two_factor=False)
-    client = Client()
+    client, earlier = Client(), Client()
     client.force_login(staff)
+    earlier.force_login(staff)  # another session, signed in with the password alone (a thief's, say)
     first = client.get("/admin/")
     assert first.status_code == 302 and first["Location"].startswith("/admin/login/")
     sent = client.get(first["Location"])
     assert sent.status_code == 302 and sent["Location"] == reverse("accounts:settings")
-    enrolled(staff)
-    assert client.get("/admin/").status_code == 200
+    client.post(reverse("accounts:two_factor_start"), {"password": PASSWORD})
+    client.post(reverse("accounts:two_factor_confirm"), {"code": code(two_factor.pending(staff))})
+    assert client.get("/admin/").status_code == 200  # this session showed the code
+    assert earlier.get("/admin/").status_code == 302 and not signed_in(earlier)  # turning it on ended that one
+
+
+def test_a_password_only_session_from_before_is_sent_to_sign_in_again_for_the_admin():
+    staff = make_user("operator", is_staff=True, is_superuser=True)  # two-factor on
+    client = Client()
+    client.force_login(staff)  # no code shown in this session
+    gate = client.get(client.get("/admin/")["Location"])
+    assert gate.status_code == 302 and gate["Location"].startswith(reverse("accounts:login"))
+    assert not signed_in(client)
 
 
 def test_the_admin_signs_in_through_the_sites_two_step_log_in(alice):
@@ -178,6 +192,9 @@ def test_payouts_need_two_factor_and_a_verified_address(bob, alice):
     assert refused.status_code == 400 and "Turn on two-factor sign-in" in refused.content.decode()
     enrolled(dave)
     refused = page.post(reverse("billing:request_payout"), {"amount": "1", "destination": "IBAN DE00"})
+    assert "signed in with the password alone" in refused.content.decode()  # this session showed no code
+    sign_in(page, dave)
+    refused = page.post(reverse("billing:request_payout"), {"amount": "1", "destination": "IBAN DE00"})
     assert "Verify your e-mail address" in refused.content.decode()
     _key, manage = keys.create_key(dave, "tool", scope="manage")
     api = Client().post(
@@ -186,10 +203,10 @@ def test_payouts_need_two_factor_and_a_verified_address(bob, alice):
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {manage}",
     )
-    assert api.status_code == 403 and "Verify your e-mail address" in api.json()["error"]["message"]
+    assert api.status_code == 403 and "not requested with an API key" in api.json()["error"]["message"]
     assert not Payout.objects.filter(owner=dave).exists()
     ok = Client()
-    ok.force_login(bob)  # bob: two-factor on, address verified
+    sign_in(ok, bob)  # bob: two-factor on and shown in this session, address verified
     assert ok.post(reverse("billing:request_payout"), {"amount": "1", "destination": "IBAN DE01"}).status_code == 302
     assert Payout.objects.get(owner=bob).amount == Decimal("1")
 
@@ -210,3 +227,15 @@ def test_an_operator_resets_a_lost_second_factor_and_it_is_audited(alice):
         call_command("reset_two_factor", "alice")
     client, response = log_in("alice")  # the password alone now
     assert response.status_code == 302 and signed_in(client)
+
+
+def test_staff_reset_a_lost_second_factor_from_the_admin(alice, admin_user):
+    enrolled(alice)
+    staff = Client()
+    sign_in(staff, admin_user)
+    staff.post(
+        reverse("admin:accounts_user_changelist"), {"action": "reset_two_factor", "_selected_action": [alice.pk]}
+    )
+    assert not two_factor.is_enabled(alice)
+    entry = AuditEntry.objects.get(action="security.2fa_reset")
+    assert (entry.via, entry.actor, entry.owner) == ("admin", admin_user, alice)

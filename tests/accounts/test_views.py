@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from accounts import keys
 from accounts.models import ApiKey, User
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -159,7 +159,7 @@ def test_anonymous_is_sent_to_log_in():
 def test_admin_key_changelist_never_shows_the_hash(admin_user, alice):
     key, raw = keys.create_key(alice, "watched")
     client = Client()
-    client.force_login(admin_user)
+    sign_in(client, admin_user)
     page = client.get(reverse("admin:accounts_apikey_changelist")).content.decode()
     assert key.prefix in page
     assert key.key_hash not in page and raw not in page

@@ -111,13 +111,18 @@ def test_export_usage_gives_the_daily_totals_for_rolled_up_days(history):
     assert rows[0]["key"] == "old key" and rows[0]["latency_ms"] == "40" and rows[0]["user"] == "alice"
 
 
-def test_reconcile_notices_tampered_totals_and_a_lost_record(history):
+def test_reconcile_notices_tampered_totals_and_a_lost_record(history, bob, carol):
     retention.roll_up()
     assert reconcile().ok
     UsageDaily.objects.filter(calls=2).update(owner_cut_usd=Decimal("0"))
     problems = reconcile().problems
     assert any("as owners' cuts" in p for p in problems), problems
     UsageDaily.objects.filter(calls=2).update(owner_cut_usd=Decimal("0.075"))
+    assert reconcile().ok
+    UsageDaily.objects.filter(calls=2).update(owner=carol)  # the same sums, paid to someone else
+    problems = reconcile().problems
+    assert any(f"as owners' cuts for user #{carol.pk}" in p for p in problems), problems
+    UsageDaily.objects.filter(calls=2).update(owner=bob)
     assert reconcile().ok
     UsageRecord.objects.filter(request_id="r3").delete()  # a call newer than every rolled-up one, lost
     problems = reconcile().problems

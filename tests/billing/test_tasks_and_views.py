@@ -15,7 +15,7 @@ from billing import codes, ledger
 from billing.models import CheckIn, Hold, HoldStatus, RedemptionBatch, UsageRecord, UsageStatus
 from billing.tasks import reconcile_ledger, release_stale_holds
 from tests.billing.conftest import fund
-from tests.conftest import wait_for
+from tests.conftest import sign_in, wait_for
 
 
 def test_checkin_button_books_one_reward_through_celery(celery_worker, alice, settings):
@@ -46,7 +46,7 @@ def test_stale_hold_task_releases_through_celery(celery_worker, alice, settings)
 
 def test_admin_generates_a_code_batch_through_celery(celery_worker, admin_user):
     client = Client()
-    client.force_login(admin_user)
+    sign_in(client, admin_user)
     response = client.post(
         reverse("admin:billing_redemptionbatch_add"),
         {"label": "spring", "amount": "3", "count": "25", "expires_at": ""},
@@ -85,7 +85,7 @@ def test_redeem_form_shows_each_refusal_in_place(alice, bob):
     ok = client.post(reverse("billing:redeem"), {"code": code}, follow=True)
     assert "$2" in ok.content.decode() and ledger.balance_of(alice.pk) == Decimal("2")
     bob_client = Client()
-    bob_client.force_login(bob)
+    sign_in(bob_client, bob)
     used = bob_client.post(reverse("billing:redeem"), {"code": code})
     assert "already been used" in used.content.decode()
     assert ledger.balance_of(bob.pk) == 0
@@ -104,7 +104,7 @@ def test_balance_page_needs_login_and_checkin_needs_post(alice):
 @pytest.mark.django_db
 def test_admin_grant_action_records_the_admin(admin_user, alice):
     client = Client()
-    client.force_login(admin_user)
+    sign_in(client, admin_user)
     url = reverse("admin:accounts_user_changelist")
     form = client.post(url, {"action": "grant_credit", "_selected_action": [alice.pk]})
     assert form.status_code == 200 and "Grant or debit credit" in form.content.decode()

@@ -14,6 +14,7 @@ from channels_app import crypto
 from channels_app.channels import upstream_keys
 from channels_app.models import ChannelKey
 from tests.channels.conftest import make_channel
+from tests.conftest import sign_in
 
 pytestmark = pytest.mark.django_db
 SECRET = "sk-proj-THIS-IS-THE-UPSTREAM-SECRET-1234"
@@ -59,7 +60,7 @@ def test_no_plaintext_key_in_the_database_admin_or_logs(alice, admin_user, caplo
             cursor.execute(f'SELECT * FROM "{table}"')
             assert SECRET not in repr(cursor.fetchall()), table
     client = Client()
-    client.force_login(admin_user)
+    sign_in(client, admin_user)
     for url in (
         reverse("admin:channels_app_channel_changelist"),
         reverse("admin:channels_app_channel_change", args=[channel.pk]),

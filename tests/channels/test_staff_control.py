@@ -9,14 +9,14 @@ from accounts import keys, users
 from channels_app import channels, routing
 from channels_app.models import Channel, ChannelStatus
 from tests.channels.conftest import make_channel
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, sign_in
 
 pytestmark = pytest.mark.django_db
 
 
 def suspended_by(admin_user, channel: Channel) -> None:
     client = Client()
-    client.force_login(admin_user)
+    sign_in(client, admin_user)
     response = client.post(
         "/admin/channels_app/channel/", {"action": "disable", "_selected_action": [channel.pk]}, follow=True
     )
@@ -68,7 +68,7 @@ def test_staff_lift_a_suspension(catalog, bob, admin_user):
     channel = make_channel(bob)
     channels.suspend(channel, by=admin_user.username)
     client = Client()
-    client.force_login(admin_user)
+    sign_in(client, admin_user)
     client.post("/admin/channels_app/channel/", {"action": "enable", "_selected_action": [channel.pk]})
     channel.refresh_from_db()
     assert channel.status == ChannelStatus.ACTIVE

@@ -15,7 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from accounts import keys
 from channels_app import sharing
-from tests.conftest import make_user
+from tests.conftest import make_user, sign_in
 from tests.relay.conftest import add_channel
 from tokenhub.api import api
 
@@ -190,7 +190,7 @@ def cast(world, fake_upstream):
 
 def logged_in(user) -> Client:
     client = Client()
-    client.force_login(user)
+    sign_in(client, user)
     return client
 
 

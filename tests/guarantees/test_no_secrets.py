@@ -13,7 +13,7 @@ from django.test import Client
 from accounts import keys
 from billing.models import Hold, UsageRecord
 from channels_app.models import Channel
-from tests.conftest import make_user
+from tests.conftest import make_user, sign_in
 from tests.guarantees import leaks
 from tests.relay.test_relay_calls import PROMPT, settled
 from tests.relay.test_relay_failures import only_channel
@@ -41,7 +41,7 @@ def relay_calls(world, raw_key: str) -> list[httpx.Response]:
 
 def staff_and_owner_pages(world, channels: list[Channel]) -> dict[str, str]:
     staff, owner = Client(), Client()
-    staff.force_login(make_user("root", is_staff=True, is_superuser=True))
+    sign_in(staff, make_user("root", is_staff=True, is_superuser=True))
     owner.force_login(world.bob)
     urls = ["/admin/channels_app/channel/", "/admin/accounts/apikey/", "/admin/billing/usagerecord/"]
     urls += ["/admin/billing/hold/", "/admin/accounts/user/"]

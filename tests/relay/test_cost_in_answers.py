@@ -111,3 +111,25 @@ def test_a_channels_own_cost_in_an_early_event_is_taken_out_and_the_final_one_is
     assert "cost_usd" not in out[1]["response"]["usage"]
     assert out[2]["delta"]["text"] == "cost_usd"  # text that merely mentions it is untouched
     assert out[3]["usage"]["cost_usd"] == "0.25000000"
+
+
+def test_a_channels_cost_in_any_json_spelling_is_taken_out_and_a_failed_response_gets_tokenhubs():
+    import json
+
+    from relay.cost_reporting import add_to_events
+    from relay.sse import encode, parse_block
+
+    escaped = '{"type":"message_start","message":{"usage" : {"input_tokens":5,"cost\\u005fusd":"777.0"}}}'
+    spaced = '{"id":"c","choices":[],"usage" : {"prompt_tokens":3,"cost_usd":"99.0"}}'
+    failed = '{"type":"response.failed","response":{"usage":{"input_tokens":1,"cost_usd":"99.0"}}}'
+    plain_chunk = encode('{"id":"c","choices":[{"delta":{"content":"hi"}}],"usage":null}', "")
+    pieces = [encode(escaped, "message_start"), encode(spaced, ""), encode(failed, "response.failed"), plain_chunk]
+    out = add_to_events(pieces, lambda: Decimal("0.5"))
+    start, chunk, failure = (json.loads(parse_block(piece).data) for piece in out[:3])
+    assert "cost_usd" not in start["message"]["usage"] and start["message"]["usage"]["input_tokens"] == 5
+    assert chunk["usage"]["cost_usd"] == failure["response"]["usage"]["cost_usd"] == "0.50000000"
+    assert out[3] is plain_chunk  # OpenAI's "usage":null on every chunk: not parsed, the bytes as they came
+    # Before any usage is known (a Responses stream's response.created), a channel's figure is taken out too.
+    early = encode('{"type":"response.created","response":{"usage":{"cost_usd":"777"}}}', "response.created")
+    [stripped] = add_to_events([early], lambda: None)
+    assert "cost_usd" not in json.loads(parse_block(stripped).data)["response"]["usage"]

@@ -16,6 +16,7 @@ from accounts.models import ApiKey
 from billing import ledger
 from billing.models import TransactionKind
 from billing.pricing import Prices, Usage
+from tests.conftest import sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +42,7 @@ def alice_with_a_call(alice):
 
 def session(user) -> Client:
     client = Client()
-    client.force_login(user)
+    sign_in(client, user)
     return client
 
 

@@ -17,6 +17,7 @@ from billing.models import Payout, TransactionKind, UsageRecord
 from billing.pricing import Prices, Usage
 from channels_app.models import Channel, ChannelStatus
 from tests.channels.conftest import make_channel
+from tests.conftest import sign_in
 
 pytestmark = pytest.mark.django_db
 MINI = Prices(input=Decimal("0.15"), output=Decimal("0.6"))
@@ -24,7 +25,7 @@ MINI = Prices(input=Decimal("0.15"), output=Decimal("0.6"))
 
 def logged_in(user) -> Client:
     client = Client()
-    client.force_login(user)
+    sign_in(client, user)
     return client
 
 

@@ -37,6 +37,7 @@ class HubKeyAuth(HttpBearer):
         if user is not None and identity.scope not in self.scopes:
             raise KeyScopeError()
         request.key_scope = identity.scope
+        request.key_prefix = identity.prefix  # the audit log names the key a change was made with
         return user
 
 

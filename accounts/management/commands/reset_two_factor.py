@@ -1,9 +1,6 @@
 from __future__ import annotations
 
 from django.core.management.base import CommandError
-from django.db import transaction
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import audit
 from accounts.models import User
@@ -23,13 +20,8 @@ class Command(OperatorCommand):
         user = User.objects.filter(username=username).first()
         if user is None:
             raise CommandError(f'No user "{username}".')
-        with transaction.atomic():
-            removed = (
-                TOTPDevice.objects.filter(user=user).delete()[0] + StaticDevice.objects.filter(user=user).delete()[0]
-            )
-            if not removed:
-                raise CommandError(f'"{username}" has no two-factor sign-in to reset.')
-            audit.record("security.2fa_reset", owner_id=user.pk, target=f"user:{user.pk}")
+        if not audit.two_factor_reset(user):
+            raise CommandError(f'"{username}" has no two-factor sign-in to reset.')
         self.stdout.write(
             f'Two-factor sign-in of "{username}" is off; they can set it up again on their settings page.'
         )
