@@ -24,6 +24,8 @@ def me(request):
 @router.patch("/me", response=MeOut)
 def edit_settings(request, payload: SettingsPatch):
     changes = payload.dict(exclude_unset=True)
+    if "notifications_off" in changes and changes["notifications_off"] is None:
+        changes["notifications_off"] = []  # null: every kind on
     unknown = set(changes.get("notifications_off") or []) - set(KINDS)
     if unknown:
         raise HttpError(422, f"Unknown notification kinds: {', '.join(sorted(unknown))}; known: {', '.join(KINDS)}.")

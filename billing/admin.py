@@ -194,7 +194,7 @@ class GrantForm(forms.Form):
 
 class UserWithBalanceAdmin(UserAdmin):
     list_display = (*UserAdmin.list_display, "balance")
-    actions = ["grant_credit"]
+    actions = [*UserAdmin.actions, "grant_credit"]
 
     @admin.display(description="balance (USD)")
     def balance(self, user) -> str:

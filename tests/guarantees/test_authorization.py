@@ -104,7 +104,8 @@ RULES: list[tuple[str, str, dict, str | None]] = [
     # An invitation link: for a signed-in user; an unknown (or replaced) token is a 404 for everyone.
     (r"invitations/<str:token>/", "GET", kind(LOGIN, LOGIN, LOGIN, S404, S404, S404), None),
     (r"api/(me|usage|balance|statement)", "GET", API_READ, None),
-    (r"api/(keys|earnings|payouts|channels)", "GET", API_MANAGE, None),
+    (r"api/(keys|earnings|payouts|channels|activity)", "GET", API_MANAGE, None),
+    (r"api/me", "PATCH", API_MANAGE, None),
     (r"api/(keys|checkin|redeem|earnings/move|payouts|channels)", "POST", API_MANAGE, None),
     (r"api/keys/<public_id>/revoke", "POST", API_OWN_KEY, "key"),
     (r"api/channels/<public_id>", "PATCH", API_OWN_CHANNEL, "channel"),
