@@ -14,6 +14,7 @@ from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from accounts import two_factor
 
@@ -36,6 +37,9 @@ class TokenHubAdminSite(admin.AdminSite):
                 logout(request)  # signed in with the password alone: again, with the code this time
                 messages.warning(request, "Sign in again with your two-factor code to open the admin.")
                 return redirect(f"{reverse('accounts:login')}?{urlencode({'next': next_url})}")
+            return redirect(
+                next_url if url_has_allowed_host_and_scheme(next_url, {request.get_host()}) else "admin:index"
+            )
         if user.is_authenticated:  # signed in, but not staff: the site's log-in would send them back here
             raise PermissionDenied("The admin is for TokenHub's staff.")
         return redirect(f"{reverse('accounts:login')}?{urlencode({'next': next_url})}")

@@ -60,7 +60,14 @@ def back_to_login(response) -> bool:
 
 
 THROUGH, LOGIN, ADMIN_LOGIN, KEY_SCOPE = through, login_redirect, admin_login, key_scope
-S401, S404 = status(401), status(404)
+S401, S403, S404 = status(401), status(403), status(404)
+
+
+def to_site_login(response) -> bool:
+    return response.status_code == 302 and response.headers["location"].startswith("/accounts/login/?next=")
+
+
+TO_SITE_LOGIN = to_site_login
 
 
 def staff_through(response) -> bool:
@@ -93,7 +100,8 @@ RULES: list[tuple[str, str, dict, str | None]] = [
     (r"accounts/email/verify/<str:token>/", "GET", PUBLIC, None),  # the signed token is the authority
     (r"accounts/login/verify/", "GET", kind(*[back_to_login] * 6), None),
     (r"accounts/logout/|admin/logout/", "POST", PUBLIC, "fresh session"),
-    (r"admin/login/", "GET", PUBLIC, None),
+    # The admin's log-in is the site's: visitors are sent there, signed-in non-staff refused, staff let in.
+    (r"admin/login/", "GET", kind(TO_SITE_LOGIN, TO_SITE_LOGIN, TO_SITE_LOGIN, S403, S403, THROUGH), None),
     (r"accounts/password/change/(done/)?|accounts/keys/|dashboard/|balance/|usage/|usage\.csv", "GET", PAGE, None),
     (r"statement/|earnings/|channels/|accounts/(settings|activity)/", "GET", PAGE, None),
     (r"accounts/settings/(email/send|2fa/(start|confirm|recovery|disable))/", "POST", PAGE, None),

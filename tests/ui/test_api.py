@@ -15,6 +15,7 @@ from billing.models import TransactionKind
 from billing.pricing import Prices, Usage
 from channels_app.models import Channel, ChannelStatus
 from tests.channels.conftest import make_channel
+from tests.conftest import sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -179,13 +180,13 @@ def test_payouts_through_the_api(bob, catalog):
         channel=channel.public_id,
     )
     client, _ = key_client(bob)
-    assert (
-        client.post(
-            "/api/payouts", {"amount_usd": "3", "destination": "x"}, content_type="application/json"
-        ).status_code
-        == 400
-    )
-    made = client.post("/api/payouts", {"amount_usd": "1.5", "destination": "IBAN"}, content_type="application/json")
+    with_key = client.post("/api/payouts", {"amount_usd": "1", "destination": "x"}, content_type="application/json")
+    assert with_key.status_code == 403 and "not requested with an API key" in with_key.json()["error"]["message"]
+    session = Client()
+    sign_in(session, bob)  # a session that showed bob's second factor
+    too_much = session.post("/api/payouts", {"amount_usd": "3", "destination": "x"}, content_type="application/json")
+    assert too_much.status_code == 400
+    made = session.post("/api/payouts", {"amount_usd": "1.5", "destination": "IBAN"}, content_type="application/json")
     assert made.status_code == 201 and made.json()["status"] == "pending"
     moved = client.post("/api/earnings/move", {}, content_type="application/json").json()
     assert Decimal(moved["balance_usd"]) == Decimal("0.5") and Decimal(moved["earnings_usd"]) == 0

@@ -150,6 +150,7 @@ def journey(base: str, upstream: str, code: str, inbox) -> dict:
 
         # Two-factor sign-in: set up from the settings page with the key shown there, then a log-in in two steps.
         owner.goto(f"{base}/accounts/settings/")
+        owner.fill("#id_setup_password", PASSWORD)
         owner.click("text=Set up two-factor sign-in")
         expect(owner.locator("figure.qr svg")).to_be_visible()
         secret = owner.get_by_test_id("totp-secret").inner_text().strip()
