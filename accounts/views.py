@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView, PasswordResetView
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -16,6 +17,7 @@ from django.views.decorators.http import require_POST
 from tokenhub.views import site_origin
 
 from . import audit, keys, notifications, throttle, two_factor, verification
+from . import playground as playground_keys
 from .forms import (
     AccountSettingsForm,
     ApiKeyForm,
@@ -276,6 +278,22 @@ def _counted(request, action, code: str):
     except two_factor.TwoFactorError:
         throttle.record_failure(user.username, address)
         raise
+
+
+@login_required
+def playground(request):
+    from channels_app import marketplace
+
+    chat = [row for row in marketplace.rows(request.user.pk, marketplace.Filters(only_available=True))]
+    chat = [row for row in chat if row.model.mode == "chat"]
+    return render(request, "accounts/playground.html", {"models": chat, "key_name": playground_keys.NAME})
+
+
+@login_required
+@require_POST
+def playground_key(request):
+    """The page's key, made now and returned once (JSON, for the page's script, never shown again)."""
+    return JsonResponse({"key": playground_keys.new_key(request.user), "name": playground_keys.NAME})
 
 
 @login_required

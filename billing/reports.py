@@ -168,3 +168,58 @@ def distinct_models(user_id: int) -> list[str]:
     return list(
         UsageRecord.objects.filter(user_id=user_id).values_list("model", flat=True).distinct().order_by("model")
     )
+
+
+@dataclass(frozen=True)
+class ModelHealth:
+    calls: int
+    success_rate: Decimal | None  # completed calls / calls, as a percentage
+    median_latency_ms: int | None  # of the completed calls
+
+
+HEALTH_CACHE_SECONDS = 300
+
+
+def model_health(hours: int = 24) -> dict[str, ModelHealth]:
+    """Per model over the last `hours` of usage records: calls, the share completed, the median latency
+    of those; cached for a few minutes (the models page is public and may be asked often)."""
+    from django.core.cache import cache
+
+    key = f"reports:model-health:{hours}"
+    found = cache.get(key)
+    if found is None:
+        found = _model_health(timezone.now() - timedelta(hours=hours))
+        cache.set(key, found, HEALTH_CACHE_SECONDS)
+    return found
+
+
+def _model_health(since: datetime) -> dict[str, ModelHealth]:
+    from django.db import connection
+    from django.db.models import Q
+
+    from .models import UsageStatus
+
+    rows = UsageRecord.objects.filter(created_at__gte=since)
+    counts = rows.values("model").annotate(calls=Count("id"), ok=Count("id", filter=Q(status=UsageStatus.OK)))
+    medians: dict[str, int] = {}
+    if connection.vendor == "postgresql":
+        sql = (
+            "SELECT model, percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) FROM billing_usagerecord "
+            "WHERE created_at >= %s AND status = %s GROUP BY model"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [since, UsageStatus.OK])
+            medians = {model: int(value) for model, value in cursor.fetchall() if value is not None}
+    else:  # the embedded default: small tables, the median in Python
+        latencies = defaultdict(list)
+        for model, latency in rows.filter(status=UsageStatus.OK).values_list("model", "latency_ms"):
+            latencies[model].append(latency)
+        medians = {model: sorted(values)[len(values) // 2] for model, values in latencies.items()}
+    return {
+        row["model"]: ModelHealth(
+            calls=row["calls"],
+            success_rate=(Decimal(row["ok"]) * 100 / row["calls"]).quantize(Decimal("0.1")) if row["calls"] else None,
+            median_latency_ms=medians.get(row["model"]),
+        )
+        for row in counts
+    }

@@ -25,7 +25,7 @@ from decimal import Decimal, InvalidOperation
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from .models import CatalogModel, ModelAlias
+from .models import CAPABILITIES, CatalogModel, ModelAlias
 
 PER_MILLION = Decimal(1_000_000)
 PRICE_FIELDS = ("input_price", "output_price", "cache_read_price", "cache_write_price", "reasoning_price")
@@ -112,10 +112,31 @@ def _row_from_mapping(line: str, data: dict) -> Row:
     for key in TEXT_FIELDS:
         if data.get(key):
             values[key] = str(data[key]).strip()
+    if "capabilities" in data:
+        values["capabilities"] = _capabilities(data["capabilities"])
     aliases = data.get("aliases") or []
     if isinstance(aliases, str):
         aliases = aliases.split("|")
     return Row(line, name, values, [clean_name(a) for a in aliases if str(a).strip()])
+
+
+def _capabilities(value) -> list[str]:
+    """A list, or "vision|tools" in a CSV cell; only the known names (CAPABILITIES), in their order."""
+    names = value.split("|") if isinstance(value, str) else list(value or [])
+    unknown = {str(n).strip() for n in names if str(n).strip()} - set(CAPABILITIES)
+    if unknown:
+        raise CatalogFormatError(f"unknown capabilities {sorted(unknown)} (known: {', '.join(CAPABILITIES)})")
+    chosen = {str(n).strip() for n in names}
+    return [name for name in CAPABILITIES if name in chosen]
+
+
+# LiteLLM's flags -> TokenHub's capability names.
+LITELLM_CAPABILITIES = {
+    "supports_vision": "vision",
+    "supports_function_calling": "tools",
+    "supports_reasoning": "reasoning",
+    "supports_prompt_caching": "caching",
+}
 
 
 def rows_from_tokenhub_json(data) -> Iterable[Row | CatalogFormatError]:
@@ -167,6 +188,7 @@ def rows_from_litellm(data: dict, report: ImportReport) -> Iterable[Row | Catalo
                 "mode": LITELLM_MODES[spec["mode"]],
                 "context_window": _int(spec.get("max_input_tokens")),
                 "max_output_tokens": _int(spec.get("max_output_tokens") or spec.get("max_tokens")),
+                "capabilities": [name for flag, name in LITELLM_CAPABILITIES.items() if spec.get(flag) is True],
             }
             aliases = [clean_name(other) for other, _spec in entries if other != base]
             yield Row(f"key {key}", clean_name(base), values, aliases)

@@ -23,6 +23,15 @@ from .urlcheck import UnsafeUpstream, validate_base_url
 PRICE = {"max_digits": 20, "decimal_places": 8}
 
 
+CAPABILITIES = {
+    "vision": "images in",
+    "tools": "tool calls",
+    "reasoning": "reasoning",
+    "caching": "prompt caching",
+    "embedding": "embeddings",
+}
+
+
 class CatalogModel(models.Model):
     """A canonical model with its prices (USD per 1M tokens)."""
 
@@ -38,6 +47,8 @@ class CatalogModel(models.Model):
     cache_read_price = models.DecimalField(**PRICE, null=True, blank=True)
     cache_write_price = models.DecimalField(**PRICE, null=True, blank=True)
     reasoning_price = models.DecimalField(**PRICE, null=True, blank=True)
+    # What the model can do besides text in and out, for the models page's filter (CAPABILITIES).
+    capabilities = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -54,6 +65,18 @@ class CatalogModel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def all_capabilities(self) -> list[str]:
+        """The catalog's capabilities, with those its prices imply (a cached-input or reasoning price)."""
+        found = set(self.capabilities or [])
+        if self.cache_read_price is not None:
+            found.add("caching")
+        if self.reasoning_price is not None:
+            found.add("reasoning")
+        if self.mode == "embedding":
+            found.add("embedding")
+        return [name for name in CAPABILITIES if name in found]
 
     @property
     def priced(self) -> bool:

@@ -9,9 +9,9 @@ from django.views.decorators.http import require_POST
 
 from accounts import audit
 
-from . import channels, checks, routing, sharing, spend
+from . import channels, checks, marketplace, sharing, spend
 from .forms import ChannelForm, ShareForm, SpendLimitsForm
-from .models import CatalogModel, Channel, ChannelStatus
+from .models import Channel, ChannelStatus
 
 
 def get_channel_for_owner(request, public_id: str) -> Channel:
@@ -20,22 +20,19 @@ def get_channel_for_owner(request, public_id: str) -> Channel:
 
 
 def catalog(request):
-    snap = routing.snapshot()
-    # A private channel makes its models available only to the users it is shared with.
+    filters = marketplace.Filters(
+        query=request.GET.get("q", "").strip()[:100],
+        provider=request.GET.get("provider", "").strip()[:40],
+        capability=request.GET.get("capability", "").strip()[:20],
+        only_available=bool(request.GET.get("available")),
+    )
     user_id = request.user.pk if request.user.is_authenticated else 0
-    available = {
-        name
-        for name, routes in snap.routes.items()
-        if any(r.status == ChannelStatus.ACTIVE and r.open_to(user_id) for r in routes)
+    context = {
+        "rows": marketplace.rows(user_id, filters),
+        "filters": filters,
+        "providers": marketplace.providers(),
+        "capabilities": marketplace.capability_choices(),
     }
-    models = CatalogModel.objects.prefetch_related("aliases").order_by("name")
-    query = request.GET.get("q", "").strip()
-    if query:
-        models = models.filter(name__icontains=query) | models.filter(aliases__alias__icontains=query)
-    rows = [{"model": m, "available": m.name in available} for m in models.distinct()]
-    if request.GET.get("available"):
-        rows = [row for row in rows if row["available"]]
-    context = {"rows": rows, "query": query, "only_available": bool(request.GET.get("available"))}
     if request.htmx:
         return render(request, "channels_app/catalog.html#catalog-table", context)
     return render(request, "channels_app/catalog.html", context)

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from accounts import views as accounts_views
+
 from . import views
 from .api import api
 
@@ -14,6 +16,8 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("channels_app.urls")),
     path("docs/", views.docs, name="docs"),
+    path("playground/", accounts_views.playground, name="playground"),
+    path("playground/key/", accounts_views.playground_key, name="playground_key"),
     path("api/", api.urls),
     re_path(r"^api/(?P<rest>.*)$", views.api_not_found),
     path("admin/", admin.site.urls),

@@ -11,7 +11,14 @@ from . import health
 
 
 def home(request):
-    return render(request, "home.html")
+    """The front page: what TokenHub is, the SDK snippet, and the models available now."""
+    from channels_app import marketplace
+
+    user_id = request.user.pk if request.user.is_authenticated else 0
+    available = marketplace.rows(user_id, marketplace.Filters(only_available=True))
+    available.sort(key=lambda row: (-row.channels, row.model.name))
+    context = {"models": available[:12], "more": max(len(available) - 12, 0), "origin": site_origin(request)}
+    return render(request, "home.html", context)
 
 
 def site_origin(request) -> str:

@@ -103,7 +103,8 @@ RULES: list[tuple[str, str, dict, str | None]] = [
     # The admin's log-in is the site's: visitors are sent there, signed-in non-staff refused, staff let in.
     (r"admin/login/", "GET", kind(TO_SITE_LOGIN, TO_SITE_LOGIN, TO_SITE_LOGIN, S403, S403, THROUGH), None),
     (r"accounts/password/change/(done/)?|accounts/keys/|dashboard/|balance/|usage/|usage\.csv", "GET", PAGE, None),
-    (r"statement/|earnings/|channels/|accounts/(settings|activity)/", "GET", PAGE, None),
+    (r"statement/|earnings/|channels/|accounts/(settings|activity)/|playground/", "GET", PAGE, None),
+    (r"playground/key/", "POST", PAGE, None),
     (r"accounts/settings/(email/send|2fa/(start|confirm|recovery|disable))/", "POST", PAGE, None),
     (r"balance/(checkin|redeem)/|earnings/(move|payout)/", "POST", PAGE, None),
     (r"accounts/keys/<str:public_id>/revoke/", "POST", OWN_PAGE, "key"),

@@ -27,9 +27,9 @@ def stacked_bars(days: list[date], series: dict[str, list[Decimal]], title: str,
         'xmlns="http://www.w3.org/2000/svg">',
         f'<title id="chart-title">{escape(title)}</title>',
         f'<desc id="chart-desc">{escape(title)}: {len(days)} days, highest day {unit}{top:.6f}.</desc>',
-        f'<line x1="{PAD_LEFT}" y1="{HEIGHT - PAD_BOTTOM}" x2="{WIDTH}" y2="{HEIGHT - PAD_BOTTOM}" stroke="#c4c9d2"/>',
-        f'<text x="{PAD_LEFT - 6}" y="14" text-anchor="end" font-size="10" fill="#5b6475">{unit}{top:.6f}</text>',
-        f'<text x="{PAD_LEFT - 6}" y="{HEIGHT - PAD_BOTTOM}" text-anchor="end" font-size="10" fill="#5b6475">0</text>',
+        f'<line x1="{PAD_LEFT}" y1="{HEIGHT - PAD_BOTTOM}" x2="{WIDTH}" y2="{HEIGHT - PAD_BOTTOM}" class="axis-line"/>',
+        f'<text x="{PAD_LEFT - 6}" y="14" text-anchor="end" font-size="10" class="axis">{unit}{top:.6f}</text>',
+        f'<text x="{PAD_LEFT - 6}" y="{HEIGHT - PAD_BOTTOM}" text-anchor="end" font-size="10" class="axis">0</text>',
     ]
     for index, day in enumerate(days):
         y = HEIGHT - PAD_BOTTOM
@@ -50,7 +50,7 @@ def stacked_bars(days: list[date], series: dict[str, list[Decimal]], title: str,
         if (index % 7 == 0 and last - index >= 3) or index == last:
             parts.append(
                 f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - 6}" text-anchor="middle" font-size="10" '
-                f'fill="#5b6475">{day:%b %d}</text>'
+                f'class="axis">{day:%b %d}</text>'
             )
     parts.append("</svg>")
     legend = "".join(
