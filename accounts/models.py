@@ -4,6 +4,7 @@ import secrets
 
 from django.contrib.auth.models import AbstractUser
 from django.core.serializers.json import DjangoJSONEncoder
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
@@ -27,6 +28,8 @@ class User(AbstractUser):
     )
     # Notification kinds (accounts/notifications.py) the user switched off; every other kind is sent.
     notifications_off = models.JSONField(default=list, blank=True)
+    # The site's language for this user (empty: the browser's); also the language of their e-mail.
+    language = models.CharField(max_length=10, blank=True, choices=settings.LANGUAGES)
     # Part of the session hash: raised when two-factor sign-in is turned on or off, which ends the
     # user's other sessions (accounts/two_factor.py).
     security_stamp = models.PositiveIntegerField(default=0, editable=False)

@@ -99,6 +99,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tokenhub.middleware.SiteLocale",  # after authentication: a user's own language wins
     "tokenhub.middleware.AuditOrigin",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -283,7 +284,13 @@ SECURE_CSP = {
 }
 
 # --- Internationalisation -------------------------------------------------------
-LANGUAGE_CODE = "en-us"
+# Two languages for the site and the JSON API (the /v1 error messages stay English, as the SDKs expect):
+# the visitor's Accept-Language (any zh* → zh-Hans), overridden by the header's switch and a user's own
+# choice (tokenhub.middleware.SiteLocale). No language prefix in URLs.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["tokenhub.formats"]  # dates and numbers per language (ISO dates in English)
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("channels_app.urls")),
     path("docs/", views.docs, name="docs"),
+    path("i18n/setlang/", views.set_language, name="set_language"),
     path("playground/", accounts_views.playground, name="playground"),
     path("playground/key/", accounts_views.playground_key, name="playground_key"),
     path("api/", api.urls),

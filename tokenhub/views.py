@@ -6,6 +6,7 @@ from django.conf import settings
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
 from . import health
 
@@ -19,6 +20,21 @@ def home(request):
     available.sort(key=lambda row: (-row.channels, row.model.name))
     context = {"models": available[:12], "more": max(len(available) - 12, 0), "origin": site_origin(request)}
     return render(request, "home.html", context)
+
+
+@require_POST
+def set_language(request):
+    """Django's /i18n/setlang/ (the language cookie), and for a signed-in user their own choice too, so
+    it follows them to other browsers and into their e-mail."""
+    from django.views.i18n import set_language as django_set_language
+
+    response = django_set_language(request)
+    language = request.POST.get("language", "")
+    if request.user.is_authenticated and language in dict(settings.LANGUAGES):
+        from accounts.models import User
+
+        User.objects.filter(pk=request.user.pk).update(language=language)
+    return response
 
 
 def site_origin(request) -> str:

@@ -16,11 +16,12 @@ document.addEventListener("click", (event) => {
   const button = document.querySelector("[data-theme-toggle]");
   if (!button) return;
   const next = { "": "dark", dark: "light", light: "" };
-  const labels = { "": "Theme: system", dark: "Theme: dark", light: "Theme: light" };
+  // The labels come from the page (in its language): data-labels='{"": …, "dark": …, "light": …, "change": …}'.
+  const labels = JSON.parse(button.dataset.labels || "{}");
   const show = () => {
     const now = document.documentElement.dataset.theme || "";
     button.textContent = labels[now];
-    button.setAttribute("aria-label", `${labels[now]} (change)`);
+    button.setAttribute("aria-label", `${labels[now]} (${labels.change})`);
   };
   button.addEventListener("click", () => {
     const now = document.documentElement.dataset.theme || "";
@@ -51,3 +52,14 @@ document.addEventListener("click", (event) => {
     }
   });
 })();
+
+// The language switch sends itself on change (its button is for browsers without JavaScript).
+document.addEventListener("change", (event) => {
+  if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
+});
+
+// A form that asks first: <form data-confirm="Revoke this key?"> (no inline handler: the CSP allows none).
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form[data-confirm]");
+  if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
+});

@@ -20,7 +20,7 @@
     try { key = localStorage.getItem(STORE); } catch (e) { /* storage off: a key per visit */ }
     if (key) return key;
     const made = await fetch(root.dataset.keyUrl, { method: "POST", headers: { "X-CSRFToken": csrf() } });
-    if (!made.ok) throw new Error(`Could not make a Playground key (${made.status}).`);
+    if (!made.ok) throw new Error(`${root.dataset.textKeyFailed} (${made.status}).`);
     key = (await made.json()).key;
     try { localStorage.setItem(STORE, key); } catch (e) { /* ok */ }
     return key;
@@ -56,7 +56,7 @@
         if (response.status === 401 && !document.getElementById("pg-key").value) {
           try { localStorage.removeItem(STORE); } catch (e) { /* ok */ }  // revoked: a new one next time
         }
-        throw new Error((problem.error && problem.error.message) || `The call failed (${response.status}).`);
+        throw new Error((problem.error && problem.error.message) || `${root.dataset.textCallFailed} (${response.status}).`);
       }
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
@@ -74,11 +74,11 @@
             const data = line.slice(5).trim();
             if (data === "[DONE]") continue;
             const chunk = JSON.parse(data);
-            if (chunk.error) throw new Error(chunk.error.message || "The stream failed.");
+            if (chunk.error) throw new Error(chunk.error.message || root.dataset.textStreamFailed);
             const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
             if (delta && delta.content) output.textContent += delta.content;
             if (chunk.usage) {
-              show("tokens", `${chunk.usage.prompt_tokens} in, ${chunk.usage.completion_tokens} out`);
+              show("tokens", root.dataset.textTokens.replace("{in}", chunk.usage.prompt_tokens).replace("{out}", chunk.usage.completion_tokens));
               show("cost", chunk.usage.cost_usd ? `$${chunk.usage.cost_usd}` : "—");
               facts.hidden = false;
             }

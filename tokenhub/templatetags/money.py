@@ -3,6 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django import template
+from django.utils.formats import number_format
 
 register = template.Library()
 
@@ -21,7 +22,7 @@ def price(value) -> str:
 
 @register.filter
 def thousands(value) -> str:
-    """128000 -> 128,000 (the context window, a token count)."""
+    """128000 -> 128,000 (the context window, a token count), grouped as the page's language does."""
     if value in (None, ""):
         return "—"
-    return f"{int(value):,}"
+    return number_format(int(value), force_grouping=True)

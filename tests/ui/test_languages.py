@@ -1,0 +1,72 @@
+"""The site in two languages: the visitor's Accept-Language (every zh* tag → zh-Hans), the header's switch
+(Django's /i18n/setlang/) and a user's own language over it; no language prefix in URLs; /v1 untouched
+(its errors stay English, as the SDKs expect); numbers and dates per language."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+def heading(response) -> str:
+    return re.search(r"<h1>(.*?)</h1>", response.content.decode()).group(1)
+
+
+@pytest.mark.parametrize("tag", ["zh-CN", "zh-TW,zh;q=0.9", "zh", "zh-Hant-HK", "fr,zh-CN;q=0.5"])
+def test_every_chinese_tag_gets_simplified_chinese(tag):
+    response = Client(HTTP_ACCEPT_LANGUAGE=tag).get(reverse("channels:catalog"))
+    assert heading(response) == "模型" and response.headers["Content-Language"] == "zh-hans"
+    assert '<html lang="zh-Hans">' in response.content.decode()
+
+
+def test_english_otherwise_and_the_same_urls():
+    response = Client(HTTP_ACCEPT_LANGUAGE="de-DE,fr;q=0.8").get("/models/")
+    assert heading(response) == "Models" and response.headers["Content-Language"] == "en"
+
+
+def test_the_switch_and_the_users_own_language_override_the_browser(alice):
+    visitor = Client(HTTP_ACCEPT_LANGUAGE="en-US")
+    visitor.post(reverse("set_language"), {"language": "zh-hans", "next": "/models/"})
+    assert heading(visitor.get("/models/")) == "模型"  # the cookie
+    member = Client(HTTP_ACCEPT_LANGUAGE="en-US")
+    member.force_login(alice)
+    member.post(reverse("set_language"), {"language": "zh-hans", "next": "/dashboard/"})
+    alice.refresh_from_db()
+    assert alice.language == "zh-hans"
+    elsewhere = Client(HTTP_ACCEPT_LANGUAGE="en-US")  # another browser, no cookie: the user's choice
+    elsewhere.force_login(alice)
+    assert heading(elsewhere.get("/dashboard/")) == "概览"
+    User.objects.filter(pk=alice.pk).update(language="en")
+    assert heading(elsewhere.get("/dashboard/")) == "Dashboard"
+
+
+def test_v1_errors_stay_english_whatever_the_browser_says():
+    response = Client(HTTP_ACCEPT_LANGUAGE="zh-CN").post(
+        "/v1/chat/completions", {}, content_type="application/json", HTTP_AUTHORIZATION="Bearer sk-hub-nope"
+    )
+    assert response.status_code == 401 and "Content-Language" not in response.headers
+    assert re.search(r"[a-zA-Z]{4,}", response.json()["error"]["message"])
+    assert not re.search(r"[\u4e00-\u9fff]", response.content.decode())
+
+
+def test_numbers_and_dates_follow_the_language(alice):
+    from django.utils import translation
+
+    from tokenhub.templatetags.money import thousands
+
+    with translation.override("zh-hans"):
+        assert thousands(128000) == "128,000"
+    zh = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
+    zh.force_login(alice)
+    from accounts import keys
+
+    keys.create_key(alice, "dated")
+    page = zh.get(reverse("accounts:keys")).content.decode()
+    assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}", page)
