@@ -100,6 +100,7 @@ RULES: list[tuple[str, str, dict, str | None]] = [
     (r"accounts/email/verify/<str:token>/", "GET", PUBLIC, None),  # the signed token is the authority
     (r"accounts/login/verify/", "GET", kind(*[back_to_login] * 6), None),
     (r"accounts/logout/|admin/logout/", "POST", PUBLIC, "fresh session"),
+    (r"i18n/setlang/", "POST", PUBLIC, None),  # the language switch: anyone, for their own cookie
     # The admin's log-in is the site's: visitors are sent there, signed-in non-staff refused, staff let in.
     (r"admin/login/", "GET", kind(TO_SITE_LOGIN, TO_SITE_LOGIN, TO_SITE_LOGIN, S403, S403, THROUGH), None),
     (r"accounts/password/change/(done/)?|accounts/keys/|dashboard/|balance/|usage/|usage\.csv", "GET", PAGE, None),
