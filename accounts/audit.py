@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from tokenhub.lib.money import plain
 
@@ -164,43 +166,43 @@ def two_factor_reset(user) -> bool:
 
 
 ACTION_LABELS = {
-    "key.created": "API key created",
-    "key.revoked": "API key revoked",
-    "key.edited": "API key edited by staff",
-    "channel.created": "Channel added",
-    "channel.edited": "Channel edited",
-    "channel.keys_replaced": "Channel upstream keys replaced",
-    "channel.paused": "Channel paused",
-    "channel.resumed": "Channel resumed",
-    "channel.suspended": "Channel suspended by staff",
-    "channel.approved": "Channel approved by staff",
-    "channel.auto_disabled": "Channel disabled after failures",
-    "channel.re_enabled": "Channel enabled again after a passing test",
-    "channel.paused_low_balance": "Channel paused: upstream balance low",
-    "channel.paused_for_excess": "Channel paused: usage above its holds",
-    "channel.limits": "Channel spend limits changed",
-    "channel.visibility": "Channel visibility changed",
-    "channel.shared": "Channel shared with a user",
-    "channel.unshared": "Channel no longer shared with a user",
-    "channel.invitation": "Channel invitation link changed",
-    "money.grant": "Balance granted",
-    "money.adjust": "Balance adjusted",
-    "money.earnings_moved": "Earnings moved to balance",
-    "payout.requested": "Payout requested",
-    "payout.paid": "Payout paid",
-    "payout.rejected": "Payout rejected",
-    "codes.batch": "Redemption codes issued",
-    "codes.exported": "Redemption codes exported",
-    "account.edited_by_staff": "Account changed by staff",
-    "security.2fa_enabled": "Two-factor sign-in turned on",
-    "security.2fa_disabled": "Two-factor sign-in turned off",
-    "security.recovery_codes": "New recovery codes made",
-    "security.email_verified": "E-mail address verified",
-    "account.notifications": "Notification settings changed",
-    "account.email_changed": "E-mail address changed",
-    "account.settings": "Alert and notification settings changed",
-    "security.2fa_reset": "Two-factor sign-in reset by an operator",
-    "account.low_balance": "Low-balance alert changed",
+    "key.created": gettext_lazy("API key created"),
+    "key.revoked": gettext_lazy("API key revoked"),
+    "key.edited": gettext_lazy("API key edited by staff"),
+    "channel.created": gettext_lazy("Channel added"),
+    "channel.edited": gettext_lazy("Channel edited"),
+    "channel.keys_replaced": gettext_lazy("Channel upstream keys replaced"),
+    "channel.paused": gettext_lazy("Channel paused"),
+    "channel.resumed": gettext_lazy("Channel resumed"),
+    "channel.suspended": gettext_lazy("Channel suspended by staff"),
+    "channel.approved": gettext_lazy("Channel approved by staff"),
+    "channel.auto_disabled": gettext_lazy("Channel disabled after failures"),
+    "channel.re_enabled": gettext_lazy("Channel enabled again after a passing test"),
+    "channel.paused_low_balance": gettext_lazy("Channel paused: upstream balance low"),
+    "channel.paused_for_excess": gettext_lazy("Channel paused: usage above its holds"),
+    "channel.limits": gettext_lazy("Channel spend limits changed"),
+    "channel.visibility": gettext_lazy("Channel visibility changed"),
+    "channel.shared": gettext_lazy("Channel shared with a user"),
+    "channel.unshared": gettext_lazy("Channel no longer shared with a user"),
+    "channel.invitation": gettext_lazy("Channel invitation link changed"),
+    "money.grant": gettext_lazy("Balance granted"),
+    "money.adjust": gettext_lazy("Balance adjusted"),
+    "money.earnings_moved": gettext_lazy("Earnings moved to balance"),
+    "payout.requested": gettext_lazy("Payout requested"),
+    "payout.paid": gettext_lazy("Payout paid"),
+    "payout.rejected": gettext_lazy("Payout rejected"),
+    "codes.batch": gettext_lazy("Redemption codes issued"),
+    "codes.exported": gettext_lazy("Redemption codes exported"),
+    "account.edited_by_staff": gettext_lazy("Account changed by staff"),
+    "security.2fa_enabled": gettext_lazy("Two-factor sign-in turned on"),
+    "security.2fa_disabled": gettext_lazy("Two-factor sign-in turned off"),
+    "security.recovery_codes": gettext_lazy("New recovery codes made"),
+    "security.email_verified": gettext_lazy("E-mail address verified"),
+    "account.notifications": gettext_lazy("Notification settings changed"),
+    "account.email_changed": gettext_lazy("E-mail address changed"),
+    "account.settings": gettext_lazy("Alert and notification settings changed"),
+    "security.2fa_reset": gettext_lazy("Two-factor sign-in reset by an operator"),
+    "account.low_balance": gettext_lazy("Low-balance alert changed"),
 }
 
 
@@ -211,9 +213,9 @@ def shown_to_owner(entry: AuditEntry) -> tuple[str, str]:
     if entry.actor_id is not None and entry.actor_id == entry.owner_id:
         return entry.actor_label, f"{entry.via} · {entry.ip}" if entry.ip else entry.via
     if entry.actor_id is None:
-        return ("TokenHub operator" if entry.via == "cli" else "TokenHub (automatic)"), entry.via
+        return (_("TokenHub operator") if entry.via == "cli" else _("TokenHub (automatic)")), entry.via
     if entry.actor.is_staff:
-        return "TokenHub staff", entry.via
+        return _("TokenHub staff"), entry.via
     return entry.actor.get_username(), entry.via
 
 
@@ -227,13 +229,13 @@ def change_text(entry: AuditEntry) -> str:
         elif name in after:
             parts.append(f"{name}: {_shown(after[name])}")
         else:
-            parts.append(f"{name}: {_shown(before[name])} → (none)")
+            parts.append(f"{name}: {_shown(before[name])} → {_('(none)')}")
     return "; ".join(parts)
 
 
 def _shown(value) -> str:
     if value in (None, "", [], {}):
-        return "(none)"
+        return _("(none)")
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return str(value)

@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from tokenhub.lib.text import validate_printable
 
@@ -19,7 +20,7 @@ class RateLimitMixin:
     whatever rate_subjects() adds) has used up its hourly limit. Every submission counts."""
 
     rate_action = ""
-    rate_message = "Too many attempts from your address. Try again in %(minutes)d minutes."
+    rate_message = _("Too many attempts from your address. Try again in %(minutes)d minutes.")
 
     def __init__(self, *args, request=None, **kwargs):
         self.request = request
@@ -45,7 +46,7 @@ class RateLimitMixin:
 
 class SignupForm(RateLimitMixin, UserCreationForm):
     rate_action = "signup"
-    rate_message = "Too many sign-ups from your address. Try again in %(minutes)d minutes."
+    rate_message = _("Too many sign-ups from your address. Try again in %(minutes)d minutes.")
 
     class Meta:
         model = User
@@ -57,7 +58,7 @@ class SignupForm(RateLimitMixin, UserCreationForm):
 
 class ThrottledPasswordResetForm(RateLimitMixin, PasswordResetForm):
     rate_action = "password-reset"
-    rate_message = "Too many password reset requests. Try again in %(minutes)d minutes."
+    rate_message = _("Too many password reset requests. Try again in %(minutes)d minutes.")
 
     def rate_limit(self) -> int:
         return settings.PASSWORD_RESET_RATE_LIMIT
@@ -72,7 +73,7 @@ class ThrottledPasswordResetForm(RateLimitMixin, PasswordResetForm):
 class LockoutMessageMixin:
     """Says why a locked-out log-in is refused; the refusal itself is ThrottledModelBackend's."""
 
-    lockout_message = "Too many failed log-in attempts. Try again in %(minutes)d minutes."
+    lockout_message = _("Too many failed log-in attempts. Try again in %(minutes)d minutes.")
 
     def clean(self):
         username = self.cleaned_data.get("username") or ""
@@ -90,24 +91,29 @@ class ThrottledAuthenticationForm(LockoutMessageMixin, AuthenticationForm):
 
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(max_length=100, initial="default", validators=[validate_printable])
+    name = forms.CharField(max_length=100, initial="default", validators=[validate_printable], label=_("Name"))
     scope = forms.TypedChoiceField(
+        label=_("Scope"),
         choices=KeyScope.choices,
         initial=KeyScope.RELAY,
         required=False,
         empty_value=KeyScope.RELAY,
         widget=forms.RadioSelect,
-        help_text="A relay key is enough for apps and scripts that call models; "
-        "give a manage key only to tools that run your account.",
+        help_text=_(
+            "A relay key is enough for apps and scripts that call models; "
+            "give a manage key only to tools that run your account."
+        ),
     )
     expires_at = forms.DateTimeField(
+        label=_("Expires at"),
         required=False,
-        help_text="Optional, UTC. Leave empty for a key that does not expire.",
+        help_text=_("Optional, UTC. Leave empty for a key that does not expire."),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
     allowed_models = forms.CharField(
+        label=_("Allowed models"),
         required=False,
-        help_text="Optional: model names, one per line or comma-separated. Empty allows every model.",
+        help_text=_("Optional: model names, one per line or comma-separated. Empty allows every model."),
         widget=forms.Textarea(attrs={"rows": 3}),
     )
     spend_cap_usd = forms.DecimalField(
@@ -115,14 +121,14 @@ class ApiKeyForm(forms.Form):
         min_value=Decimal("0"),
         max_digits=20,
         decimal_places=8,
-        label="Spend cap (USD)",
-        help_text="Optional: the key stops working once it has spent this much.",
+        label=_("Spend cap (USD)"),
+        help_text=_("Optional: the key stops working once it has spent this much."),
     )
 
     def clean_expires_at(self):
         expires_at = self.cleaned_data.get("expires_at")
         if expires_at is not None and expires_at <= timezone.now():
-            raise forms.ValidationError("The expiry must be in the future.")
+            raise forms.ValidationError(_("The expiry must be in the future."))
         return expires_at
 
     def clean_allowed_models(self):
@@ -136,8 +142,8 @@ class ApiKeyForm(forms.Form):
 class CodeForm(forms.Form):
     code = forms.CharField(
         max_length=40,
-        label="Code",
-        help_text="The 6-digit code from your authenticator app, or one of your recovery codes.",
+        label=_("Code"),
+        help_text=_("The 6-digit code from your authenticator app, or one of your recovery codes."),
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}),
     )
 
@@ -151,16 +157,16 @@ class AccountSettingsForm(forms.ModelForm):
         max_value=Decimal("1000000000"),
         max_digits=20,
         decimal_places=8,
-        label="Low-balance alert (USD)",
-        help_text="Optional: warn me on the dashboard, and by e-mail if switched on below, under this balance.",
+        label=_("Low-balance alert (USD)"),
+        help_text=_("Optional: warn me on the dashboard, and by e-mail if switched on below, under this balance."),
     )
 
     current_password = forms.CharField(
         required=False,
-        label="Current password",
+        label=_("Current password"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
-        help_text="Needed only to change the e-mail address (password resets go to it).",
+        help_text=_("Needed only to change the e-mail address (password resets go to it)."),
     )
 
     class Meta:
@@ -170,7 +176,7 @@ class AccountSettingsForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         if "email" in self.changed_data and not self.instance.check_password(cleaned.get("current_password") or ""):
-            self.add_error("current_password", "Enter your current password to change the e-mail address.")
+            self.add_error("current_password", _("Enter your current password to change the e-mail address."))
         return cleaned
 
     def __init__(self, *args, **kwargs):

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext_lazy as _
 
 
 class User(AbstractUser):
@@ -68,8 +69,8 @@ class User(AbstractUser):
 
 class KeyScope(models.TextChoices):
     # relay: /v1 and reading the account's usage and balance; manage: the whole /api, like a session.
-    RELAY = "relay", "Relay: call models, read usage and balance"
-    MANAGE = "manage", "Manage: the whole account (keys, channels, payouts)"
+    RELAY = "relay", _("Relay: call models, read usage and balance")
+    MANAGE = "manage", _("Manage: the whole account (keys, channels, payouts)")
 
 
 def new_public_id() -> str:

@@ -22,6 +22,9 @@ from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import throttle
 from .models import Notification, User
@@ -29,10 +32,10 @@ from .models import Notification, User
 logger = logging.getLogger(__name__)
 
 KINDS = {
-    "channel_stopped": "A channel of mine is disabled, paused or suspended by TokenHub",
-    "spend_limit": "A channel of mine reached its daily or monthly spend limit",
-    "payout": "A payout I requested is approved or rejected",
-    "low_balance": "My balance falls below my low-balance alert",
+    "channel_stopped": gettext_lazy("A channel of mine is disabled, paused or suspended by TokenHub"),
+    "spend_limit": gettext_lazy("A channel of mine reached its daily or monthly spend limit"),
+    "payout": gettext_lazy("A payout I requested is approved or rejected"),
+    "low_balance": gettext_lazy("My balance falls below my low-balance alert"),
 }
 
 
@@ -48,18 +51,30 @@ class Outcome:
     )
 
 
-def send(user_id: int, kind: str, key: str, subject: str, body: str, repeat_seconds: int | None = None) -> None:
-    """Queue a notification after the current transaction commits (at once outside one)."""
+def send(
+    user_id: int, kind: str, key: str, subject: str, body: str, params: dict | None = None, repeat_seconds=None
+) -> None:
+    """Queue a notification after the current transaction commits (at once outside one).
+
+    `subject` and `body` are the English texts, marked with gettext_noop where they are written; they are
+    translated into the recipient's language when the mail is made, then filled with `params`."""
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind}")
     from .tasks import deliver_notification
 
     transaction.on_commit(
-        lambda: deliver_notification.delay(user_id, kind, key, subject[:200], body, repeat_seconds=repeat_seconds)
+        lambda: deliver_notification.delay(user_id, kind, key, subject, body, params or {}, repeat_seconds)
     )
 
 
-def deliver(user_id: int, kind: str, key: str, subject: str, body: str, repeat_seconds: int | None = None) -> str:
+def in_their_language(user: User):
+    """Mail speaks the recipient's language: their own choice, else the site's default."""
+    return translation.override(user.language or settings.LANGUAGE_CODE)
+
+
+def deliver(
+    user_id: int, kind: str, key: str, subject: str, body: str, params: dict | None = None, repeat_seconds=None
+) -> str:
     """Send it now (in a Celery task), unless one of the module's rules says not to; says what happened."""
     user = User.objects.filter(pk=user_id).first()
     if user is None or not user.is_active:
@@ -74,9 +89,12 @@ def deliver(user_id: int, kind: str, key: str, subject: str, body: str, repeat_s
     if throttle.retry_after("notify", str(user_id), settings.TOKENHUB_NOTIFY_HOURLY_LIMIT) is not None:
         return Outcome.HOURLY
     page = settings.TOKENHUB_PUBLIC_URL + reverse("accounts:settings")
-    footer = f"\n\n—\nSwitch these messages off on your settings page: {page}"
+    with in_their_language(user):
+        subject = (_(subject) % (params or {}))[:200]
+        footer = _("Switch these messages off on your settings page: %(page)s") % {"page": page}
+        body = f"{_(body) % (params or {})}\n\n—\n{footer}"
     try:
-        send_mail(subject, body + footer, settings.DEFAULT_FROM_EMAIL, [user.email])
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email])
     except Exception:
         cache.delete(repeat_key)  # Celery's retry may try again
         Notification.objects.create(user=user, kind=kind, subject=subject, sent=False)

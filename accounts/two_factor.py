@@ -15,6 +15,7 @@ import secrets
 
 import segno
 from django.db import models, transaction
+from django.utils.translation import gettext as _
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -65,7 +66,7 @@ def is_enabled(user) -> bool:
 def begin(user) -> TOTPDevice:
     """A new, unconfirmed authenticator (any earlier unconfirmed one is dropped)."""
     if is_enabled(user):
-        raise TwoFactorError("Two-factor sign-in is already on.")
+        raise TwoFactorError(_("Two-factor sign-in is already on."))
     TOTPDevice.objects.filter(user=user, confirmed=False).delete()
     return TOTPDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=False)
 
@@ -90,9 +91,9 @@ def confirm(user, token: str) -> list[str]:
     """Confirm the pending authenticator with a code from it; returns the new recovery codes."""
     device = pending(user)
     if device is None:
-        raise TwoFactorError("Start again: there is no authenticator waiting to be confirmed.")
+        raise TwoFactorError(_("Start again: there is no authenticator waiting to be confirmed."))
     if not device.verify_token(_digits(token)):
-        raise TwoFactorError("That code is not right. Check the time on your phone and try the newest code.")
+        raise TwoFactorError(_("That code is not right. Check the time on your phone and try the newest code."))
     with transaction.atomic():
         device.confirmed = True
         device.save(update_fields=["confirmed"])
@@ -104,7 +105,7 @@ def confirm(user, token: str) -> list[str]:
 def new_recovery_codes(user, token: str) -> list[str]:
     """Replace the recovery codes (the old ones stop working); needs a current code."""
     if not verify(user, token):
-        raise TwoFactorError("That code is not right.")
+        raise TwoFactorError(_("That code is not right."))
     with transaction.atomic():
         codes = _new_recovery_codes(user)
         audit.record("security.recovery_codes", owner_id=user.pk, target=f"user:{user.pk}")
@@ -149,7 +150,7 @@ def verify(user, token: str) -> str | None:
 
 def disable(user, token: str) -> None:
     if not verify(user, token):
-        raise TwoFactorError("That code is not right: two-factor sign-in stays on.")
+        raise TwoFactorError(_("That code is not right: two-factor sign-in stays on."))
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
         StaticDevice.objects.filter(user=user).delete()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
+from django.utils.translation import gettext_lazy as _
 
 from . import views
 
@@ -17,7 +18,7 @@ urlpatterns = [
         auth_views.PasswordChangeView.as_view(
             template_name="accounts/form_page.html",
             success_url=reverse_lazy("accounts:password_change_done"),
-            extra_context={"title": "Change password", "submit": "Change password"},
+            extra_context={"title": _("Change password"), "submit": _("Change password")},
         ),
         name="password_change",
     ),
@@ -25,7 +26,7 @@ urlpatterns = [
         "password/change/done/",
         auth_views.PasswordChangeDoneView.as_view(
             template_name="accounts/message_page.html",
-            extra_context={"title": "Password changed", "message": "Your password has been changed."},
+            extra_context={"title": _("Password changed"), "message": _("Your password has been changed.")},
         ),
         name="password_change_done",
     ),
@@ -35,7 +36,7 @@ urlpatterns = [
             template_name="accounts/form_page.html",
             email_template_name="accounts/password_reset_email.txt",
             success_url=reverse_lazy("accounts:password_reset_done"),
-            extra_context={"title": "Reset password", "submit": "Send reset link"},
+            extra_context={"title": _("Reset password"), "submit": _("Send reset link")},
         ),
         name="password_reset",
     ),
@@ -44,8 +45,8 @@ urlpatterns = [
         auth_views.PasswordResetDoneView.as_view(
             template_name="accounts/message_page.html",
             extra_context={
-                "title": "Check your email",
-                "message": "If an account uses that address, a link to reset its password is on its way.",
+                "title": _("Check your email"),
+                "message": _("If an account uses that address, a link to reset its password is on its way."),
             },
         ),
         name="password_reset_done",
@@ -55,7 +56,7 @@ urlpatterns = [
         auth_views.PasswordResetConfirmView.as_view(
             template_name="accounts/form_page.html",
             success_url=reverse_lazy("accounts:password_reset_complete"),
-            extra_context={"title": "Choose a new password", "submit": "Set password"},
+            extra_context={"title": _("Choose a new password"), "submit": _("Set password")},
         ),
         name="password_reset_confirm",
     ),
@@ -63,7 +64,7 @@ urlpatterns = [
         "password/reset/done/",
         auth_views.PasswordResetCompleteView.as_view(
             template_name="accounts/message_page.html",
-            extra_context={"title": "Password set", "message": "Your new password is set. You can log in now."},
+            extra_context={"title": _("Password set"), "message": _("Your new password is set. You can log in now.")},
         ),
         name="password_reset_complete",
     ),

@@ -10,6 +10,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import audit, throttle
 from .models import User
@@ -18,7 +20,7 @@ SALT = "accounts.email-verification"
 MAX_AGE_SECONDS = 3 * 24 * 3600
 
 
-TAKEN = "This address already verifies another account: each address verifies one account only."
+TAKEN = gettext_lazy("This address already verifies another account: each address verifies one account only.")
 
 
 class VerificationError(Exception):
@@ -33,12 +35,12 @@ def verify(token: str) -> User:
     try:
         data = signing.loads(token, salt=SALT, max_age=MAX_AGE_SECONDS)
     except signing.SignatureExpired:
-        raise VerificationError("This link has expired: send yourself a new one from your account page.") from None
+        raise VerificationError(_("This link has expired: send yourself a new one from your account page.")) from None
     except signing.BadSignature:
-        raise VerificationError("This link is not valid. Send yourself a new one from your account page.") from None
+        raise VerificationError(_("This link is not valid. Send yourself a new one from your account page.")) from None
     user = User.objects.filter(pk=data.get("u"), is_active=True).first()
     if user is None or not user.email or user.email.lower() != data.get("e"):
-        raise VerificationError("This link is for an address your account no longer uses.")
+        raise VerificationError(_("This link is for an address your account no longer uses."))
     if not user.email_verified:
         if User.objects.filter(verified_email__iexact=user.email).exclude(pk=user.pk).exists():
             raise VerificationError(TAKEN)
@@ -58,10 +60,15 @@ def may_send(user: User) -> int | None:
     return throttle.retry_after("email-verification", str(user.pk), settings.EMAIL_VERIFICATION_RATE_LIMIT)
 
 
-def refusal(user: User, what: str) -> str | None:
-    """Why `what` waits for a verified address, or None."""
+PURPOSES = {"checkin": gettext_lazy("earn check-in rewards"), "payout": gettext_lazy("request a payout")}
+
+
+def refusal(user: User, purpose: str) -> str | None:
+    """Why `purpose` (PURPOSES) waits for a verified address, or None."""
     if user.email_verified:
         return None
+    what = PURPOSES[purpose]
     if not user.email:
-        return f"Add an e-mail address to your account and verify it to {what}."
-    return f"Verify your e-mail address ({user.email}) to {what}: the link is on your account page."
+        return _("Add an e-mail address to your account and verify it to %(what)s.") % {"what": what}
+    message = _("Verify your e-mail address (%(email)s) to %(what)s: the link is on your account page.")
+    return message % {"email": user.email, "what": what}

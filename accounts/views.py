@@ -12,6 +12,7 @@ from django.db import transaction
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from tokenhub.views import site_origin
@@ -48,7 +49,7 @@ def signup(request):
         login(request, user, backend="accounts.backends.ThrottledModelBackend")
         if user.email:
             send_verification_link.delay_on_commit(user.pk, site_origin(request))
-        messages.success(request, "Welcome to TokenHub. Create an API key to make your first call.")
+        messages.success(request, _("Welcome to TokenHub. Create an API key to make your first call."))
         return redirect("accounts:keys")
     return render(request, "accounts/signup.html", {"form": form})
 
@@ -81,14 +82,16 @@ def verify_sign_in(request):
         user = User.objects.filter(pk=pending["user"], is_active=True).first()
     if user is None:
         request.session.pop(PENDING_SIGN_IN, None)
-        messages.warning(request, "Log in again: the time to enter your code ran out.")
+        messages.warning(request, _("Log in again: the time to enter your code ran out."))
         return redirect("accounts:login")
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         address = throttle.client_address(request)
         if throttle.is_locked_out(user.username, address):
             minutes = max(1, settings.LOGIN_FAILURE_WINDOW_SECONDS // 60)
-            form.add_error(None, f"Too many failed attempts. Try again in {minutes} minutes.")
+            form.add_error(
+                None, _("Too many failed attempts. Try again in %(minutes)s minutes.") % {"minutes": minutes}
+            )
         elif used := two_factor.verify(user, form.cleaned_data["code"]):
             throttle.clear_failures(user.username, address)
             del request.session[PENDING_SIGN_IN]
@@ -96,15 +99,18 @@ def verify_sign_in(request):
             two_factor.mark_session_verified(request)
             if used == "recovery":
                 left = two_factor.recovery_codes_left(user)
-                messages.warning(request, f"You signed in with a recovery code; {left} left. Make new ones below.")
+                messages.warning(
+                    request,
+                    _("You signed in with a recovery code; %(left)s left. Make new ones below.") % {"left": left},
+                )
                 return redirect("accounts:settings")
             next_url = pending.get("next") or ""
             safe = url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure())
             return redirect(next_url if safe else settings.LOGIN_REDIRECT_URL)
         else:
             throttle.record_failure(user.username, address)
-            form.add_error("code", "That code is not right. Try the newest one from your app, or a recovery code.")
-    context = {"form": form, "title": "Two-factor sign-in", "submit": "Sign in"}
+            form.add_error("code", _("That code is not right. Try the newest one from your app, or a recovery code."))
+    context = {"form": form, "title": _("Two-factor sign-in"), "submit": _("Sign in")}
     return render(request, "accounts/form_page.html", context, status=400 if form.errors else 200)
 
 
@@ -137,7 +143,7 @@ def key_list(request):
 def key_revoke(request, public_id: str):
     key = get_key_for_user(request, public_id)
     if keys.revoke_key(key):
-        messages.success(request, f"Key “{key.name}” revoked. Calls using it now fail with 401.")
+        messages.success(request, _("Key “%(name)s” revoked. Calls using it now fail with 401.") % {"name": key.name})
     return redirect("accounts:keys")
 
 
@@ -177,7 +183,7 @@ def account_settings(request):
         if notifications_before != saved.notifications_off:
             off = {"off": saved.notifications_off}
             audit.record("account.notifications", owner_id=user.pk, target=f"user:{user.pk}", after=off)
-    messages.success(request, "Settings saved.")
+    messages.success(request, _("Settings saved."))
     return redirect("accounts:settings")
 
 
@@ -186,14 +192,18 @@ def account_settings(request):
 def send_verification(request):
     user = request.user
     if not user.email or user.email_verified:
-        messages.info(request, "Nothing to verify: add an address first." if not user.email else "Already verified.")
+        messages.info(
+            request, _("Nothing to verify: add an address first.") if not user.email else _("Already verified.")
+        )
         return redirect("accounts:settings")
     wait = verification.may_send(user)
     if wait is not None:
-        messages.error(request, f"Too many links sent. Try again in {throttle.minutes(wait)} minutes.")
+        messages.error(
+            request, _("Too many links sent. Try again in %(minutes)s minutes.") % {"minutes": throttle.minutes(wait)}
+        )
     else:
         send_verification_link.delay_on_commit(user.pk, site_origin(request))
-        messages.success(request, f"A verification link is on its way to {user.email}.")
+        messages.success(request, _("A verification link is on its way to %(email)s.") % {"email": user.email})
     return redirect("accounts:settings")
 
 
@@ -201,9 +211,9 @@ def verify_email(request, token: str):
     try:
         user = verification.verify(token)
     except verification.VerificationError as exc:
-        context = {"title": "E-mail not verified", "message": str(exc)}
+        context = {"title": _("E-mail not verified"), "message": str(exc)}
         return render(request, "accounts/message_page.html", context, status=400)
-    context = {"title": "E-mail verified", "message": f"{user.email} is verified. Thank you."}
+    context = {"title": _("E-mail verified"), "message": _("%(email)s is verified. Thank you.") % {"email": user.email}}
     return render(request, "accounts/message_page.html", context)
 
 
@@ -212,7 +222,7 @@ def verify_email(request, token: str):
 def two_factor_start(request):
     # The password again: a session left open (or stolen) must not tie the account to someone's phone.
     if not request.user.check_password(request.POST.get("password", "")):
-        messages.error(request, "Enter your current password to set up two-factor sign-in.")
+        messages.error(request, _("Enter your current password to set up two-factor sign-in."))
         return redirect("accounts:settings")
     try:
         two_factor.begin(request.user)
@@ -227,14 +237,14 @@ def two_factor_confirm(request):
     form = CodeForm(request.POST)
     try:
         if not form.is_valid():
-            raise two_factor.TwoFactorError("Enter the code your app shows.")
+            raise two_factor.TwoFactorError(_("Enter the code your app shows."))
         codes = two_factor.confirm(request.user, form.cleaned_data["code"])
     except two_factor.TwoFactorError as exc:
         form.add_error("code", str(exc))
         return render(request, "accounts/settings.html", settings_context(request, code_form=form), status=400)
     two_factor.end_other_sessions(request, request.user)  # signed in under the old rule: out
     two_factor.mark_session_verified(request)  # this one has just shown the code
-    messages.success(request, "Two-factor sign-in is on: log-ins now ask for a code from your app.")
+    messages.success(request, _("Two-factor sign-in is on: log-ins now ask for a code from your app."))
     return render(request, "accounts/settings.html", settings_context(request, recovery_codes=codes))
 
 
@@ -244,7 +254,7 @@ def two_factor_recovery(request):
     form = CodeForm(request.POST)
     try:
         if not form.is_valid():
-            raise two_factor.TwoFactorError("Enter a code from your app.")
+            raise two_factor.TwoFactorError(_("Enter a code from your app."))
         codes = _counted(request, two_factor.new_recovery_codes, form.cleaned_data["code"])
     except two_factor.TwoFactorError as exc:
         form.add_error("code", str(exc))
@@ -258,13 +268,13 @@ def two_factor_disable(request):
     form = CodeForm(request.POST)
     try:
         if not form.is_valid():
-            raise two_factor.TwoFactorError("Enter a code from your app.")
+            raise two_factor.TwoFactorError(_("Enter a code from your app."))
         _counted(request, two_factor.disable, form.cleaned_data["code"])
         two_factor.end_other_sessions(request, request.user)
     except two_factor.TwoFactorError as exc:
         form.add_error("code", str(exc))
         return render(request, "accounts/settings.html", settings_context(request, manage_form=form), status=400)
-    messages.success(request, "Two-factor sign-in is off. Staff and owners who request payouts need it on.")
+    messages.success(request, _("Two-factor sign-in is off. Staff and owners who request payouts need it on."))
     return redirect("accounts:settings")
 
 
@@ -272,7 +282,7 @@ def _counted(request, action, code: str):
     """A code-protected action whose wrong codes count toward the log-in lock-out, like the sign-in's."""
     user, address = request.user, throttle.client_address(request)
     if throttle.is_locked_out(user.username, address):
-        raise two_factor.TwoFactorError("Too many wrong codes. Try again later.")
+        raise two_factor.TwoFactorError(_("Too many wrong codes. Try again later."))
     try:
         return action(user, code)
     except two_factor.TwoFactorError:

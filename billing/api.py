@@ -69,7 +69,7 @@ def statement(request, page: int = 1, per_page: int = 100):
 def checkin(request):
     state = checkin_state(request.auth)
     if state == "unverified":
-        raise HttpError(403, verification.refusal(request.auth, "earn check-in rewards"))
+        raise HttpError(403, verification.refusal(request.auth, "checkin"))
     if state == "available":
         grant_checkin.delay_on_commit(request.auth.pk, timezone.now().date().isoformat())
         return Status(202, {"state": "pending", "reward_usd": settings.TOKENHUB_CHECKIN_REWARD_USD})

@@ -14,21 +14,22 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 MONEY = {"max_digits": 20, "decimal_places": 8}
 ZERO = Decimal("0")
 
 
 class AccountKind(models.TextChoices):
-    USER = "user", "User spendable balance"
-    HOLD = "hold", "Holds in flight"
-    OWNER = "owner", "Channel owner earnings"
-    PAYOUT = "payout", "Pending payouts"
-    REVENUE = "revenue", "Platform revenue"
-    PROMOTIONS = "promotions", "Promotions and check-ins"
-    CODES = "codes", "Redemption-code liability"
-    ADJUSTMENTS = "adjustments", "Admin adjustments"
-    PAID_OUT = "paid_out", "Paid out to owners"
+    USER = "user", _("User spendable balance")
+    HOLD = "hold", _("Holds in flight")
+    OWNER = "owner", _("Channel owner earnings")
+    PAYOUT = "payout", _("Pending payouts")
+    REVENUE = "revenue", _("Platform revenue")
+    PROMOTIONS = "promotions", _("Promotions and check-ins")
+    CODES = "codes", _("Redemption-code liability")
+    ADJUSTMENTS = "adjustments", _("Admin adjustments")
+    PAID_OUT = "paid_out", _("Paid out to owners")
 
 
 # Kinds whose balance is cached on the row, changed in the same transaction as
@@ -59,17 +60,17 @@ class Account(models.Model):
 
 
 class TransactionKind(models.TextChoices):
-    HOLD = "hold", "Pre-deduct"
-    SETTLE = "settle", "Settle"
-    RELEASE = "release", "Release hold"
-    GRANT = "grant", "Grant"
-    CHECKIN = "checkin", "Daily check-in"
-    REDEEM = "redeem", "Redemption code"
-    ADJUST = "adjust", "Admin adjustment"
-    EARNINGS_TO_BALANCE = "earnings_to_balance", "Earnings to balance"
-    PAYOUT_REQUEST = "payout_request", "Payout requested"
-    PAYOUT_PAID = "payout_paid", "Payout paid"
-    PAYOUT_REJECTED = "payout_rejected", "Payout rejected"
+    HOLD = "hold", _("Pre-deduct")
+    SETTLE = "settle", _("Settle")
+    RELEASE = "release", _("Release hold")
+    GRANT = "grant", _("Grant")
+    CHECKIN = "checkin", _("Daily check-in")
+    REDEEM = "redeem", _("Redemption code")
+    ADJUST = "adjust", _("Admin adjustment")
+    EARNINGS_TO_BALANCE = "earnings_to_balance", _("Earnings to balance")
+    PAYOUT_REQUEST = "payout_request", _("Payout requested")
+    PAYOUT_PAID = "payout_paid", _("Payout paid")
+    PAYOUT_REJECTED = "payout_rejected", _("Payout rejected")
 
 
 class Transaction(models.Model):
@@ -132,10 +133,10 @@ class Hold(models.Model):
 
 
 class UsageStatus(models.TextChoices):
-    OK = "ok", "Completed"
-    PARTIAL = "partial", "Partial (interrupted)"
-    FAILED = "failed", "Failed, refunded"
-    EXPIRED = "expired", "Hold expired, refunded"
+    OK = "ok", _("Completed")
+    PARTIAL = "partial", _("Partial (interrupted)")
+    FAILED = "failed", _("Failed, refunded")
+    EXPIRED = "expired", _("Hold expired, refunded")
 
 
 class UsageRecord(models.Model):
@@ -234,9 +235,9 @@ class RedemptionCode(models.Model):
 
 
 class PayoutStatus(models.TextChoices):
-    PENDING = "pending"
-    PAID = "paid"
-    REJECTED = "rejected"
+    PENDING = "pending", _("Pending")
+    PAID = "paid", _("Paid")
+    REJECTED = "rejected", _("Rejected")
 
 
 class Payout(models.Model):

@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from . import retention
 from .ledger import balance_of, earnings_of
@@ -104,21 +105,21 @@ def statement(user_id: int):
 def describe(entry: Entry) -> str:
     txn: Transaction = entry.transaction
     labels = {
-        "hold": "Call started (estimate held)",
-        "settle": "Call settled",
-        "release": "Call refunded",
-        "grant": "Credit granted",
-        "checkin": "Daily check-in",
-        "redeem": "Redemption code",
-        "adjust": "Adjustment",
-        "earnings_to_balance": "Earnings moved to balance",
-        "payout_request": "Payout requested",
-        "payout_paid": "Payout paid",
-        "payout_rejected": "Payout rejected",
+        "hold": _("Call started (estimate held)"),
+        "settle": _("Call settled"),
+        "release": _("Call refunded"),
+        "grant": _("Credit granted"),
+        "checkin": _("Daily check-in"),
+        "redeem": _("Redemption code"),
+        "adjust": _("Adjustment"),
+        "earnings_to_balance": _("Earnings moved to balance"),
+        "payout_request": _("Payout requested"),
+        "payout_paid": _("Payout paid"),
+        "payout_rejected": _("Payout rejected"),
     }
     label = labels.get(txn.kind, txn.kind)
     if entry.account.kind == "owner" and txn.kind == "settle":
-        label = "Earned from a call on your channel"
+        label = _("Earned from a call on your channel")
     return f"{label}: {txn.memo}" if txn.memo and txn.kind not in ("hold", "settle", "release") else label
 
 

@@ -5,6 +5,7 @@ from datetime import date
 
 from celery import shared_task
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 from accounts.models import User
 from tokenhub.lib.locks import single_run
@@ -75,14 +76,14 @@ def tell_low_balances() -> int:
     )
     day = datetime.now(UTC).date().isoformat()
     queued = 0
+    subject = gettext_noop("Your balance is %(balance)s, below your alert of %(alert)s")
+    body = gettext_noop(
+        "Your %(site)s balance is %(balance)s, below the %(alert)s you asked to be warned at. Calls are refused "
+        "once it cannot cover them: add credit on your balance page, or change the alert on your settings page."
+    )
     for user_id, current, alert in low.iterator():
-        subject = f"Your balance is {usd(current)}, below your alert of {usd(alert)}"
-        body = (
-            f"Your {settings.TOKENHUB_SITE_NAME} balance is {usd(current)}, below the {usd(alert)} you asked to "
-            "be warned at. Calls are refused once it cannot cover them: add credit on your balance page, or "
-            "change the alert on your settings page."
-        )
-        notifications.send(user_id, "low_balance", f"{day}:{alert}", subject, body)
+        params = {"balance": usd(current), "alert": usd(alert), "site": settings.TOKENHUB_SITE_NAME}
+        notifications.send(user_id, "low_balance", f"{day}:{alert}", subject, body, params)
         queued += 1
     return queued
 

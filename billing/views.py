@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.models import ApiKey
@@ -65,7 +66,8 @@ def checkin(request):
     if request.htmx:
         return render(request, "billing/wallet.html#checkin", context)
     messages.success(
-        request, "Checked in: today's reward is on its way." if state == "pending" else "Already checked in today."
+        request,
+        _("Checked in: today's reward is on its way.") if state == "pending" else _("Already checked in today."),
     )
     return redirect("billing:wallet")
 
@@ -80,7 +82,9 @@ def redeem(request):
         except ledger.CodeRefused as refusal:
             form.add_error("code", str(refusal))
         else:
-            messages.success(request, f"Code redeemed: ${code.batch.amount} added to your balance.")
+            messages.success(
+                request, _("Code redeemed: $%(amount)s added to your balance.") % {"amount": code.batch.amount}
+            )
             return redirect("billing:wallet")
     return render(request, "billing/wallet.html", wallet_context(request, form=form), status=400)
 
@@ -159,7 +163,7 @@ def move_earnings(request):
             form.add_error("amount", str(exc))
         else:
             moved = sum(e.amount for e in txn.entries.all() if e.amount > 0)
-            messages.success(request, f"${moved} moved from your earnings to your balance.")
+            messages.success(request, _("$%(moved)s moved from your earnings to your balance.") % {"moved": moved})
             return redirect("billing:earnings")
     return render(request, "billing/earnings.html", earnings_context(request, move_form=form), status=400)
 
@@ -176,6 +180,8 @@ def request_payout(request):
         except ledger.LedgerError as exc:
             form.add_error("amount", str(exc))
         else:
-            messages.success(request, f"Payout of ${payout.amount} requested; an admin will process it.")
+            messages.success(
+                request, _("Payout of $%(amount)s requested; an admin will process it.") % {"amount": payout.amount}
+            )
             return redirect("billing:earnings")
     return render(request, "billing/earnings.html", earnings_context(request, payout_form=form), status=400)

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from accounts import audit, notifications
 from accounts.keys import normalise_model_list
@@ -386,25 +387,35 @@ def _record_status(channel_id: int, action: str, status: str, reason: str, tell:
 
 # Status changes TokenHub makes to an owner's channel, which the owner hears of by e-mail.
 STOPPED_BY_TOKENHUB = {"channel.auto_disabled", "channel.paused_low_balance", "channel.suspended"}
-STOPPED_WORDS = {
-    ChannelStatus.AUTO_DISABLED: "was disabled",
-    ChannelStatus.PAUSED: "was paused",
-    ChannelStatus.SUSPENDED: "was suspended by TokenHub's staff",
+STOPPED_MAIL = {  # (subject, body), translated into the owner's language when the mail is made
+    ChannelStatus.AUTO_DISABLED: (
+        gettext_noop("Your channel %(name)s was disabled"),
+        gettext_noop(
+            "Your channel %(name)s (%(id)s) was disabled: %(reason)s.\n\nNo calls go to it meanwhile. Fix the "
+            "cause upstream, then test and resume it from your channel's page."
+        ),
+    ),
+    ChannelStatus.PAUSED: (
+        gettext_noop("Your channel %(name)s was paused"),
+        gettext_noop(
+            "Your channel %(name)s (%(id)s) was paused: %(reason)s.\n\nNo calls go to it meanwhile. Fix the "
+            "cause upstream, then test and resume it from your channel's page."
+        ),
+    ),
+    ChannelStatus.SUSPENDED: (
+        gettext_noop("Your channel %(name)s was suspended by TokenHub's staff"),
+        gettext_noop(
+            "Your channel %(name)s (%(id)s) was suspended by TokenHub's staff: %(reason)s.\n\nNo calls go to it "
+            "meanwhile. Only staff can lift a suspension; ask them why."
+        ),
+    ),
 }
 
 
 def tell_owner_stopped(owner_id: int, public_id: str, name: str, status: str, reason: str) -> None:
-    what = STOPPED_WORDS.get(status, f"is now {status}")
-    body = (
-        f"Your channel {name} ({public_id}) {what}: {reason or 'no reason given'}.\n\n"
-        "No calls go to it meanwhile. "
-        + (
-            "Only staff can lift a suspension; ask them why."
-            if status == ChannelStatus.SUSPENDED
-            else "Fix the cause upstream, then test and resume it from your channel's page."
-        )
-    )
-    notifications.send(owner_id, "channel_stopped", f"{public_id}:{status}", f"Your channel {name} {what}", body)
+    subject, body = STOPPED_MAIL.get(status, STOPPED_MAIL[ChannelStatus.PAUSED])
+    params = {"name": name, "id": public_id, "reason": reason or "-"}
+    notifications.send(owner_id, "channel_stopped", f"{public_id}:{status}", subject, body, params)
 
 
 def _tell_owner_and_staff(channel: Channel, reason: str) -> None:
@@ -418,7 +429,17 @@ def _tell_owner_and_staff(channel: Channel, reason: str) -> None:
     staff = list(
         get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="").values_list("email", flat=True)
     )
-    notifications.send(channel.owner_id, "channel_stopped", f"{channel.public_id}:excess", subject, body)
+    owner_subject = gettext_noop("TokenHub paused your channel %(name)s")
+    owner_body = gettext_noop(
+        "Channel %(name)s (%(id)s) was paused: %(reason)s.\n\nIts answers reported more usage than the calls "
+        "could have produced (more than their hold, the most a call may cost). Callers were charged at most the "
+        "hold; the excess was not billed and not paid out. Check the upstream, then resume the channel from your "
+        "channels page."
+    )
+    params = {"name": channel.name, "id": channel.public_id, "reason": reason}
+    notifications.send(
+        channel.owner_id, "channel_stopped", f"{channel.public_id}:excess", owner_subject, owner_body, params
+    )
     if not staff:
         return
     try:

@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from . import providers
 from .owner_input import (
@@ -24,11 +25,11 @@ PRICE = {"max_digits": 20, "decimal_places": 8}
 
 
 CAPABILITIES = {
-    "vision": "images in",
-    "tools": "tool calls",
-    "reasoning": "reasoning",
-    "caching": "prompt caching",
-    "embedding": "embeddings",
+    "vision": _("images in"),
+    "tools": _("tool calls"),
+    "reasoning": _("reasoning"),
+    "caching": _("prompt caching"),
+    "embedding": _("embeddings"),
 }
 
 
@@ -127,15 +128,15 @@ LOW_BALANCE_REASON = "upstream balance"
 
 
 class ChannelStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    PAUSED = "paused", "Paused by owner"
-    AUTO_DISABLED = "auto_disabled", "Auto-disabled"
-    SUSPENDED = "suspended", "Suspended by staff"  # only staff lift it
+    ACTIVE = "active", _("Active")
+    PAUSED = "paused", _("Paused by owner")
+    AUTO_DISABLED = "auto_disabled", _("Auto-disabled")
+    SUSPENDED = "suspended", _("Suspended by staff")  # only staff lift it
 
 
 class Visibility(models.TextChoices):
-    PUBLIC = "public", "Public: every TokenHub user's calls may use it"
-    PRIVATE = "private", "Private: only the users it is shared with"
+    PUBLIC = "public", _("Public: every TokenHub user's calls may use it")
+    PRIVATE = "private", _("Private: only the users it is shared with")
 
 
 class ChannelQuerySet(models.QuerySet):

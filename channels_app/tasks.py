@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
+from django.utils.translation import gettext_noop
 
 from tokenhub.lib.locks import single_run
 
@@ -44,15 +45,14 @@ def tell_spend_limit_reached(channel_id: int, reason: str, period: str) -> str:
     channel = Channel.objects.filter(pk=channel_id).values("owner_id", "public_id", "name").first()
     if channel is None:
         return "gone"
-    name, public_id = channel["name"], channel["public_id"]
-    subject = f"Your channel {name} reached its spend limit"
-    body = (
-        f"Your channel {name} ({public_id}) {reason if reason.startswith('has') else 'is ' + reason}: "
-        "TokenHub sends it no calls that could pass the "
-        "limit you set. Raise the limit on the channel's page if you want it to serve more."
+    subject = gettext_noop("Your channel %(name)s reached its spend limit")
+    body = gettext_noop(
+        "Your channel %(name)s (%(id)s): %(reason)s. TokenHub sends it no calls that could pass the limit you set. "
+        "Raise the limit on the channel's page if you want it to serve more."
     )
+    params = {"name": channel["name"], "id": channel["public_id"], "reason": reason}
     seconds = spend.MONTH_SECONDS if ":m:" in period else spend.DAY_SECONDS  # once per period
-    return notifications.deliver(channel["owner_id"], "spend_limit", period, subject, body, seconds)
+    return notifications.deliver(channel["owner_id"], "spend_limit", period, subject, body, params, seconds)
 
 
 @shared_task

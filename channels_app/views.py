@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts import audit
@@ -67,7 +68,9 @@ def channel_list(request):
         else:
             for warning in warnings:
                 messages.warning(request, warning)
-            messages.success(request, f"Channel “{channel.name}” added. Test it to check the key works.")
+            messages.success(
+                request, _("Channel “%(name)s” added. Test it to check the key works.") % {"name": channel.name}
+            )
             return redirect("channels:detail", public_id=channel.public_id)
     context = {"form": form, "channels": Channel.objects.for_owner(request.user).prefetch_related("keys")}
     return render(request, "channels_app/channels.html", context, status=400 if form.errors else 200)
@@ -118,7 +121,7 @@ def channel_limits(request, public_id: str):
     form = SpendLimitsForm(request.POST)
     if form.is_valid():
         channels.edit_channel(channel, dict(form.cleaned_data))
-        messages.success(request, "Spend limits saved: they apply from the next call.")
+        messages.success(request, _("Spend limits saved: they apply from the next call."))
         return redirect("channels:detail", public_id=public_id)
     context = {**sharing_context(request, channel), **limits_context(channel, form), **detail_context(channel)}
     return render(request, "channels_app/channel_detail.html", context, status=400)
@@ -171,7 +174,11 @@ def invitation(request, token: str):
         return render(request, "channels_app/invitation.html", {"invalid": exc.message}, status=404)
     if request.method == "POST":
         sharing.accept_invitation(token, request.user)
-        messages.success(request, f"“{channel.name}” by {channel.owner.username} now serves your keys' calls.")
+        messages.success(
+            request,
+            _("“%(name)s” by %(username)s now serves your keys' calls.")
+            % {"name": channel.name, "username": channel.owner.username},
+        )
         return redirect("channels:catalog")
     return render(request, "channels_app/invitation.html", {"channel": channel, "own": channel.owner == request.user})
 
@@ -193,12 +200,14 @@ def channel_toggle(request, public_id: str):
     channel = get_channel_for_owner(request, public_id)
     if channel.status == ChannelStatus.ACTIVE:
         channels.pause(channel)
-        messages.success(request, f"“{channel.name}” paused: no calls go to it until you resume it.")
+        messages.success(
+            request, _("“%(name)s” paused: no calls go to it until you resume it.") % {"name": channel.name}
+        )
     else:
         try:
             channels.resume(channel)
         except channels.ChannelSuspended as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"“{channel.name}” resumed.")
+            messages.success(request, _("“%(name)s” resumed.") % {"name": channel.name})
     return redirect("channels:detail", public_id=public_id)

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts import audit
 
@@ -72,16 +73,18 @@ def redeem(*, user_id: int, code: str, now: datetime | None = None) -> Redemptio
     with transaction.atomic():
         found = RedemptionCode.objects.select_related("batch").filter(code=normalise_code(code)).first()
         if found is None:
-            raise CodeRefused("unknown", "That code does not exist. Check it for typos.")
+            raise CodeRefused("unknown", _("That code does not exist. Check it for typos."))
         if found.redeemed_by_id is not None:
-            raise CodeRefused("used", "That code has already been used.")
+            raise CodeRefused("used", _("That code has already been used."))
         if found.batch.expires_at is not None and found.batch.expires_at <= now:
-            raise CodeRefused("expired", f"That code expired on {found.batch.expires_at:%Y-%m-%d}.")
+            raise CodeRefused(
+                "expired", _("That code expired on %(day)s.") % {"day": f"{found.batch.expires_at:%Y-%m-%d}"}
+            )
         claimed = RedemptionCode.objects.filter(pk=found.pk, redeemed_by__isnull=True).update(
             redeemed_by_id=user_id, redeemed_at=now
         )
         if not claimed:
-            raise CodeRefused("used", "That code has already been used.")
+            raise CodeRefused("used", _("That code has already been used."))
         txn = transfer(
             TransactionKind.REDEEM,
             [(platform_account(AccountKind.CODES), -found.batch.amount), (user_account(user_id), found.batch.amount)],

@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from accounts import audit, notifications, two_factor, verification
 from accounts.models import User
@@ -34,7 +36,9 @@ def move_earnings_to_balance(*, owner_id: int, amount: Decimal | None = None) ->
         earnings, available = _locked_earnings(owner_id)
         amount = available if amount is None else money(amount)
         if amount <= 0 or amount > available:
-            raise LedgerError(f"You can move between $0 and {usd(available)} of earnings.")
+            raise LedgerError(
+                _("You can move between $0 and %(available)s of earnings.") % {"available": usd(available)}
+            )
         txn = transfer(
             TransactionKind.EARNINGS_TO_BALANCE,
             [(earnings, -amount), (user_account(owner_id), amount)],
@@ -46,11 +50,11 @@ def move_earnings_to_balance(*, owner_id: int, amount: Decimal | None = None) ->
         return txn
 
 
-NOT_WITH_A_KEY = (
+NOT_WITH_A_KEY = gettext_lazy(
     "Payouts are not requested with an API key: sign in to the site with your two-factor code and request it "
     "on the earnings page (or through this API with that session)."
 )
-SIGN_IN_AGAIN = (
+SIGN_IN_AGAIN = gettext_lazy(
     "This session was signed in with the password alone: log out and in again with your two-factor code "
     "to request a payout."
 )
@@ -61,12 +65,12 @@ def payout_refusal(owner, request=None) -> str | None:
     owner's beyond a password (two-factor sign-in, on this very session when there is a request: a leaked
     API key or a password-only session must not redirect earnings) and reachable (a verified address)."""
     if not two_factor.is_enabled(owner):
-        return "Turn on two-factor sign-in (on your settings page) before requesting a payout."
+        return _("Turn on two-factor sign-in (on your settings page) before requesting a payout.")
     if request is not None and getattr(request, "key_scope", None):
-        return NOT_WITH_A_KEY
+        return str(NOT_WITH_A_KEY)
     if request is not None and not two_factor.session_verified(request):
-        return SIGN_IN_AGAIN
-    return verification.refusal(owner, "request a payout")
+        return str(SIGN_IN_AGAIN)
+    return verification.refusal(owner, "payout")
 
 
 def request_payout(*, owner_id: int, amount: Decimal, destination: str, request=None) -> Payout:
@@ -78,7 +82,10 @@ def request_payout(*, owner_id: int, amount: Decimal, destination: str, request=
     with transaction.atomic():
         earnings, available = _locked_earnings(owner_id)
         if amount <= 0 or amount > available:
-            raise LedgerError(f"A payout must be more than $0 and at most your available earnings, {usd(available)}.")
+            raise LedgerError(
+                _("A payout must be more than $0 and at most your available earnings, %(available)s.")
+                % {"available": usd(available)}
+            )
         payout = Payout.objects.create(
             owner_id=owner_id, public_id=secrets.token_urlsafe(9), amount=amount, destination=destination
         )
@@ -124,13 +131,14 @@ def decide_payout(*, payout_id: int, paid: bool, actor: str) -> bool:
 
 
 def _tell_owner(payout: Payout, paid: bool) -> None:
+    params = {"amount": usd(payout.amount), "id": payout.public_id, "destination": payout.destination}
     if paid:
-        subject = f"Your payout of {usd(payout.amount)} was approved"
-        body = f"Payout {payout.public_id} of {usd(payout.amount)} to {payout.destination} was approved and paid."
+        subject = gettext_noop("Your payout of %(amount)s was approved")
+        body = gettext_noop("Payout %(id)s of %(amount)s to %(destination)s was approved and paid.")
     else:
-        subject = f"Your payout of {usd(payout.amount)} was rejected"
-        body = (
-            f"Payout {payout.public_id} of {usd(payout.amount)} was rejected; the amount is back in your "
-            "available earnings. Ask TokenHub's staff why if it is not clear."
+        subject = gettext_noop("Your payout of %(amount)s was rejected")
+        body = gettext_noop(
+            "Payout %(id)s of %(amount)s was rejected; the amount is back in your available earnings. Ask "
+            "TokenHub's staff why if it is not clear."
         )
-    notifications.send(payout.owner_id, "payout", f"payout:{payout.public_id}", subject, body)
+    notifications.send(payout.owner_id, "payout", f"payout:{payout.public_id}", subject, body, params)

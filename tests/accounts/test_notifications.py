@@ -104,3 +104,16 @@ def test_a_mail_server_that_is_down_is_recorded_and_the_event_can_be_told_again(
         settings.MAILERS = smtp_mailers(port)
         assert notifications.deliver(bob.pk, "payout", "p-down", "Payout", "b") == "sent"  # Celery's retry
         assert received.wait_for(1)
+
+
+def test_mail_speaks_the_recipients_language(inbox, bob, alice):
+    type(bob).objects.filter(pk=bob.pk).update(language="zh-hans")
+    channel = add_channel(bob, "http://127.0.0.1:9/v1", name="备用")
+    assert channels.auto_disable(channel.pk, "upstream said 401")
+    [message] = inbox.wait_for(1, bob.email)
+    assert message["Subject"] == "你的渠道 备用 已被停用"
+    assert "在此期间不会有调用发往它" in body_of(message) and "可在设置页面关闭此类邮件" in body_of(message)
+    english = add_channel(alice, "http://127.0.0.1:9/v1", name="spare")
+    assert channels.auto_disable(english.pk, "upstream said 401")
+    [theirs] = inbox.wait_for(1, alice.email)
+    assert theirs["Subject"] == "Your channel spare was disabled"

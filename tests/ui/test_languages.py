@@ -70,3 +70,27 @@ def test_numbers_and_dates_follow_the_language(alice):
     keys.create_key(alice, "dated")
     page = zh.get(reverse("accounts:keys")).content.decode()
     assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}", page)
+
+
+def test_the_json_api_answers_in_the_callers_language():
+    from accounts import keys
+    from tests.conftest import make_user
+
+    unverified = make_user("wei", verified_email="")
+    _key, manage = keys.create_key(unverified, "tool", scope="manage")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {manage}"}
+    chinese = Client(HTTP_ACCEPT_LANGUAGE="zh-CN").post("/api/checkin", **auth)
+    assert chinese.status_code == 403 and "请验证你的邮箱地址" in chinese.json()["error"]["message"]
+    english = Client(HTTP_ACCEPT_LANGUAGE="en").post("/api/checkin", **auth)
+    assert "Verify your e-mail address" in english.json()["error"]["message"]
+
+
+def test_forms_and_messages_are_translated_too(alice):
+    page = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
+    page.force_login(alice)
+    keys_page = page.get(reverse("accounts:keys")).content.decode()
+    assert "消费上限（美元）" in keys_page and "允许的模型" in keys_page
+    response = page.post(reverse("accounts:keys"), {"name": "laptop", "scope": "relay"})
+    assert response.status_code == 200
+    channel_form = page.get(reverse("channels:list")).content.decode()
+    assert "上游密钥" in channel_form and "每日消费限额（美元）" in channel_form
