@@ -63,3 +63,19 @@ document.addEventListener("submit", (event) => {
   const form = event.target.closest("form[data-confirm]");
   if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
 });
+
+// A table or code block wider than its box scrolls: keyboard users reach it with Tab (WCAG 2.1.1).
+function focusableScrollers(root) {
+  for (const box of root.querySelectorAll(".table-wrap, pre")) {
+    if (box.scrollWidth > box.clientWidth) {
+      box.tabIndex = 0;
+      if (!box.hasAttribute("aria-label") && box.matches(".table-wrap")) box.setAttribute("role", "region");
+      if (!box.hasAttribute("aria-label")) box.setAttribute("aria-label", box.querySelector("caption, th, code")?.textContent?.trim().slice(0, 60) || "scrollable");
+    } else {
+      box.removeAttribute("tabindex");
+    }
+  }
+}
+focusableScrollers(document);
+document.addEventListener("htmx:afterSwap", (event) => focusableScrollers(event.target));
+window.addEventListener("resize", () => focusableScrollers(document));
