@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from ninja import Router, Status
 from ninja.errors import HttpError
 
@@ -100,7 +101,7 @@ def share_channel(request, public_id: str, payload: ShareIn):
 def unshare_channel(request, public_id: str, username: str):
     channel = _own(request, public_id)
     if not sharing.unshare(channel, username):
-        raise HttpError(404, f"The channel is not shared with “{username}”.")
+        raise HttpError(404, _("The channel is not shared with “%(name)s”.") % {"name": username})
     return channel
 
 
@@ -109,7 +110,7 @@ def new_invitation(request, public_id: str):
     """A new invitation link (the previous one stops working); only for a private channel."""
     channel = _own(request, public_id)
     if channel.visibility != "private":
-        raise HttpError(409, "Make the channel private first: a public channel serves everyone already.")
+        raise HttpError(409, _("Make the channel private first: a public channel serves everyone already."))
     sharing.new_invitation(channel)
     return channel
 
@@ -126,4 +127,4 @@ def accept_invitation(request, token: str):
     try:
         return sharing.accept_invitation(token, request.auth)
     except sharing.InvitationInvalid as exc:
-        raise HttpError(404, exc.message) from None
+        raise HttpError(404, str(exc.message)) from None

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from accounts import audit, notifications
@@ -58,10 +59,13 @@ def _first_error(check, value) -> str | None:
 
 def _key_errors(upstream_keys: list[str]) -> str | None:
     if not upstream_keys:
-        return "Give at least one upstream key."
+        return _("Give at least one upstream key.")
     bad = [n for n, key in enumerate(upstream_keys, start=1) if _first_error(owner_input.validate_upstream_key, key)]
     if bad:
-        return f"Key {bad[0]}: an upstream key is visible ASCII only (no spaces, line breaks or control characters)."
+        message = _(
+            "Key %(number)s: an upstream key is visible ASCII only (no spaces, line breaks or control characters)."
+        )
+        return message % {"number": bad[0]}
     return None
 
 
@@ -75,21 +79,19 @@ def _field_errors(values: dict) -> dict[str, str]:
         "priority": lambda v: owner_input.validate_in_range(v, owner_input.PRIORITY_RANGE, "priority"),
     }
     errors = {field: _first_error(check, values[field]) for field, check in checks.items() if field in values}
-    if errors.get("name"):
-        errors["name"] = "The name " + errors["name"]
     if "model_names" in values and not errors.get("model_names") and not normalise_model_list(values["model_names"]):
-        errors["model_names"] = "List at least one model this channel serves."
+        errors["model_names"] = _("List at least one model this channel serves.")
     if "upstream_keys" in values:
         errors["upstream_keys"] = _key_errors(values["upstream_keys"])
     if "visibility" in values and values["visibility"] not in Visibility.values:
-        errors["visibility"] = f"Visibility is one of: {', '.join(Visibility.values)}."
+        errors["visibility"] = _("Visibility is one of: %(choices)s.") % {"choices": ", ".join(Visibility.values)}
     for field in SPEND_LIMITS:
         limit = values.get(field)
         if limit is not None and (not isinstance(limit, Decimal) or not MIN_SPEND_LIMIT <= limit <= MAX_SPEND_LIMIT):
-            errors[field] = "A spend limit is between $0.01 and $1,000,000,000 (leave it empty for none)."
+            errors[field] = _("A spend limit is between $0.01 and $1,000,000,000 (leave it empty for none).")
     cut = values.get("owner_cut", Decimal("0"))
     if not isinstance(cut, Decimal) or not Decimal("0") <= cut <= MAX_OWNER_CUT:
-        errors["owner_cut"] = "The owner's cut must be between 0 % and 50 %."
+        errors["owner_cut"] = _("The owner's cut must be between 0 and 50 percent.")
     return {field: message for field, message in errors.items() if message}
 
 
@@ -133,7 +135,10 @@ def create_channel(draft: ChannelDraft) -> tuple[Channel, list[str]]:
     cap = settings.TOKENHUB_MAX_CHANNELS_PER_OWNER
     if cap and Channel.objects.filter(owner_id=draft.owner_id).count() >= cap:
         raise ValidationError(
-            {"name": f"An owner may have at most {cap} channels; remove one you no longer use, or ask staff."}
+            {
+                "name": _("An owner may have at most %(cap)s channels; remove one you no longer use, or ask staff.")
+                % {"cap": cap}
+            }
         )
     spec = providers.PROVIDERS.get(draft.provider)  # an unknown one is validate()'s to refuse
     draft.base_url = (draft.base_url or (spec.default_base_url if spec else "")).strip().rstrip("/")
@@ -188,7 +193,9 @@ def replace_keys(channel: Channel, upstream_keys: list[str]) -> None:
 def refuse_priority_unless_staff(user, priority: int | None) -> None:
     """Priority is the platform's ordering (routing.py): owners choose only their weight."""
     if priority is not None and not user.is_staff:
-        raise ValidationError({"priority": "The priority is set by TokenHub's staff; owners choose a weight (1-100)."})
+        raise ValidationError(
+            {"priority": _("The priority is set by TokenHub's staff; owners choose a weight (1-100).")}
+        )
 
 
 EDITABLE = (
@@ -213,7 +220,7 @@ def edit_channel(channel: Channel, changes: dict) -> Channel:
     """Apply an owner's changes (fields of EDITABLE, and `upstream_keys`): all valid, or nothing saved."""
     unknown = set(changes) - {*EDITABLE, "upstream_keys"}
     if unknown:
-        raise ValidationError({field: "This field cannot be changed here." for field in sorted(unknown)})
+        raise ValidationError({field: _("This field cannot be changed here.") for field in sorted(unknown)})
     errors = _field_errors(changes)
     if errors:
         raise ValidationError(errors)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import unicodedata
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 PRIORITY_RANGE = (-100, 100)  # set by staff only: see routing.py
 WEIGHT_RANGE = (1, 100)
@@ -29,53 +31,74 @@ def has_control_characters(text: str) -> bool:
 
 def validate_text(value: str) -> None:
     if not isinstance(value, str) or has_control_characters(value):
-        raise ValidationError("must not contain control characters or line breaks.", code="control_characters")
+        raise ValidationError(
+            _("This text must not contain control characters or line breaks."), code="control_characters"
+        )
 
 
 def validate_name(value: str) -> None:
-    validate_text(value)
+    if not isinstance(value, str) or has_control_characters(value):
+        raise ValidationError(
+            _("The name must not contain control characters or line breaks."), code="control_characters"
+        )
     if len(value) > NAME_MAX_LENGTH:
-        raise ValidationError(f"must be at most {NAME_MAX_LENGTH} characters.", code="max_length")
+        message = _("The name must be at most %(count)s characters.") % {"count": NAME_MAX_LENGTH}
+        raise ValidationError(message, code="max_length")
 
 
 def validate_upstream_key(key: str) -> None:
     # Keys become header values: visible ASCII only. The message never quotes the key.
     if not key or not all("\x21" <= char <= "\x7e" for char in key):
         raise ValidationError(
-            "An upstream key is visible ASCII only: no spaces, line breaks, control or non-ASCII characters.",
+            _("An upstream key is visible ASCII only: no spaces, line breaks, control or non-ASCII characters."),
             code="key_characters",
         )
     if len(key) > KEY_MAX_LENGTH:
-        raise ValidationError(f"An upstream key is at most {KEY_MAX_LENGTH} characters.", code="max_length")
+        message = _("An upstream key is at most %(count)s characters.") % {"count": KEY_MAX_LENGTH}
+        raise ValidationError(message, code="max_length")
 
 
 def validate_model_names(names) -> None:
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise ValidationError("The model list must be a list of names.", code="model_names")
+        raise ValidationError(_("The model list must be a list of names."), code="model_names")
     if len(names) > MODELS_MAX:
-        raise ValidationError(f"A channel serves at most {MODELS_MAX} models.", code="max_length")
+        raise ValidationError(
+            _("A channel serves at most %(count)s models.") % {"count": MODELS_MAX}, code="max_length"
+        )
     for name in names:
         if has_control_characters(name):
-            raise ValidationError(f"Model name {name!r} holds control characters.", code="control_characters")
+            message = _("Model name %(name)s holds control characters.") % {"name": repr(name)}
+            raise ValidationError(message, code="control_characters")
         if len(name) > MODEL_NAME_MAX_LENGTH:
-            raise ValidationError(f"A model name is at most {MODEL_NAME_MAX_LENGTH} characters.", code="max_length")
+            message = _("A model name is at most %(count)s characters.") % {"count": MODEL_NAME_MAX_LENGTH}
+            raise ValidationError(message, code="max_length")
 
 
 def validate_model_mapping(mapping) -> None:
     if not isinstance(mapping, dict):
-        raise ValidationError('The mapping must be {"caller name": "upstream name"}.', code="model_mapping")
+        raise ValidationError(_('The mapping must be {"caller name": "upstream name"}.'), code="model_mapping")
     if len(mapping) > MODELS_MAX:
-        raise ValidationError(f"A mapping has at most {MODELS_MAX} entries.", code="max_length")
+        raise ValidationError(_("A mapping has at most %(count)s entries.") % {"count": MODELS_MAX}, code="max_length")
     for caller, upstream in mapping.items():
         if not isinstance(upstream, str) or not caller.strip() or not upstream.strip():
-            raise ValidationError(f"Mapping {caller!r} needs an upstream model name.", code="model_mapping")
+            message = _("Mapping %(name)s needs an upstream model name.") % {"name": repr(caller)}
+            raise ValidationError(message, code="model_mapping")
         if has_control_characters(caller) or has_control_characters(upstream):
-            raise ValidationError(f"Mapping {caller!r} holds control characters.", code="control_characters")
+            message = _("Mapping %(name)s holds control characters.") % {"name": repr(caller)}
+            raise ValidationError(message, code="control_characters")
         if max(len(caller), len(upstream)) > MODEL_NAME_MAX_LENGTH:
-            raise ValidationError(f"A model name is at most {MODEL_NAME_MAX_LENGTH} characters.", code="max_length")
+            message = _("A model name is at most %(count)s characters.") % {"count": MODEL_NAME_MAX_LENGTH}
+            raise ValidationError(message, code="max_length")
 
 
 def validate_in_range(value: int, bounds: tuple[int, int], what: str) -> None:
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValidationError(f"The {what} must be a whole number from {low} to {high}.", code="range")
+        message = RANGE_MESSAGES[what] % {"low": low, "high": high}
+        raise ValidationError(message, code="range")
+
+
+RANGE_MESSAGES = {
+    "weight": gettext_lazy("The weight must be a whole number from %(low)s to %(high)s."),
+    "priority": gettext_lazy("The priority must be a whole number from %(low)s to %(high)s."),
+}

@@ -12,6 +12,8 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts import audit
 
@@ -23,12 +25,14 @@ MAX_SHARES = 500  # users per channel: the routing snapshot carries every share
 class InvitationInvalid(Exception):
     """The link is unknown, was replaced, or its channel is no longer private."""
 
-    message = "This invitation link does not work (any more). Ask the channel's owner for a new one."
+    message = gettext_lazy("This invitation link does not work (any more). Ask the channel's owner for a new one.")
 
 
 def set_visibility(channel: Channel, visibility: str) -> Channel:
     if visibility not in Visibility.values:
-        raise ValidationError({"visibility": f"Visibility is one of: {', '.join(Visibility.values)}."})
+        raise ValidationError(
+            {"visibility": _("Visibility is one of: %(choices)s.") % {"choices": ", ".join(Visibility.values)}}
+        )
     before = channel.visibility
     channel.visibility = visibility
     if visibility == Visibility.PUBLIC:
@@ -47,21 +51,23 @@ def _record(channel: Channel, action: str, **values) -> None:
 def share_with(channel: Channel, username: str, via: str = "owner") -> ChannelShare:
     """Share with an active user by username; sharing twice is the same share."""
     if not username.strip():
-        raise ValidationError({"username": "Give the username of the user to share the channel with."})
+        raise ValidationError({"username": _("Give the username of the user to share the channel with.")})
     user = get_user_model().objects.filter(username=username.strip(), is_active=True).first()
     if user is None:
-        raise ValidationError({"username": f"No active user is called “{username.strip()}”."})
+        raise ValidationError({"username": _("No active user is called “%(name)s”.") % {"name": username.strip()}})
     return _add(channel, user, via)
 
 
 def _add(channel: Channel, user, via: str) -> ChannelShare:
     if user.pk == channel.owner_id:
-        raise ValidationError({"username": "That is you: an owner's own calls may always use their channels."})
+        raise ValidationError({"username": _("That is you: an owner's own calls may always use their channels.")})
     existing = ChannelShare.objects.filter(channel=channel, user=user).first()
     if existing:
         return existing
     if ChannelShare.objects.filter(channel=channel).count() >= MAX_SHARES:
-        raise ValidationError({"username": f"A channel is shared with at most {MAX_SHARES} users."})
+        raise ValidationError(
+            {"username": _("A channel is shared with at most %(count)s users.") % {"count": MAX_SHARES}}
+        )
     try:
         with transaction.atomic():
             share = ChannelShare.objects.create(channel=channel, user=user, via=via)

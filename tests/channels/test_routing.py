@@ -198,7 +198,7 @@ def test_add_channel_refuses_empty_stdin_bad_cut_and_private_urls(catalog, bob):
     base = ["--owner", "bob", "--provider", "openai", "--models", "gpt-4o"]
     with pytest.raises(CommandError, match="No upstream key on stdin"):
         run_add_channel(*base, "--base-url", "http://127.0.0.1:1", stdin="")
-    with pytest.raises(CommandError, match="between 0 % and 50 %"):
+    with pytest.raises(CommandError, match="between 0 and 50 percent"):
         run_add_channel(*base, "--base-url", "http://127.0.0.1:1", "--cut", "60", stdin="k")
     with pytest.raises(CommandError, match="private or loopback"):
         run_add_channel(*base, "--base-url", "http://10.1.2.3/v1", stdin="k")

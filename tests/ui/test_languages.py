@@ -94,3 +94,19 @@ def test_forms_and_messages_are_translated_too(alice):
     assert response.status_code == 200
     channel_form = page.get(reverse("channels:list")).content.decode()
     assert "上游密钥" in channel_form and "每日消费限额（美元）" in channel_form
+
+
+def test_an_owners_input_mistakes_are_told_in_their_language(bob):
+    page = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
+    page.force_login(bob)
+    form = {
+        "name": "spare",
+        "provider": "openai",
+        "upstream_keys": "bad key",
+        "model_names": "gpt-4o-mini",
+        "cut_percent": "20",
+        "weight": "1",
+        "visibility": "public",
+    }
+    refused = page.post(reverse("channels:list"), form).content.decode()
+    assert "第 1 个密钥：上游密钥只能包含可见 ASCII 字符" in refused
