@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import transaction
+from django.utils.translation import gettext_lazy
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -55,12 +56,12 @@ class UserAdmin(AuditedChanges, DjangoUserAdmin):
     def audit_owner_and_target(self, obj) -> tuple[int | None, str]:
         return obj.pk, f"user:{obj.pk}"
 
-    @admin.action(description="Reset two-factor sign-in (a lost phone: check who asks first)")
+    @admin.action(description=gettext_lazy("Reset two-factor sign-in (a lost phone: check who asks first)"))
     def reset_two_factor(self, request, queryset):
         done = sum(audit.two_factor_reset(user) for user in queryset)
         self.message_user(request, f"Reset two-factor sign-in of {done} user(s).", messages.SUCCESS)
 
-    @admin.display(boolean=True, description="e-mail verified")
+    @admin.display(boolean=True, description=gettext_lazy("e-mail verified"))
     def email_verified(self, user) -> bool:
         return user.email_verified
 
@@ -121,7 +122,7 @@ class ApiKeyAdmin(AuditedChanges, admin.ModelAdmin):
         # A key is shown once to its creator; admins create none on a user's behalf here.
         return False
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description=gettext_lazy("Revoke selected keys"))
     def revoke_keys(self, request, queryset):
         revoked = sum(keys.revoke_key(key) for key in queryset)
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)

@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy
 
 from accounts import audit
 from accounts.admin import UserAdmin
@@ -119,11 +120,11 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ("label", "amount", "count", "expires_at") if obj else ()
 
-    @admin.display(description="generated")
+    @admin.display(description=gettext_lazy("generated"))
     def generated(self, batch) -> int:
         return batch.codes.count()
 
-    @admin.display(description="used")
+    @admin.display(description=gettext_lazy("used"))
     def used(self, batch) -> int:
         return batch.codes.filter(redeemed_by__isnull=False).count()
 
@@ -141,7 +142,7 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
         generate_redemption_codes.delay_on_commit(batch.pk)
         self.message_user(request, f"Generating {batch.count} codes in the background.", messages.SUCCESS)
 
-    @admin.action(description="Export codes as CSV")
+    @admin.action(description=gettext_lazy("Export codes as CSV"))
     def export_csv(self, request, queryset):
         with transaction.atomic():  # the codes are bearer money: who took a copy is recorded
             for batch in queryset:
@@ -157,7 +158,7 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
     list_display = ("masked", "batch", "redeemed_by", "redeemed_at")
     list_filter = ("batch",)
 
-    @admin.display(description="code")
+    @admin.display(description=gettext_lazy("code"))
     def masked(self, code) -> str:
         return f"{code.code[:5]}…"
 
@@ -175,11 +176,11 @@ class PayoutAdmin(ReadOnlyAdmin):
         )
         self.message_user(request, f"{done} payout(s) marked {'paid' if paid else 'rejected'}.", messages.SUCCESS)
 
-    @admin.action(description="Mark selected payouts paid")
+    @admin.action(description=gettext_lazy("Mark selected payouts paid"))
     def mark_paid(self, request, queryset):
         self._decide(request, queryset, paid=True)
 
-    @admin.action(description="Reject selected payouts (money returns to earnings)")
+    @admin.action(description=gettext_lazy("Reject selected payouts (money returns to earnings)"))
     def mark_rejected(self, request, queryset):
         self._decide(request, queryset, paid=False)
 
@@ -196,11 +197,11 @@ class UserWithBalanceAdmin(UserAdmin):
     list_display = (*UserAdmin.list_display, "balance")
     actions = [*UserAdmin.actions, "grant_credit"]
 
-    @admin.display(description="balance (USD)")
+    @admin.display(description=gettext_lazy("balance (USD)"))
     def balance(self, user) -> str:
         return str(ledger.balance_of(user.pk))
 
-    @admin.action(description="Grant or debit credit…")
+    @admin.action(description=gettext_lazy("Grant or debit credit…"))
     def grant_credit(self, request, queryset):
         form = GrantForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():

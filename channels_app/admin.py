@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy
 
 from accounts.admin import AuditedChanges
 
@@ -101,32 +102,32 @@ class ChannelAdmin(AuditedChanges, admin.ModelAdmin):
     def audit_owner_and_target(self, obj) -> tuple[int | None, str]:
         return obj.owner_id, channels.target(obj)
 
-    @admin.action(description="Test selected channels (one minimal real call each)")
+    @admin.action(description=gettext_lazy("Test selected channels (one minimal real call each)"))
     def test(self, request, queryset):
         for channel in queryset:
             result = checks.test_channel(channel)
             level = messages.SUCCESS if result.ok else messages.ERROR
             self.message_user(request, f"{channel.public_id} {channel.name}: {result.message}", level)
 
-    @admin.action(description="Approve selected channels (end their probation)")
+    @admin.action(description=gettext_lazy("Approve selected channels (end their probation)"))
     def approve(self, request, queryset):
         for channel in queryset:
             channels.approve(channel)
         self.message_user(request, f"Approved {queryset.count()} channel(s).", messages.SUCCESS)
 
-    @admin.action(description="Suspend selected channels (only staff can lift it)")
+    @admin.action(description=gettext_lazy("Suspend selected channels (only staff can lift it)"))
     def disable(self, request, queryset):
         for channel in queryset:
             channels.suspend(channel, by=request.user.username)
         self.message_user(request, f"Suspended {queryset.count()} channel(s).", messages.SUCCESS)
 
-    @admin.action(description="Enable selected channels (lifts a suspension)")
+    @admin.action(description=gettext_lazy("Enable selected channels (lifts a suspension)"))
     def enable(self, request, queryset):
         for channel in queryset:
             channels.set_status(channel, ChannelStatus.ACTIVE, "", action="channel.resumed")
         self.message_user(request, f"Enabled {queryset.count()} channel(s).", messages.SUCCESS)
 
-    @admin.action(description="Re-encrypt all upstream keys under the current encryption key")
+    @admin.action(description=gettext_lazy("Re-encrypt all upstream keys under the current encryption key"))
     def reencrypt(self, request, queryset):
         self.message_user(request, f"Re-encrypted {channels.rotate_encryption()} key(s).", messages.SUCCESS)
 
