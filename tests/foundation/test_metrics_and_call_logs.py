@@ -97,8 +97,22 @@ def test_calls_are_counted_across_both_workers_with_latency_and_state(market, se
     )
 
     ok = {"model": "gpt-4o-mini", "caller_format": "openai", "channel": channel.public_id, "status": "ok"}
-    # A call is counted just after its settlement commits (the record can be seen a moment before).
-    wait_for(lambda: value(scrape(server).text, "tokenhub_relay_requests_total", **ok) == CALLS, timeout=30)
+    # A call is counted just after its settlement commits (the record can be seen a moment before), the
+    # failed one too: wait for both before reading the rest.
+    failed = {"model": "deepseek-chat", "channel": "-", "status": "failed"}
+
+    def counted() -> bool:
+        text = scrape(server).text
+        try:
+            return (
+                value(text, "tokenhub_relay_requests_total", **ok) == CALLS
+                and value(text, "tokenhub_relay_requests_total", **failed) == 1
+                and value(text, "tokenhub_relay_latency_seconds_count", caller_format="openai") == CALLS + 1
+            )
+        except AssertionError:  # a series not there yet
+            return False
+
+    wait_for(counted, timeout=30)
     text = scrape(server).text
     assert value(text, "tokenhub_relay_requests_total", status="refused_401") == 1
     # A call no channel answered belongs to no channel; its channels' failures are counted by class.
