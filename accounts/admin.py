@@ -7,6 +7,8 @@ from django.utils.translation import gettext_lazy
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from tokenhub.lib.admin import ReadOnlyAdmin
+
 from . import audit, keys
 from .models import ApiKey, AuditEntry, Notification, User
 
@@ -67,7 +69,7 @@ class UserAdmin(AuditedChanges, DjangoUserAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     """Read-only: entries are written by the changes they describe, never by hand."""
 
     list_display = ("created_at", "actor_label", "via", "ip", "action", "target", "owner")
@@ -76,27 +78,12 @@ class AuditEntryAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("owner",)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "user", "kind", "subject", "sent")
     list_filter = ("kind", "sent")
     search_fields = ("user__username", "subject")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(ApiKey)

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy
 from accounts import audit
 from accounts.admin import UserAdmin
 from accounts.models import User
+from tokenhub.lib.admin import ReadOnlyAdmin
 
 from . import codes, ledger
 from .models import (
@@ -26,19 +27,6 @@ from .models import (
     UsageRecord,
 )
 from .tasks import generate_redemption_codes
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """The ledger is append-only: admins read it; changes go through ledger functions."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Account)

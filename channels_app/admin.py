@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy
 
 from accounts.admin import AuditedChanges
+from tokenhub.lib.admin import ReadOnlyAdmin
 
 from . import channels, checks
 from .models import CatalogModel, Channel, ChannelKey, ChannelShare, ChannelStatus, ModelAlias
@@ -133,18 +134,9 @@ class ChannelAdmin(AuditedChanges, admin.ModelAdmin):
 
 
 @admin.register(ChannelShare)
-class ChannelShareAdmin(admin.ModelAdmin):
+class ChannelShareAdmin(ReadOnlyAdmin):
     """Read-only: shares are the owner's (channels_app/sharing.py, audited)."""
 
     list_display = ("channel", "user", "via", "created_at")
     list_filter = ("via",)
     search_fields = ("channel__public_id", "channel__name", "user__username")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -78,7 +78,7 @@ def add_to_events(pieces: list[bytes], cost) -> list[bytes]:
             continue
         try:
             data = json.loads(event.data)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's limit: passed as it came
             out.append(piece)
             continue
         if not _rewrite(event.name, data, cost):

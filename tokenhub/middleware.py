@@ -10,9 +10,10 @@ from django.utils.translation.trans_real import parse_accept_lang_header
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 
-class AnsweringMiddleware:
-    """A middleware that answers some requests itself (`answer` returns a response) and passes the rest
-    on, sync or async alike: an async chain is awaited directly, with no thread hop for the rest."""
+class DualMiddleware:
+    """A middleware Django may call in a sync or an async chain: an async chain is awaited directly
+    (one sync-only middleware would make Django hop threads on every /v1 request). Subclasses give
+    `call_sync` and `__acall__`."""
 
     sync_capable = True
     async_capable = True
@@ -23,15 +24,29 @@ class AnsweringMiddleware:
         if self.is_async:
             markcoroutinefunction(self)
 
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        return self.call_sync(request)
+
+    def call_sync(self, request):
+        raise NotImplementedError
+
+    async def __acall__(self, request):
+        raise NotImplementedError
+
+
+class AnsweringMiddleware(DualMiddleware):
+    """A middleware that answers some requests itself (`answer` returns a response) and passes the rest
+    on, sync or async alike: an async chain is awaited directly, with no thread hop for the rest."""
+
     def answer(self, request):
         raise NotImplementedError
 
     async def aanswer(self, request):
         return self.answer(request)
 
-    def __call__(self, request):
-        if self.is_async:
-            return self.__acall__(request)
+    def call_sync(self, request):
         return self.answer(request) or self.get_response(request)
 
     async def __acall__(self, request):
@@ -97,25 +112,14 @@ class ProbeEndpoints(AnsweringMiddleware):
         return await sync_to_async(probe)(request)  # as Django runs a sync view (its connection closed after)
 
 
-class ApiErrorShape:
+class ApiErrorShape(DualMiddleware):
     """The JSON API answers an unknown path or a wrong method in its own error shape, not Django's HTML.
 
     (django-ninja answers a method its path does not take with a bare text 405; unknown paths under
     /api/ reach tokenhub.views.api_not_found.)
     """
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if self.is_async:
-            return self.__acall__(request)
+    def call_sync(self, request):
         return self.reshaped(request, self.get_response(request))
 
     async def __acall__(self, request):
@@ -134,24 +138,13 @@ class ApiErrorShape:
         return reshaped
 
 
-class AuditOrigin:
+class AuditOrigin(DualMiddleware):
     """Keeps the request for the audit log (accounts/audit.py), which reads who acted and from where
     only when a change writes an entry; reset after the response, as a sync thread serves many."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
+    def call_sync(self, request):
         from accounts import audit
 
-        if self.is_async:
-            return self.__acall__(request)
         with audit.from_request(request):
             return self.get_response(request)
 
@@ -162,7 +155,7 @@ class AuditOrigin:
             return await self.get_response(request)
 
 
-class SiteLocale:
+class SiteLocale(DualMiddleware):
     """The language of the site and the JSON API; /v1 is left alone (its errors stay English, and the hot
     path pays nothing for this).
 
@@ -171,18 +164,7 @@ class SiteLocale:
     means zh-Hans, the one Chinese the site speaks. English otherwise.
     """
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if self.is_async:
-            return self.__acall__(request)
+    def call_sync(self, request):
         if request.path_info.startswith("/v1/"):
             return self.get_response(request)
         with self._activated(request):

@@ -239,3 +239,18 @@ def test_staff_reset_a_lost_second_factor_from_the_admin(alice, admin_user):
     assert not two_factor.is_enabled(alice)
     entry = AuditEntry.objects.get(action="security.2fa_reset")
     assert (entry.via, entry.actor, entry.owner) == ("admin", admin_user, alice)
+
+
+def test_a_recovery_code_works_without_its_dash_and_wrong_codes_in_the_settings_count_toward_the_lock_out(
+    alice, settings
+):
+    settings.LOGIN_FAILURE_LIMIT = 2
+    _device, codes = enrolled(alice)
+    client = Client()
+    client.force_login(alice)
+    for guess in ("000000", "111111"):  # guessing at the settings page (a stolen session) is counted too
+        client.post(reverse("accounts:two_factor_disable"), {"code": guess})
+    locked = client.post(reverse("accounts:two_factor_disable"), {"code": codes[1]})
+    assert "Too many wrong codes" in locked.content.decode() and two_factor.is_enabled(alice)
+    assert two_factor.verify(alice, codes[0].replace("-", "")) == "recovery"  # typed without the dash
+    assert two_factor.recovery_codes_left(alice) == 9

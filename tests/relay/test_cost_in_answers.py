@@ -133,3 +133,15 @@ def test_a_channels_cost_in_any_json_spelling_is_taken_out_and_a_failed_response
     early = encode('{"type":"response.created","response":{"usage":{"cost_usd":"777"}}}', "response.created")
     [stripped] = add_to_events([early], lambda: None)
     assert "cost_usd" not in json.loads(parse_block(stripped).data)["response"]["usage"]
+
+
+def test_a_hostile_events_shape_passes_as_it_came_instead_of_breaking_the_stream():
+    from relay.cost_reporting import add_to_events
+    from relay.sse import encode
+
+    deep = encode('{"usage":' + "[" * 100_000 + "]" * 100_000 + "}", "message_start")
+    broken = encode('{"usage": {"cost_usd": "1"', "message_delta")
+    nul = encode('{"type":"x","usage":{"cost_usd":"1\\u0000"},"t":"\\u0000"}', "ping")
+    out = add_to_events([deep, broken, nul], lambda: Decimal("0.5"))
+    assert out[0] is deep and out[1] is broken  # no figure added to what is not JSON; nothing raised
+    assert b"cost_usd" not in out[2]  # an unknown event's channel figure is still taken out
