@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from ninja import Router, Status
 from ninja.errors import HttpError
 
@@ -28,7 +29,11 @@ def edit_settings(request, payload: SettingsPatch):
         changes["notifications_off"] = []  # null: every kind on
     unknown = set(changes.get("notifications_off") or []) - set(KINDS)
     if unknown:
-        raise HttpError(422, f"Unknown notification kinds: {', '.join(sorted(unknown))}; known: {', '.join(KINDS)}.")
+        raise HttpError(
+            422,
+            _("Unknown notification kinds: %(unknown)s; known: %(known)s.")
+            % {"unknown": ", ".join(sorted(unknown)), "known": ", ".join(KINDS)},
+        )
     user = request.auth
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
@@ -57,7 +62,7 @@ def list_keys(request):
 @router.post("/keys", response={201: NewApiKeyOut})
 def create_key(request, payload: ApiKeyIn):
     if payload.expires_at is not None and payload.expires_at <= timezone.now():
-        raise HttpError(422, "expires_at must be in the future.")
+        raise HttpError(422, _("expires_at must be in the future."))
     key, raw = keys.create_key(request.auth, **payload.dict())
     return Status(201, {"key": raw, "api_key": key})
 

@@ -16,26 +16,28 @@ from django.utils.translation import gettext_lazy as _
 class User(AbstractUser):
     """The site's user: a caller, a channel owner, or both."""
 
-    email = models.EmailField("email address", blank=True)
+    email = models.EmailField(_("email address"), blank=True)
     # The address a verification link was followed for: a changed address is unverified again.
-    verified_email = models.EmailField(blank=True, editable=False)
+    verified_email = models.EmailField(verbose_name=_("verified email"), blank=True, editable=False)
     low_balance_alert_usd = models.DecimalField(
-        "low-balance alert (USD)",
+        _("low-balance alert (USD)"),
         max_digits=20,
         decimal_places=8,
         null=True,
         blank=True,
-        help_text="Warn me (on the dashboard, and by e-mail if switched on) when my balance falls below this.",
+        help_text=_("Warn me (on the dashboard, and by e-mail if switched on) when my balance falls below this."),
     )
     # Notification kinds (accounts/notifications.py) the user switched off; every other kind is sent.
-    notifications_off = models.JSONField(default=list, blank=True)
+    notifications_off = models.JSONField(verbose_name=_("notifications off"), default=list, blank=True)
     # The site's language for this user (empty: the browser's); also the language of their e-mail.
-    language = models.CharField(max_length=10, blank=True, choices=settings.LANGUAGES)
+    language = models.CharField(verbose_name=_("language"), max_length=10, blank=True, choices=settings.LANGUAGES)
     # Part of the session hash: raised when two-factor sign-in is turned on or off, which ends the
     # user's other sessions (accounts/two_factor.py).
-    security_stamp = models.PositiveIntegerField(default=0, editable=False)
+    security_stamp = models.PositiveIntegerField(verbose_name=_("security stamp"), default=0, editable=False)
 
     class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
         db_table = "accounts_user"
         constraints = [
             models.CheckConstraint(
@@ -89,29 +91,44 @@ class ApiKeyQuerySet(models.QuerySet):
 class ApiKey(models.Model):
     """An sk-hub key. Only its SHA-256 hash and a display prefix are stored."""
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
-    public_id = models.CharField(max_length=16, unique=True, default=new_public_id, editable=False)
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=20, help_text="The first characters of the key, for recognising it.")
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    scope = models.CharField(max_length=10, choices=KeyScope.choices, default=KeyScope.RELAY)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    allowed_models = models.JSONField(
-        default=list, blank=True, help_text="Model names this key may call; empty means every model."
+    user = models.ForeignKey(User, verbose_name=_("user"), on_delete=models.CASCADE, related_name="api_keys")
+    public_id = models.CharField(
+        verbose_name=_("public ID"), max_length=16, unique=True, default=new_public_id, editable=False
     )
-    spend_cap_usd = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
+    name = models.CharField(verbose_name=_("name"), max_length=100)
+    prefix = models.CharField(
+        verbose_name=_("prefix"), max_length=20, help_text=_("The first characters of the key, for recognising it.")
+    )
+    key_hash = models.CharField(verbose_name=_("key hash"), max_length=64, unique=True, editable=False)
+    scope = models.CharField(verbose_name=_("scope"), max_length=10, choices=KeyScope.choices, default=KeyScope.RELAY)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(verbose_name=_("expires at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(verbose_name=_("revoked at"), null=True, blank=True)
+    last_used_at = models.DateTimeField(verbose_name=_("last used at"), null=True, blank=True)
+    allowed_models = models.JSONField(
+        verbose_name=_("allowed models"),
+        default=list,
+        blank=True,
+        help_text=_("Model names this key may call; empty means every model."),
+    )
+    spend_cap_usd = models.DecimalField(
+        verbose_name=_("spend cap USD"), max_digits=20, decimal_places=8, null=True, blank=True
+    )
     # Maintained by billing.ledger in the same transaction as each charge.
-    spent_usd = models.DecimalField(max_digits=20, decimal_places=8, default=0, editable=False)
+    spent_usd = models.DecimalField(
+        verbose_name=_("spent USD"), max_digits=20, decimal_places=8, default=0, editable=False
+    )
     # The open holds of this key (calls in flight), maintained beside spent_usd in every hold and
     # settlement, so that a spend cap counts the calls still running: spent + reserved <= cap.
-    reserved_usd = models.DecimalField(max_digits=20, decimal_places=8, default=0, editable=False)
+    reserved_usd = models.DecimalField(
+        verbose_name=_("reserved USD"), max_digits=20, decimal_places=8, default=0, editable=False
+    )
 
     objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -142,26 +159,42 @@ class AuditEntry(models.Model):
     never hold a secret: a replaced upstream key is recorded as replaced, with its count.
     """
 
-    created_at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now, db_index=True, editable=False)
     # Who acted: a signed-in user (actor), or an operator's command, a Celery task, the relay itself.
     actor = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_actions", editable=False
+        User,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_actions",
+        editable=False,
     )
-    actor_label = models.CharField(max_length=120, editable=False)
-    via = models.CharField(max_length=10, editable=False)  # web, api, admin, cli, task, relay
-    ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    actor_label = models.CharField(verbose_name=_("actor label"), max_length=120, editable=False)
+    via = models.CharField(verbose_name=_("via"), max_length=10, editable=False)  # web, api, admin, cli, task, relay
+    ip = models.GenericIPAddressField(verbose_name=_("IP"), null=True, blank=True, editable=False)
     # Whose entry it is: the owner of what changed, who sees it on their own pages.
     owner = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_entries", editable=False
+        User,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_entries",
+        editable=False,
     )
-    action = models.CharField(max_length=40, db_index=True, editable=False)
-    target = models.CharField(max_length=80, blank=True, editable=False)  # "channel:<public id>", "key:…"
-    before = models.JSONField(null=True, blank=True, editable=False, encoder=DjangoJSONEncoder)
-    after = models.JSONField(null=True, blank=True, editable=False, encoder=DjangoJSONEncoder)
+    action = models.CharField(verbose_name=_("action"), max_length=40, db_index=True, editable=False)
+    # "channel:<public id>", "key:…"
+    target = models.CharField(verbose_name=_("target"), max_length=80, blank=True, editable=False)
+    before = models.JSONField(
+        verbose_name=_("before"), null=True, blank=True, editable=False, encoder=DjangoJSONEncoder
+    )
+    after = models.JSONField(verbose_name=_("after"), null=True, blank=True, editable=False, encoder=DjangoJSONEncoder)
 
     class Meta:
+        verbose_name = _("audit entry")
         ordering = ["-created_at", "-id"]
-        verbose_name_plural = "audit entries"
+        verbose_name_plural = _("audit entries")
         indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["target", "-created_at"])]
 
     def __str__(self) -> str:
@@ -171,13 +204,15 @@ class AuditEntry(models.Model):
 class Notification(models.Model):
     """An e-mail TokenHub sent a user (or failed to): what the settings page lists as recent."""
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
-    kind = models.CharField(max_length=20)
-    subject = models.CharField(max_length=200)
-    sent = models.BooleanField(default=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(User, verbose_name=_("user"), on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(verbose_name=_("kind"), max_length=20)
+    subject = models.CharField(verbose_name=_("subject"), max_length=200)
+    sent = models.BooleanField(verbose_name=_("sent"), default=True)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["user", "-created_at"])]
 

@@ -177,7 +177,9 @@ class PayoutAdmin(ReadOnlyAdmin):
 
 
 class GrantForm(forms.Form):
-    amount = forms.DecimalField(max_digits=20, decimal_places=8, help_text="USD; negative to debit (never below zero).")
+    amount = forms.DecimalField(
+        max_digits=20, decimal_places=8, help_text=gettext_lazy("USD; negative to debit (never below zero).")
+    )
     memo = forms.CharField(max_length=200)
 
 

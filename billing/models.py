@@ -39,12 +39,23 @@ CACHED_KINDS = frozenset({AccountKind.USER, AccountKind.HOLD})
 
 
 class Account(models.Model):
-    code = models.CharField(max_length=40, unique=True)  # "user:12", "owner:12", "platform:revenue"
-    kind = models.CharField(max_length=16, choices=AccountKind.choices)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
-    balance = models.DecimalField(**MONEY, null=True, blank=True, help_text="Cached; NULL when derived from entries.")
+    # "user:12", "owner:12", "platform:revenue"
+    code = models.CharField(verbose_name=_("code"), max_length=40, unique=True)
+    kind = models.CharField(verbose_name=_("kind"), max_length=16, choices=AccountKind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), null=True, blank=True, on_delete=models.PROTECT
+    )
+    balance = models.DecimalField(
+        verbose_name=_("balance"),
+        **MONEY,
+        null=True,
+        blank=True,
+        help_text=_("Cached; NULL when derived from entries."),
+    )
 
     class Meta:
+        verbose_name = _("account")
+        verbose_name_plural = _("accounts")
         constraints = [
             models.CheckConstraint(
                 condition=~Q(kind__in=["user", "hold"]) | Q(balance__gte=0), name="cached_balance_not_negative"
@@ -74,14 +85,23 @@ class TransactionKind(models.TextChoices):
 
 
 class Transaction(models.Model):
-    kind = models.CharField(max_length=24, choices=TransactionKind.choices)
+    kind = models.CharField(verbose_name=_("kind"), max_length=24, choices=TransactionKind.choices)
     # A retried operation finds its earlier transaction here instead of posting twice.
-    idempotency_key = models.CharField(max_length=120, unique=True, null=True, blank=True)
-    memo = models.CharField(max_length=200, blank=True)
-    actor = models.CharField(max_length=120, blank=True, help_text="Who acted: system, admin:<name>, cli:<os user>.")
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    idempotency_key = models.CharField(
+        verbose_name=_("idempotency key"), max_length=120, unique=True, null=True, blank=True
+    )
+    memo = models.CharField(verbose_name=_("memo"), max_length=200, blank=True)
+    actor = models.CharField(
+        verbose_name=_("actor"),
+        max_length=120,
+        blank=True,
+        help_text=_("Who acted: system, admin:<name>, cli:<os user>."),
+    )
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now, db_index=True)
 
     class Meta:
+        verbose_name = _("transaction")
+        verbose_name_plural = _("transactions")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
@@ -89,13 +109,19 @@ class Transaction(models.Model):
 
 
 class Entry(models.Model):
-    transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, related_name="entries")
+    transaction = models.ForeignKey(
+        Transaction, verbose_name=_("transaction"), on_delete=models.PROTECT, related_name="entries"
+    )
     # No index of its own: the (account, transaction) index below serves lookups by account, and
     # every relayed call inserts six entries, each paying for each index.
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries", db_index=False)
-    amount = models.DecimalField(**MONEY)
+    account = models.ForeignKey(
+        Account, verbose_name=_("account"), on_delete=models.PROTECT, related_name="entries", db_index=False
+    )
+    amount = models.DecimalField(verbose_name=_("amount"), **MONEY)
 
     class Meta:
+        verbose_name = _("entry")
+        verbose_name_plural = _("entries")
         indexes = [models.Index(fields=["account", "transaction"])]
         constraints = [models.CheckConstraint(condition=~Q(amount=0), name="entry_amount_not_zero")]
 
@@ -112,19 +138,27 @@ class HoldStatus(models.TextChoices):
 class Hold(models.Model):
     """An estimate moved from a user's balance before an upstream call."""
 
-    request_id = models.CharField(max_length=64, unique=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="holds")
-    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.PROTECT)
-    model = models.CharField(max_length=200, blank=True)
-    amount = models.DecimalField(**MONEY)
+    request_id = models.CharField(verbose_name=_("request ID"), max_length=64, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.PROTECT, related_name="holds"
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", verbose_name=_("API key"), null=True, blank=True, on_delete=models.PROTECT
+    )
+    model = models.CharField(verbose_name=_("model"), max_length=200, blank=True)
+    amount = models.DecimalField(verbose_name=_("amount"), **MONEY)
     # The model's prices when the call started: settlement uses these, so a price change never
     # alters a call already in flight.
-    prices = models.JSONField(null=True, blank=True)
-    status = models.CharField(max_length=10, choices=HoldStatus.choices, default=HoldStatus.OPEN)
-    created_at = models.DateTimeField(default=timezone.now)
-    closed_at = models.DateTimeField(null=True, blank=True)
+    prices = models.JSONField(verbose_name=_("prices"), null=True, blank=True)
+    status = models.CharField(
+        verbose_name=_("status"), max_length=10, choices=HoldStatus.choices, default=HoldStatus.OPEN
+    )
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
+    closed_at = models.DateTimeField(verbose_name=_("closed at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("hold")
+        verbose_name_plural = _("holds")
         indexes = [models.Index(fields=["status", "created_at"])]
         constraints = [models.CheckConstraint(condition=Q(amount__gte=0), name="hold_amount_not_negative")]
 
@@ -142,39 +176,60 @@ class UsageStatus(models.TextChoices):
 class UsageRecord(models.Model):
     """One relayed call: metadata only (never prompts or answers)."""
 
-    request_id = models.CharField(max_length=64, unique=True)
+    request_id = models.CharField(verbose_name=_("request ID"), max_length=64, unique=True)
     # user and api_key are served by the (field, -created_at) indexes below; one index each is enough.
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage", db_index=False)
-    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.PROTECT, db_index=False)
-    model = models.CharField(max_length=200)
-    channel = models.CharField(max_length=40, blank=True, help_text="Public id of the channel that served it.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.PROTECT, related_name="usage", db_index=False
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", verbose_name=_("API key"), null=True, blank=True, on_delete=models.PROTECT, db_index=False
+    )
+    model = models.CharField(verbose_name=_("model"), max_length=200)
+    channel = models.CharField(
+        verbose_name=_("channel"), max_length=40, blank=True, help_text=_("Public id of the channel that served it.")
+    )
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="served_usage"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="served_usage",
     )
-    input_tokens = models.PositiveIntegerField(default=0)
-    output_tokens = models.PositiveIntegerField(default=0)
-    cache_read_tokens = models.PositiveIntegerField(default=0)
-    cache_write_tokens = models.PositiveIntegerField(default=0)
-    reasoning_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(**MONEY, default=ZERO)
-    owner_cut_usd = models.DecimalField(**MONEY, default=ZERO)
-    platform_usd = models.DecimalField(**MONEY, default=ZERO)
+    input_tokens = models.PositiveIntegerField(verbose_name=_("input tokens"), default=0)
+    output_tokens = models.PositiveIntegerField(verbose_name=_("output tokens"), default=0)
+    cache_read_tokens = models.PositiveIntegerField(verbose_name=_("cache read tokens"), default=0)
+    cache_write_tokens = models.PositiveIntegerField(verbose_name=_("cache write tokens"), default=0)
+    reasoning_tokens = models.PositiveIntegerField(verbose_name=_("reasoning tokens"), default=0)
+    cost_usd = models.DecimalField(verbose_name=_("cost USD"), **MONEY, default=ZERO)
+    owner_cut_usd = models.DecimalField(verbose_name=_("owner cut USD"), **MONEY, default=ZERO)
+    platform_usd = models.DecimalField(verbose_name=_("platform USD"), **MONEY, default=ZERO)
     excess_usd = models.DecimalField(
-        **MONEY, default=ZERO, help_text="Cost reported above the hold: not billed (the hold is the maximum)."
-    )
-    upstream_usd = models.DecimalField(
+        verbose_name=_("excess USD"),
         **MONEY,
         default=ZERO,
-        help_text="What the call used of the channel's upstream at the catalog's prices (the owner's spend limits).",
+        help_text=_("Cost reported above the hold: not billed (the hold is the maximum)."),
     )
-    latency_ms = models.PositiveIntegerField(default=0)
-    status = models.CharField(max_length=10, choices=UsageStatus.choices)
-    estimated = models.BooleanField(default=False, help_text="Tokens counted locally: the upstream sent no usage.")
-    error = models.CharField(max_length=300, blank=True)
-    transaction = models.ForeignKey(Transaction, null=True, blank=True, on_delete=models.PROTECT)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    upstream_usd = models.DecimalField(
+        verbose_name=_("upstream USD"),
+        **MONEY,
+        default=ZERO,
+        help_text=_("What the call used of the channel's upstream at the catalog's prices (the owner's spend limits)."),
+    )
+    latency_ms = models.PositiveIntegerField(verbose_name=_("latency ms"), default=0)
+    status = models.CharField(verbose_name=_("status"), max_length=10, choices=UsageStatus.choices)
+    estimated = models.BooleanField(
+        verbose_name=_("estimated"), default=False, help_text=_("Tokens counted locally: the upstream sent no usage.")
+    )
+    error = models.CharField(verbose_name=_("error"), max_length=300, blank=True)
+    transaction = models.ForeignKey(
+        Transaction, verbose_name=_("transaction"), null=True, blank=True, on_delete=models.PROTECT
+    )
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now, db_index=True)
 
     class Meta:
+        verbose_name = _("usage record")
+        verbose_name_plural = _("usage records")
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["user", "-created_at"]),
@@ -190,13 +245,17 @@ class UsageRecord(models.Model):
 class CheckIn(models.Model):
     """One per user per UTC day: the unique row is what makes the reward idempotent."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="checkins")
-    day = models.DateField()
-    amount = models.DecimalField(**MONEY)
-    transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT)
-    created_at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.PROTECT, related_name="checkins"
+    )
+    day = models.DateField(verbose_name=_("day"))
+    amount = models.DecimalField(verbose_name=_("amount"), **MONEY)
+    transaction = models.OneToOneField(Transaction, verbose_name=_("transaction"), on_delete=models.PROTECT)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("check-in")
+        verbose_name_plural = _("check-ins")
         constraints = [models.UniqueConstraint(fields=["user", "day"], name="one_checkin_per_user_per_day")]
 
     def __str__(self) -> str:
@@ -204,16 +263,17 @@ class CheckIn(models.Model):
 
 
 class RedemptionBatch(models.Model):
-    label = models.CharField(max_length=100)
-    amount = models.DecimalField(**MONEY)
-    count = models.PositiveIntegerField()
-    expires_at = models.DateTimeField(null=True, blank=True)
-    created_by = models.CharField(max_length=120, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    label = models.CharField(verbose_name=_("label"), max_length=100)
+    amount = models.DecimalField(verbose_name=_("amount"), **MONEY)
+    count = models.PositiveIntegerField(verbose_name=_("count"))
+    expires_at = models.DateTimeField(verbose_name=_("expires at"), null=True, blank=True)
+    created_by = models.CharField(verbose_name=_("created by"), max_length=120, blank=True)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("redemption batch")
         ordering = ["-created_at"]
-        verbose_name_plural = "redemption batches"
+        verbose_name_plural = _("redemption batches")
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="batch_amount_positive")]
 
     def __str__(self) -> str:
@@ -221,13 +281,19 @@ class RedemptionBatch(models.Model):
 
 
 class RedemptionCode(models.Model):
-    batch = models.ForeignKey(RedemptionBatch, on_delete=models.PROTECT, related_name="codes")
-    code = models.CharField(max_length=40, unique=True)
-    redeemed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
-    redeemed_at = models.DateTimeField(null=True, blank=True)
-    transaction = models.OneToOneField(Transaction, null=True, blank=True, on_delete=models.PROTECT)
+    batch = models.ForeignKey(RedemptionBatch, verbose_name=_("batch"), on_delete=models.PROTECT, related_name="codes")
+    code = models.CharField(verbose_name=_("code"), max_length=40, unique=True)
+    redeemed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("redeemed by"), null=True, blank=True, on_delete=models.PROTECT
+    )
+    redeemed_at = models.DateTimeField(verbose_name=_("redeemed at"), null=True, blank=True)
+    transaction = models.OneToOneField(
+        Transaction, verbose_name=_("transaction"), null=True, blank=True, on_delete=models.PROTECT
+    )
 
     class Meta:
+        verbose_name = _("redemption code")
+        verbose_name_plural = _("redemption codes")
         ordering = ["id"]
 
     def __str__(self) -> str:
@@ -241,16 +307,24 @@ class PayoutStatus(models.TextChoices):
 
 
 class Payout(models.Model):
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payouts")
-    public_id = models.CharField(max_length=16, unique=True)
-    amount = models.DecimalField(**MONEY)
-    destination = models.CharField(max_length=200, help_text="Where the owner wants the money sent.")
-    status = models.CharField(max_length=10, choices=PayoutStatus.choices, default=PayoutStatus.PENDING)
-    created_at = models.DateTimeField(default=timezone.now)
-    decided_at = models.DateTimeField(null=True, blank=True)
-    decided_by = models.CharField(max_length=120, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("owner"), on_delete=models.PROTECT, related_name="payouts"
+    )
+    public_id = models.CharField(verbose_name=_("public ID"), max_length=16, unique=True)
+    amount = models.DecimalField(verbose_name=_("amount"), **MONEY)
+    destination = models.CharField(
+        verbose_name=_("destination"), max_length=200, help_text=_("Where the owner wants the money sent.")
+    )
+    status = models.CharField(
+        verbose_name=_("status"), max_length=10, choices=PayoutStatus.choices, default=PayoutStatus.PENDING
+    )
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
+    decided_at = models.DateTimeField(verbose_name=_("decided at"), null=True, blank=True)
+    decided_by = models.CharField(verbose_name=_("decided by"), max_length=120, blank=True)
 
     class Meta:
+        verbose_name = _("payout")
+        verbose_name_plural = _("payouts")
         ordering = ["-created_at"]
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive")]
 
@@ -263,35 +337,47 @@ class UsageDaily(models.Model):
     user, key, model, channel, owner and status of that UTC day. The ledger keeps every transaction; these
     keep the calls' totals once the per-call records are gone."""
 
-    day = models.DateField()
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage_days")
-    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.PROTECT)
-    model = models.CharField(max_length=200)
-    channel = models.CharField(max_length=40, blank=True)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="served_usage_days"
+    day = models.DateField(verbose_name=_("day"))
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.PROTECT, related_name="usage_days"
     )
-    status = models.CharField(max_length=10, choices=UsageStatus.choices)
-    calls = models.PositiveIntegerField(default=0)
-    settled_calls = models.PositiveIntegerField(default=0, help_text="Calls with a ledger transaction.")
-    estimated_calls = models.PositiveIntegerField(default=0)
-    input_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
-    cache_read_tokens = models.BigIntegerField(default=0)
-    cache_write_tokens = models.BigIntegerField(default=0)
-    reasoning_tokens = models.BigIntegerField(default=0)
-    cost_usd = models.DecimalField(**MONEY, default=ZERO)
-    owner_cut_usd = models.DecimalField(**MONEY, default=ZERO)
-    platform_usd = models.DecimalField(**MONEY, default=ZERO)
-    excess_usd = models.DecimalField(**MONEY, default=ZERO)
-    upstream_usd = models.DecimalField(**MONEY, default=ZERO)
-    latency_ms_total = models.BigIntegerField(default=0)
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", verbose_name=_("API key"), null=True, blank=True, on_delete=models.PROTECT
+    )
+    model = models.CharField(verbose_name=_("model"), max_length=200)
+    channel = models.CharField(verbose_name=_("channel"), max_length=40, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="served_usage_days",
+    )
+    status = models.CharField(verbose_name=_("status"), max_length=10, choices=UsageStatus.choices)
+    calls = models.PositiveIntegerField(verbose_name=_("calls"), default=0)
+    settled_calls = models.PositiveIntegerField(
+        verbose_name=_("settled calls"), default=0, help_text=_("Calls with a ledger transaction.")
+    )
+    estimated_calls = models.PositiveIntegerField(verbose_name=_("estimated calls"), default=0)
+    input_tokens = models.BigIntegerField(verbose_name=_("input tokens"), default=0)
+    output_tokens = models.BigIntegerField(verbose_name=_("output tokens"), default=0)
+    cache_read_tokens = models.BigIntegerField(verbose_name=_("cache read tokens"), default=0)
+    cache_write_tokens = models.BigIntegerField(verbose_name=_("cache write tokens"), default=0)
+    reasoning_tokens = models.BigIntegerField(verbose_name=_("reasoning tokens"), default=0)
+    cost_usd = models.DecimalField(verbose_name=_("cost USD"), **MONEY, default=ZERO)
+    owner_cut_usd = models.DecimalField(verbose_name=_("owner cut USD"), **MONEY, default=ZERO)
+    platform_usd = models.DecimalField(verbose_name=_("platform USD"), **MONEY, default=ZERO)
+    excess_usd = models.DecimalField(verbose_name=_("excess USD"), **MONEY, default=ZERO)
+    upstream_usd = models.DecimalField(verbose_name=_("upstream USD"), **MONEY, default=ZERO)
+    latency_ms_total = models.BigIntegerField(verbose_name=_("latency ms total"), default=0)
     # The newest ledger transaction among the calls: reconcile tells rolled-up settlements from lost ones.
-    max_transaction_id = models.BigIntegerField(null=True, blank=True)
+    max_transaction_id = models.BigIntegerField(verbose_name=_("max transaction ID"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("daily usage")
         ordering = ["-day", "model"]
-        verbose_name_plural = "usage days"
+        verbose_name_plural = _("usage days")
         indexes = [models.Index(fields=["user", "-day"]), models.Index(fields=["owner", "-day"])]
 
     def __str__(self) -> str:

@@ -36,25 +36,30 @@ CAPABILITIES = {
 class CatalogModel(models.Model):
     """A canonical model with its prices (USD per 1M tokens)."""
 
-    name = models.CharField(max_length=200, unique=True)
-    provider = models.CharField(max_length=40, blank=True, help_text="Who makes it (informational).")
-    display_name = models.CharField(max_length=200, blank=True)
-    mode = models.CharField(max_length=20, default="chat", choices=[("chat", "chat"), ("embedding", "embedding")])
-    context_window = models.PositiveIntegerField(null=True, blank=True)
-    default_output_tokens = models.PositiveIntegerField(default=4096)
-    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
-    input_price = models.DecimalField(**PRICE, null=True, blank=True)
-    output_price = models.DecimalField(**PRICE, null=True, blank=True)
-    cache_read_price = models.DecimalField(**PRICE, null=True, blank=True)
-    cache_write_price = models.DecimalField(**PRICE, null=True, blank=True)
-    reasoning_price = models.DecimalField(**PRICE, null=True, blank=True)
+    name = models.CharField(verbose_name=_("name"), max_length=200, unique=True)
+    provider = models.CharField(
+        verbose_name=_("provider"), max_length=40, blank=True, help_text=_("Who makes it (informational).")
+    )
+    display_name = models.CharField(verbose_name=_("display name"), max_length=200, blank=True)
+    mode = models.CharField(
+        verbose_name=_("mode"), max_length=20, default="chat", choices=[("chat", "chat"), ("embedding", "embedding")]
+    )
+    context_window = models.PositiveIntegerField(verbose_name=_("context window"), null=True, blank=True)
+    default_output_tokens = models.PositiveIntegerField(verbose_name=_("default output tokens"), default=4096)
+    max_output_tokens = models.PositiveIntegerField(verbose_name=_("max output tokens"), null=True, blank=True)
+    input_price = models.DecimalField(verbose_name=_("input price"), **PRICE, null=True, blank=True)
+    output_price = models.DecimalField(verbose_name=_("output price"), **PRICE, null=True, blank=True)
+    cache_read_price = models.DecimalField(verbose_name=_("cache read price"), **PRICE, null=True, blank=True)
+    cache_write_price = models.DecimalField(verbose_name=_("cache write price"), **PRICE, null=True, blank=True)
+    reasoning_price = models.DecimalField(verbose_name=_("reasoning price"), **PRICE, null=True, blank=True)
     # What the model can do besides text in and out, for the models page's filter (CAPABILITIES).
-    capabilities = models.JSONField(default=list, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    capabilities = models.JSONField(verbose_name=_("capabilities"), default=list, blank=True)
+    updated_at = models.DateTimeField(verbose_name=_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name_plural = _("models")
         ordering = ["name"]
-        verbose_name = "model"
+        verbose_name = _("model")
         constraints = [
             models.CheckConstraint(
                 condition=Q(input_price__isnull=True) | Q(input_price__gte=0), name="input_price_not_negative"
@@ -92,12 +97,13 @@ class CatalogModel(models.Model):
 class ModelAlias(models.Model):
     """Another name for a canonical model (`deepseek/deepseek-chat` for `deepseek-chat`)."""
 
-    alias = models.CharField(max_length=200, unique=True)
-    model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="aliases")
+    alias = models.CharField(verbose_name=_("alias"), max_length=200, unique=True)
+    model = models.ForeignKey(CatalogModel, verbose_name=_("model"), on_delete=models.CASCADE, related_name="aliases")
 
     class Meta:
+        verbose_name = _("model alias")
         ordering = ["alias"]
-        verbose_name_plural = "model aliases"
+        verbose_name_plural = _("model aliases")
 
     def __str__(self) -> str:
         return f"{self.alias} → {self.model.name}"
@@ -147,79 +153,109 @@ class ChannelQuerySet(models.QuerySet):
 class Channel(models.Model):
     """An owner's upstream account: where calls for its models can go."""
 
-    public_id = models.CharField(max_length=20, unique=True, default=new_channel_id, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="channels")
-    name = models.CharField(max_length=100, validators=[validate_text])
-    provider = models.CharField(max_length=24, choices=providers.choices)
-    base_url = models.URLField(max_length=300, validators=[validate_upstream_url])
+    public_id = models.CharField(
+        verbose_name=_("public ID"), max_length=20, unique=True, default=new_channel_id, editable=False
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("owner"), on_delete=models.PROTECT, related_name="channels"
+    )
+    name = models.CharField(verbose_name=_("name"), max_length=100, validators=[validate_text])
+    provider = models.CharField(verbose_name=_("provider"), max_length=24, choices=providers.choices)
+    base_url = models.URLField(verbose_name=_("base URL"), max_length=300, validators=[validate_upstream_url])
     model_names = models.JSONField(
+        verbose_name=_("model names"),
         default=list,
         validators=[validate_model_names],
-        help_text="Model names (canonical or alias) this channel serves.",
+        help_text=_("Model names (canonical or alias) this channel serves."),
     )
     model_mapping = models.JSONField(
+        verbose_name=_("model mapping"),
         default=dict,
         blank=True,
         validators=[validate_model_mapping],
-        help_text='Optional {"name callers use": "name the upstream expects"}.',
+        help_text=_('Optional {"name callers use": "name the upstream expects"}.'),
     )
     owner_cut = models.DecimalField(
+        verbose_name=_("owner cut"),
         max_digits=5,
         decimal_places=4,
         default=Decimal("0"),
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.5"))],
-        help_text="The owner's share of each call, 0 to 0.5 (50 %).",
+        help_text=_("The owner's share of each call, 0 to 0.5 (50 %)."),
     )
     priority = models.IntegerField(
+        verbose_name=_("priority"),
         default=0,
         validators=[MinValueValidator(PRIORITY_RANGE[0]), MaxValueValidator(PRIORITY_RANGE[1])],
-        help_text="Higher is tried first. Set by staff only, -100 to 100.",
+        help_text=_("Higher is tried first. Set by staff only, -100 to 100."),
     )
     weight = models.PositiveIntegerField(
+        verbose_name=_("weight"),
         default=1,
         validators=[MinValueValidator(WEIGHT_RANGE[0]), MaxValueValidator(WEIGHT_RANGE[1])],
-        help_text="Relative share within a priority, 1 to 100 (counted as 1 while on probation).",
+        help_text=_("Relative share within a priority, 1 to 100 (counted as 1 while on probation)."),
     )
     # When the current probation began: only calls since then count towards leaving it.
-    probation_since = models.DateTimeField(default=timezone.now, editable=False)
+    probation_since = models.DateTimeField(verbose_name=_("probation since"), default=timezone.now, editable=False)
     approved_at = models.DateTimeField(
+        verbose_name=_("approved at"),
         null=True,
         blank=True,
-        help_text="When the channel left probation (staff approval or a proven record); empty: on probation.",
+        help_text=_("When the channel left probation (staff approval or a proven record); empty: on probation."),
     )
-    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
-    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
-    status = models.CharField(max_length=16, choices=ChannelStatus.choices, default=ChannelStatus.ACTIVE)
-    status_reason = models.CharField(max_length=300, blank=True)
-    status_changed_at = models.DateTimeField(null=True, blank=True)
-    auto_disable = models.BooleanField(default=True, help_text="Disable on authentication or quota errors.")
-    visibility = models.CharField(max_length=8, choices=Visibility.choices, default=Visibility.PUBLIC)
+    rpm_limit = models.PositiveIntegerField(verbose_name=_("rpm limit"), null=True, blank=True)
+    concurrency_limit = models.PositiveIntegerField(verbose_name=_("concurrency limit"), null=True, blank=True)
+    status = models.CharField(
+        verbose_name=_("status"), max_length=16, choices=ChannelStatus.choices, default=ChannelStatus.ACTIVE
+    )
+    status_reason = models.CharField(verbose_name=_("status reason"), max_length=300, blank=True)
+    status_changed_at = models.DateTimeField(verbose_name=_("status changed at"), null=True, blank=True)
+    auto_disable = models.BooleanField(
+        verbose_name=_("auto disable"), default=True, help_text=_("Disable on authentication or quota errors.")
+    )
+    visibility = models.CharField(
+        verbose_name=_("visibility"), max_length=8, choices=Visibility.choices, default=Visibility.PUBLIC
+    )
     # Upstream usage at the catalog's prices after which the channel rests until the UTC day or month
     # turns (channels_app/spend.py); calls in flight count at their holds.
     daily_spend_limit_usd = models.DecimalField(
-        **PRICE, null=True, blank=True, validators=[MinValueValidator(Decimal("0.01"))]
+        verbose_name=_("daily spend limit USD"),
+        **PRICE,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.01"))],
     )
     monthly_spend_limit_usd = models.DecimalField(
-        **PRICE, null=True, blank=True, validators=[MinValueValidator(Decimal("0.01"))]
+        verbose_name=_("monthly spend limit USD"),
+        **PRICE,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.01"))],
     )
     # The secret of the channel's invitation link (private channels); empty: no link works.
-    invitation_token = models.CharField(max_length=43, blank=True, editable=False)
-    last_test_at = models.DateTimeField(null=True, blank=True)
-    last_test_ok = models.BooleanField(null=True, blank=True)
-    last_test_latency_ms = models.PositiveIntegerField(null=True, blank=True)
-    last_test_message = models.CharField(max_length=300, blank=True)
-    balance_usd = models.DecimalField(**PRICE, null=True, blank=True)
-    balance_status = models.CharField(max_length=200, blank=True)
-    balance_checked_at = models.DateTimeField(null=True, blank=True)
+    invitation_token = models.CharField(verbose_name=_("invitation token"), max_length=43, blank=True, editable=False)
+    last_test_at = models.DateTimeField(verbose_name=_("last test at"), null=True, blank=True)
+    last_test_ok = models.BooleanField(verbose_name=_("last test ok"), null=True, blank=True)
+    last_test_latency_ms = models.PositiveIntegerField(verbose_name=_("last test latency ms"), null=True, blank=True)
+    last_test_message = models.CharField(verbose_name=_("last test message"), max_length=300, blank=True)
+    balance_usd = models.DecimalField(verbose_name=_("balance USD"), **PRICE, null=True, blank=True)
+    balance_status = models.CharField(verbose_name=_("balance status"), max_length=200, blank=True)
+    balance_checked_at = models.DateTimeField(verbose_name=_("balance checked at"), null=True, blank=True)
     min_balance_usd = models.DecimalField(
-        **PRICE, null=True, blank=True, help_text="Pause the channel when its upstream balance drops below this."
+        verbose_name=_("min balance USD"),
+        **PRICE,
+        null=True,
+        blank=True,
+        help_text=_("Pause the channel when its upstream balance drops below this."),
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(verbose_name=_("updated at"), auto_now=True)
 
     objects = ChannelQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("channel")
+        verbose_name_plural = _("channels")
         ordering = ["-priority", "name"]
         constraints = [
             models.CheckConstraint(
@@ -249,12 +285,18 @@ class Channel(models.Model):
 class ChannelShare(models.Model):
     """A user a private channel is shared with: their keys' calls may be routed to it."""
 
-    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="shares")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shared_channels")
-    via = models.CharField(max_length=12, choices=[("owner", "Added by the owner"), ("link", "Invitation link")])
-    created_at = models.DateTimeField(default=timezone.now)
+    channel = models.ForeignKey(Channel, verbose_name=_("channel"), on_delete=models.CASCADE, related_name="shares")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="shared_channels"
+    )
+    via = models.CharField(
+        verbose_name=_("via"), max_length=12, choices=[("owner", "Added by the owner"), ("link", "Invitation link")]
+    )
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("channel share")
+        verbose_name_plural = _("channel shares")
         ordering = ["channel", "created_at"]
         constraints = [models.UniqueConstraint(fields=["channel", "user"], name="one_share_per_user")]
 
@@ -265,13 +307,15 @@ class ChannelShare(models.Model):
 class ChannelKey(models.Model):
     """One upstream key of a channel, AES-GCM encrypted; only its last characters are ever shown."""
 
-    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="keys")
-    position = models.PositiveIntegerField(default=0)
-    key_id = models.CharField(max_length=32, help_text="Encryption key version.")
-    ciphertext = models.TextField()
-    masked = models.CharField(max_length=12)
+    channel = models.ForeignKey(Channel, verbose_name=_("channel"), on_delete=models.CASCADE, related_name="keys")
+    position = models.PositiveIntegerField(verbose_name=_("position"), default=0)
+    key_id = models.CharField(verbose_name=_("key ID"), max_length=32, help_text=_("Encryption key version."))
+    ciphertext = models.TextField(verbose_name=_("ciphertext"))
+    masked = models.CharField(verbose_name=_("masked"), max_length=12)
 
     class Meta:
+        verbose_name = _("channel key")
+        verbose_name_plural = _("channel keys")
         ordering = ["channel", "position"]
         constraints = [models.UniqueConstraint(fields=["channel", "position"], name="one_key_per_position")]
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DomainValidationError
 from django.http import Http404
+from django.utils.translation import gettext as _
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from .lib import input_errors
 from .lib.api_auth import MANAGE, KeyScopeError
 
 DESCRIPTION = """Your account, keys, usage, statement and channels.
@@ -36,8 +38,8 @@ def on_validation_error(request, exc: ValidationError):
     fields = {}
     for item in exc.errors:
         location = [str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path", "payload")]
-        fields[".".join(location) or "body"] = item.get("msg", "invalid")
-    return error(request, 422, "invalid_input", "The request has invalid fields.", fields)
+        fields[".".join(location) or "body"] = input_errors.message(item)
+    return error(request, 422, "invalid_input", _("The request has invalid fields."), fields)
 
 
 @api.exception_handler(DomainValidationError)
@@ -54,17 +56,17 @@ def on_domain_validation_error(request, exc: DomainValidationError):
 
 @api.exception_handler(AuthenticationError)
 def on_authentication_error(request, exc):
-    return error(request, 401, "unauthenticated", "Log in, or send an sk-hub key as 'Authorization: Bearer …'.")
+    return error(request, 401, "unauthenticated", _("Log in, or send an sk-hub key as 'Authorization: Bearer …'."))
 
 
 @api.exception_handler(KeyScopeError)
 def on_key_scope(request, exc: KeyScopeError):
-    return error(request, 403, "key_scope", exc.message)
+    return error(request, 403, "key_scope", str(exc.message))
 
 
 @api.exception_handler(Http404)
 def on_not_found(request, exc):
-    return error(request, 404, "not_found", "No such object (or it is not yours).")
+    return error(request, 404, "not_found", _("No such object (or it is not yours)."))
 
 
 @api.exception_handler(HttpError)

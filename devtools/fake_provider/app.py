@@ -14,6 +14,8 @@ play a healthy channel and a broken one side by side:
   html-<status>   answer with an HTML page (text/html) and that status, e.g. html-200, html-400
   slowbody-<ms>   send a non-streamed answer's headers, then wait that long before its body
   badevent        streams send one content chunk, then an event whose data is not JSON
+  deepusage       a chat completion stream's usage chunk is nested 100,000 levels deep (past any parser's
+                  recursion limit)
   negusage, floatusage, infusage, textusage
                   chat completions report usage that is not a count (negative, 1.5e30, Infinity, "lots")
   status-<code>   a non-streamed chat completion answers with that 2xx status (e.g. status-205)
@@ -366,7 +368,14 @@ class FakeProvider:
                 await send({"type": "http.response.body", "body": b"data: {not json\n\n", "more_body": True})
         await send({"type": "http.response.body", "body": chunk({}, finish), "more_body": True})
         include_usage = (body.get("stream_options") or {}).get("include_usage")
-        if include_usage and "nousage" not in key:
+        if include_usage and "deepusage" in key:
+            nested = b'{"id": "%s", "object": "chat.completion.chunk", "choices": [], "usage": %s%s}' % (
+                completion_id.encode(),
+                b"[" * 100_000,
+                b"]" * 100_000,
+            )
+            await send({"type": "http.response.body", "body": b"data: " + nested + b"\n\n", "more_body": True})
+        elif include_usage and "nousage" not in key:
             await send(
                 {"type": "http.response.body", "body": chunk(None, usage_value=usage, choices=False), "more_body": True}
             )

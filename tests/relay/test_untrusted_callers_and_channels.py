@@ -246,6 +246,18 @@ def test_an_unreadable_stream_event_ends_a_translated_stream_with_an_error_and_s
     assert reconcile().problems == []
 
 
+def test_a_final_event_nested_past_the_recursion_limit_ends_the_stream_and_settles(world):
+    only_channel(world, keys_=("deepusage",))  # passed through: the usage chunk itself cannot be read
+    with pytest.raises(openai.APIError, match="could not read"):
+        for _chunk in world.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=True):
+            pass
+    settled()
+    record = UsageRecord.objects.get()
+    assert record.status == UsageStatus.PARTIAL and record.estimated  # billed on TokenHub's own count
+    assert Hold.objects.get().status == HoldStatus.SETTLED
+    assert reconcile().problems == []
+
+
 def _leave_after(url: str, body: dict, headers: dict, seconds: float) -> None:
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(url, json=body, headers=headers, timeout=httpx.Timeout(seconds))

@@ -110,3 +110,44 @@ def test_an_owners_input_mistakes_are_told_in_their_language(bob):
     }
     refused = page.post(reverse("channels:list"), form).content.decode()
     assert "第 1 个密钥：上游密钥只能包含可见 ASCII 字符" in refused
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", {"name": "This field may not be empty.", "scope": "Choose one of: 'relay', 'manage'."}),
+        ("zh-CN", {"name": "此项不能为空。", "scope": "请选择其中之一：'relay', 'manage'。"}),
+    ],
+)
+def test_the_json_apis_field_errors_are_sentences_in_the_callers_language(alice, language, expected):
+    from accounts import keys
+
+    _key, manage = keys.create_key(alice, "tool", scope="manage")
+    client = Client(HTTP_ACCEPT_LANGUAGE=language, HTTP_AUTHORIZATION=f"Bearer {manage}")
+    refused = client.post(
+        "/api/keys",
+        {"name": "", "scope": "root", "spend_cap_usd": "-1", "expires_at": "2027-01-31T12:00:00"},
+        content_type="application/json",
+    )
+    error = refused.json()["error"]
+    assert refused.status_code == 422 and {name: error["fields"][name] for name in expected} == expected
+    assert set(error["fields"]) == {"name", "scope", "spend_cap_usd", "expires_at"}
+    if language == "zh-CN":
+        assert error["message"] == "请求中有无效的字段。"
+        assert "时区" in error["fields"]["expires_at"] and "0" in error["fields"]["spend_cap_usd"]
+        assert re.search(r"[\u4e00-\u9fff]", error["fields"]["spend_cap_usd"])
+    else:
+        assert error["fields"]["expires_at"].startswith("Include a timezone")
+
+
+def test_the_admin_names_models_and_fields_in_the_staffs_language():
+    from tests.conftest import make_user, sign_in
+
+    staff = make_user("root", is_staff=True, is_superuser=True, language="zh-hans")
+    client = Client()
+    sign_in(client, staff)
+    index = client.get("/admin/").content.decode()
+    assert "渠道与模型目录" in index and "用量记录" in index and "兑换码批次" in index and "TokenHub 管理" in index
+    form = client.get("/admin/channels_app/channel/add/").content.decode()
+    assert "每日消费限额（美元）" in form and "上游余额低于此值时暂停渠道。" in form
+    assert "daily spend limit" not in form

@@ -7,6 +7,7 @@ until someone decides otherwise (tests/ui/test_api_scopes.py walks every operati
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy
 from ninja.security import HttpBearer, SessionAuth
 
 from accounts import keys
@@ -16,7 +17,7 @@ from accounts.models import KeyScope, User
 class KeyScopeError(Exception):
     """A usable key whose scope does not cover this operation (answered 403 key_scope)."""
 
-    message = (
+    message = gettext_lazy(
         "This is a relay key: it may only call /v1 and read /api/me, /api/usage, /api/balance and "
         "/api/statement. Use a session (log in) or a manage key for account management."
     )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 from pydantic import AfterValidator, Field
 
 # Zero-width joiner: inside emoji sequences, so a name may still hold 👩‍💻.
@@ -30,7 +31,10 @@ def unprintable(value: str) -> str | None:
 def check_printable(value: str) -> str:
     bad = unprintable(value)
     if bad is not None:
-        raise ValueError(f"must be printable text: U+{ord(bad):04X} (a control or invisible character) is not allowed")
+        raise ValueError(
+            _("Must be printable text: %(char)s (a control or invisible character) is not allowed.")
+            % {"char": f"U+{ord(bad):04X}"}
+        )
     return value
 
 
@@ -39,8 +43,7 @@ def validate_printable(value: str) -> None:
     try:
         check_printable(value)
     except ValueError as exc:
-        message = str(exc)
-        raise ValidationError(message[0].upper() + message[1:] + ".", code="unprintable") from None
+        raise ValidationError(str(exc), code="unprintable") from None
 
 
 def check_aware(value: datetime | None) -> datetime | None:
@@ -48,11 +51,11 @@ def check_aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value.utcoffset() is None:
-        raise ValueError("include a timezone, e.g. 2027-01-31T12:00:00Z or +02:00")
+        raise ValueError(_("Include a timezone, e.g. 2027-01-31T12:00:00Z or +02:00."))
     try:
         return value.astimezone(UTC)
     except OverflowError:
-        raise ValueError("is out of range") from None
+        raise ValueError(_("The date is out of range.")) from None
 
 
 def PrintableText(min_length: int = 0, max_length: int | None = None):
