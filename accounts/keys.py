@@ -58,12 +58,18 @@ class KeyIdentity:
     spend_cap_usd: Decimal | None
     scope: str = KeyScope.RELAY
     user_active: bool = True
+    payment_hold: bool = False
     prefix: str = ""  # the key's displayed start (sk-hub-…), for logs: never the key
 
     def refusal(self, now: datetime | None = None) -> str | None:
         """Why this key may not be used now, or None."""
         if not self.user_active:
             return "This API key's account has been deactivated; its keys no longer work."
+        if self.payment_hold:
+            return (
+                "This account is on hold: a top-up it had already spent was refunded or charged back. "
+                "Its keys work again once the shortfall is paid (the order page says how much)."
+            )
         if self.revoked:
             return "This API key has been revoked."
         if self.expires_at is not None and self.expires_at <= (now or timezone.now()):
@@ -83,13 +89,15 @@ def _identity(key: ApiKey) -> KeyIdentity:
         spend_cap_usd=key.spend_cap_usd,
         scope=key.scope,
         user_active=key.user.is_active,
+        payment_hold=key.user.payment_hold,
         prefix=key.prefix,
     )
 
 
 def _cache_key(key_hash: str) -> str:
-    # v3: identities gained their prefix (v2: scope and user_active); never read a pickle of an old shape.
-    return f"apikey:v3:{key_hash}"
+    # v4: identities gained payment_hold (v3 their prefix, v2 scope and user_active); never read a pickle
+    # of an old shape.
+    return f"apikey:v4:{key_hash}"
 
 
 # The cached value for "no key has this hash". Short-lived: it only has to absorb a burst of

@@ -34,6 +34,9 @@ class User(AbstractUser):
     # Part of the session hash: raised when two-factor sign-in is turned on or off, which ends the
     # user's other sessions (accounts/two_factor.py).
     security_stamp = models.PositiveIntegerField(verbose_name=_("security stamp"), default=0, editable=False)
+    # Set while a refunded or charged-back top-up's credit was already spent (billing/payments/orders.py):
+    # the account's keys stop until the shortfall is paid or staff waive it.
+    payment_hold = models.BooleanField(verbose_name=_("on payment hold"), default=False, editable=False)
 
     class Meta:
         verbose_name = _("user")

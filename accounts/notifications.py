@@ -36,6 +36,7 @@ KINDS = {
     "spend_limit": gettext_lazy("A channel of mine reached its daily or monthly spend limit"),
     "payout": gettext_lazy("A payout I requested is approved or rejected"),
     "low_balance": gettext_lazy("My balance falls below my low-balance alert"),
+    "payment": gettext_lazy("A payment of mine is confirmed (the receipt), refunded or charged back"),
 }
 
 

@@ -26,6 +26,7 @@ from .models import (
     UsageDaily,
     UsageRecord,
 )
+from .payments import admin as payments_admin  # noqa: F401  (registers the top-ups' models)
 from .tasks import generate_redemption_codes
 
 

@@ -30,6 +30,7 @@ class AccountKind(models.TextChoices):
     CODES = "codes", _("Redemption-code liability")
     ADJUSTMENTS = "adjustments", _("Admin adjustments")
     PAID_OUT = "paid_out", _("Paid out to owners")
+    PAYMENTS = "payments", _("Top-ups paid through payment providers")
 
 
 # Kinds whose balance is cached on the row, changed in the same transaction as
@@ -82,6 +83,8 @@ class TransactionKind(models.TextChoices):
     PAYOUT_REQUEST = "payout_request", _("Payout requested")
     PAYOUT_PAID = "payout_paid", _("Payout paid")
     PAYOUT_REJECTED = "payout_rejected", _("Payout rejected")
+    TOPUP = "topup", _("Top-up")
+    TOPUP_REVERSAL = "topup_reversal", _("Top-up refunded or charged back")
 
 
 class Transaction(models.Model):
@@ -382,3 +385,201 @@ class UsageDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.model} ×{self.calls} ${self.cost_usd}"
+
+
+# Top-ups (billing/payments): what staff sell, what a buyer ordered, what each provider told us.
+PRICE_AMOUNT = {"max_digits": 12, "decimal_places": 2}
+
+
+class Currency(models.TextChoices):
+    """Currencies a plan may be priced in: all with two decimal places (the providers' minor unit is 1/100)."""
+
+    USD = "USD", "USD"
+    CNY = "CNY", "CNY"
+    EUR = "EUR", "EUR"
+    GBP = "GBP", "GBP"
+    HKD = "HKD", "HKD"
+    SGD = "SGD", "SGD"
+
+
+class Plan(models.Model):
+    """A top-up on the pricing page: a fixed price for a fixed credit, or an amount the buyer chooses."""
+
+    name = models.CharField(verbose_name=_("name"), max_length=100)
+    name_zh = models.CharField(verbose_name=_("name in Chinese"), max_length=100, blank=True)
+    description = models.CharField(verbose_name=_("description"), max_length=300, blank=True)
+    description_zh = models.CharField(verbose_name=_("description in Chinese"), max_length=300, blank=True)
+    currency = models.CharField(verbose_name=_("currency"), max_length=3, choices=Currency.choices, default="USD")
+    price = models.DecimalField(
+        verbose_name=_("price"),
+        **PRICE_AMOUNT,
+        null=True,
+        blank=True,
+        help_text=_("A fixed plan's price in its currency; empty for a plan where the buyer chooses the amount."),
+    )
+    credit_usd = models.DecimalField(
+        verbose_name=_("credit USD"), **MONEY, null=True, blank=True, help_text=_("A fixed plan's credit.")
+    )
+    min_price = models.DecimalField(verbose_name=_("minimum amount"), **PRICE_AMOUNT, null=True, blank=True)
+    max_price = models.DecimalField(verbose_name=_("maximum amount"), **PRICE_AMOUNT, null=True, blank=True)
+    credit_per_unit = models.DecimalField(
+        verbose_name=_("credit USD per unit"),
+        **MONEY,
+        null=True,
+        blank=True,
+        help_text=_("For a chosen amount: USD of credit per 1 of the plan's currency paid."),
+    )
+    active = models.BooleanField(verbose_name=_("active"), default=True)
+    position = models.PositiveIntegerField(verbose_name=_("position"), default=0)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("plan")
+        verbose_name_plural = _("plans")
+        ordering = ["position", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(price__gt=0, credit_usd__gt=0, min_price__isnull=True, max_price__isnull=True)
+                    | Q(
+                        price__isnull=True,
+                        credit_usd__isnull=True,
+                        min_price__gt=0,
+                        max_price__gte=models.F("min_price"),
+                        credit_per_unit__gt=0,
+                    )
+                ),
+                name="plan_fixed_or_chosen_amount",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def chosen_amount(self) -> bool:
+        return self.price is None
+
+
+class ExchangeRate(models.Model):
+    """What 1 unit of a currency costs in CNY, set by staff: Alipay and WeChat Pay charge in CNY."""
+
+    currency = models.CharField(verbose_name=_("currency"), max_length=3, choices=Currency.choices, unique=True)
+    cny_per_unit = models.DecimalField(verbose_name=_("CNY per unit"), max_digits=18, decimal_places=8)
+    updated_at = models.DateTimeField(verbose_name=_("updated at"), default=timezone.now)
+    updated_by = models.CharField(verbose_name=_("updated by"), max_length=120, blank=True)
+
+    class Meta:
+        verbose_name = _("exchange rate")
+        verbose_name_plural = _("exchange rates")
+        constraints = [models.CheckConstraint(condition=Q(cny_per_unit__gt=0), name="exchange_rate_positive")]
+
+    def __str__(self) -> str:
+        return f"1 {self.currency} = {self.cny_per_unit} CNY"
+
+
+class PaymentProvider(models.TextChoices):
+    STRIPE = "stripe", _("Card (Stripe)")
+    ALIPAY = "alipay", _("Alipay")
+    WECHAT = "wechat", _("WeChat Pay")
+
+
+class OrderStatus(models.TextChoices):
+    PENDING = "pending", _("Awaiting payment")
+    PAID = "paid", _("Paid")
+    REFUNDED = "refunded", _("Refunded")
+    DISPUTED = "disputed", _("Charged back")
+    CLOSED = "closed", _("Closed unpaid")
+
+
+class PaymentOrder(models.Model):
+    """One checkout: pending until its provider confirms the payment, then paid exactly once."""
+
+    # The order's public name and the provider's merchant order number (out_trade_no, client_reference_id).
+    code = models.CharField(verbose_name=_("code"), max_length=32, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.PROTECT, related_name="payment_orders"
+    )
+    plan = models.ForeignKey(Plan, verbose_name=_("plan"), null=True, blank=True, on_delete=models.PROTECT)
+    provider = models.CharField(verbose_name=_("payment method"), max_length=10, choices=PaymentProvider.choices)
+    amount = models.DecimalField(verbose_name=_("amount charged"), **PRICE_AMOUNT)
+    currency = models.CharField(verbose_name=_("currency"), max_length=3, choices=Currency.choices)
+    credit_usd = models.DecimalField(verbose_name=_("credit USD"), **MONEY)
+    plan_price = models.DecimalField(verbose_name=_("plan price"), **PRICE_AMOUNT)
+    plan_currency = models.CharField(verbose_name=_("plan currency"), max_length=3, choices=Currency.choices)
+    exchange_rate = models.DecimalField(
+        verbose_name=_("exchange rate"), max_digits=18, decimal_places=8, null=True, blank=True
+    )
+    status = models.CharField(
+        verbose_name=_("status"), max_length=10, choices=OrderStatus.choices, default=OrderStatus.PENDING
+    )
+    # Stripe: the Checkout Session; Alipay: trade_no; WeChat Pay: transaction_id.
+    provider_ref = models.CharField(verbose_name=_("provider reference"), max_length=128, blank=True)
+    # Stripe: the PaymentIntent its refunds and disputes name.
+    payment_ref = models.CharField(verbose_name=_("payment reference"), max_length=128, blank=True, db_index=True)
+    checkout_url = models.CharField(verbose_name=_("checkout address"), max_length=2000, blank=True)
+    qr_content = models.CharField(verbose_name=_("QR code content"), max_length=2000, blank=True)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now, db_index=True)
+    paid_at = models.DateTimeField(verbose_name=_("paid at"), null=True, blank=True)
+    credit = models.OneToOneField(
+        Transaction,
+        verbose_name=_("credit transaction"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    refunded_amount = models.DecimalField(verbose_name=_("amount refunded"), **PRICE_AMOUNT, default=ZERO)
+    debited_usd = models.DecimalField(
+        verbose_name=_("credit taken back USD"), **MONEY, default=ZERO, help_text=_("Refunds and chargebacks.")
+    )
+    unrecovered_usd = models.DecimalField(
+        verbose_name=_("unrecovered USD"),
+        **MONEY,
+        default=ZERO,
+        help_text=_("Credit taken back that had already been spent: the account is on hold until it is settled."),
+    )
+    waived_usd = models.DecimalField(
+        verbose_name=_("waived USD"), **MONEY, default=ZERO, help_text=_("Shortfall staff forgave.")
+    )
+
+    class Meta:
+        verbose_name = _("payment order")
+        verbose_name_plural = _("payment orders")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"]), models.Index(fields=["status", "created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0, credit_usd__gt=0), name="payment_order_positive"),
+            models.CheckConstraint(
+                condition=Q(debited_usd__gte=0, unrecovered_usd__gte=0, debited_usd__lte=models.F("credit_usd")),
+                name="payment_order_debits_within_credit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.amount} {self.currency} {self.status}"
+
+
+class PaymentEvent(models.Model):
+    """Every notification a provider's endpoint received, verified or not, and what it changed."""
+
+    provider = models.CharField(verbose_name=_("provider"), max_length=10, choices=PaymentProvider.choices)
+    event_id = models.CharField(verbose_name=_("event ID"), max_length=128, blank=True, db_index=True)
+    kind = models.CharField(verbose_name=_("kind"), max_length=40, blank=True)
+    order = models.ForeignKey(
+        PaymentOrder, verbose_name=_("order"), null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+    )
+    verified = models.BooleanField(verbose_name=_("verified"), default=False)
+    outcome = models.CharField(verbose_name=_("outcome"), max_length=40)
+    detail = models.CharField(verbose_name=_("detail"), max_length=300, blank=True)
+    source = models.CharField(verbose_name=_("source"), max_length=20, default="notification")
+    ip = models.GenericIPAddressField(verbose_name=_("IP"), null=True, blank=True)
+    received_at = models.DateTimeField(verbose_name=_("received at"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("payment event")
+        verbose_name_plural = _("payment events")
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.kind} {self.outcome}"

@@ -55,6 +55,8 @@ LEGS = {
     TransactionKind.PAYOUT_REQUEST: {AccountKind.OWNER, AccountKind.PAYOUT},
     TransactionKind.PAYOUT_PAID: {AccountKind.PAYOUT, AccountKind.PAID_OUT},
     TransactionKind.PAYOUT_REJECTED: {AccountKind.PAYOUT, AccountKind.OWNER},
+    TransactionKind.TOPUP: {AccountKind.PAYMENTS, AccountKind.USER},
+    TransactionKind.TOPUP_REVERSAL: {AccountKind.USER, AccountKind.PAYMENTS},
 }
 SETTLEMENT_KINDS = [TransactionKind.SETTLE, TransactionKind.RELEASE]
 
@@ -124,6 +126,7 @@ def reconcile() -> Report:
     _check_settlements_match_their_calls(report)
     _check_key_spend(report)
     _check_key_reservations(report)
+    _check_topups(report)
 
     cutoff = timezone.now() - timedelta(seconds=settings.TOKENHUB_HOLD_TIMEOUT_SECONDS)
     stale = open_holds.filter(created_at__lt=cutoff).count()
@@ -314,3 +317,53 @@ def _check_key_reservations(report: Report) -> None:
             f"API key {row[0]} reserves {_usd(row[1])} for calls in flight but its open holds add up to {_usd(row[2])}"
         ),
     )
+
+
+CREDITED_STATUSES = ("paid", "refunded", "disputed")
+
+
+def _check_topups(report: Report) -> None:
+    """Every paid order has exactly one credit, of its amount, to its buyer; no credit lacks a paid order;
+    what refunds took back adds up on each order."""
+    from .ledger.topups import credit_key
+    from .models import PaymentOrder
+
+    credits = {
+        txn.idempotency_key: txn
+        for txn in Transaction.objects.filter(kind=TransactionKind.TOPUP).prefetch_related("entries__account")
+    }
+    orders = {order.code: order for order in PaymentOrder.objects.all()}
+    for code, order in orders.items():
+        txn = credits.get(credit_key(code))
+        if order.status in CREDITED_STATUSES:
+            if txn is None or order.credit_id != txn.pk:
+                report.problems.append(
+                    f"order {code} is {order.status} but has no credit transaction {credit_key(code)}"
+                )
+                continue
+            credited = sum((e.amount for e in txn.entries.all() if e.account.code == f"user:{order.user_id}"), ZERO)
+            if credited != order.credit_usd:
+                report.problems.append(
+                    f"order {code} credited {_usd(credited)} where it sells {_usd(order.credit_usd)}"
+                )
+        elif txn is not None:
+            report.problems.append(f"order {code} is {order.status} but was credited (transaction #{txn.pk})")
+    for key, txn in credits.items():
+        code = (key or "").removeprefix("topup:")
+        if not key or not key.startswith("topup:") or code not in orders:
+            report.problems.append(f"top-up transaction #{txn.pk} has no order ({key or 'no key'})")
+    taken: dict[str, Decimal] = {}
+    reversals = Entry.objects.filter(transaction__kind=TransactionKind.TOPUP_REVERSAL, amount__gt=0)
+    for key, amount in reversals.values_list("transaction__idempotency_key", "amount"):
+        parts = (key or "").split(":")
+        if len(parts) == 3 and parts[0] in ("topup-reversal", "topup-collect"):
+            taken[parts[1]] = taken.get(parts[1], ZERO) + amount
+        else:
+            report.problems.append(f"a top-up reversal has an unknown key {key!r}")
+    for code, order in orders.items():
+        accounted = taken.get(code, ZERO) + order.unrecovered_usd + order.waived_usd
+        if accounted != order.debited_usd:
+            report.problems.append(
+                f"order {code} took back {_usd(order.debited_usd)} but the ledger, the shortfall and the waived part "
+                f"add up to {_usd(accounted)}"
+            )

@@ -100,3 +100,11 @@ def roll_up_usage() -> int:
     for day in rolled:
         logger.info("usage of %s rolled up: %d record(s) into %d row(s)", day.day, day.records, day.rows)
     return sum(day.records for day in rolled)
+
+
+@shared_task
+def check_open_orders() -> dict:
+    """Top-ups still pending after a minute: the provider is asked, so a lost notification loses no credit."""
+    from .payments import orders
+
+    return orders.check_open_orders()

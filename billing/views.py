@@ -15,7 +15,7 @@ from tokenhub.lib.charts import stacked_bars
 
 from . import exports, ledger, reports, retention
 from .forms import MoveEarningsForm, PayoutForm, RedeemForm, UsageFilterForm
-from .models import CheckIn, Payout
+from .models import CheckIn, PaymentOrder, Payout
 from .tasks import grant_checkin
 
 USAGE_PAGE_SIZE = 50
@@ -36,6 +36,7 @@ def wallet_context(request, form=None, checkin=None) -> dict:
         "checkin": checkin or checkin_state(request.user),
         "reward": settings.TOKENHUB_CHECKIN_REWARD_USD,
         "redeem_form": form or RedeemForm(),
+        "recent_orders": PaymentOrder.objects.filter(user=request.user)[:5],
     }
 
 

@@ -36,6 +36,8 @@ async def authenticate(request) -> KeyIdentity:
         raise RelayError(401, "Invalid API key: no TokenHub key matches it.", "invalid_api_key")
     refusal = identity.refusal()
     if refusal:
+        if identity.payment_hold and identity.user_active:  # a known key of an account that owes money
+            raise RelayError(403, refusal, "account_on_hold")
         raise RelayError(401, refusal, "invalid_api_key")
     return identity
 

@@ -166,3 +166,25 @@ def fake_provider(tokens: int = 20, ttft_ms: float = 0, delay_ms: float = 0):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with running(command, f"http://127.0.0.1:{port}/health", env):
         yield f"http://127.0.0.1:{port}/v1"
+
+
+@contextlib.contextmanager
+def fake_payments(keys_json: str, *, port: int | None = None, stripe_webhook: str = ""):
+    """The fake Stripe, Alipay and WeChat Pay APIs (devtools/fake_payments) on a free port; yields its base URL."""
+    import tempfile
+
+    port = port or free_port()
+    # Not beside the server logs: the suite's secret scan reads those, and these keys are secrets.
+    handle, name = tempfile.mkstemp(suffix=".json", prefix="payment-keys-")
+    os.close(handle)
+    keys_file = Path(name)
+    keys_file.write_text(keys_json)
+    command = [sys.executable, "-m", "devtools.fake_payments", "--port", str(port), "--keys", str(keys_file)]
+    if stripe_webhook:
+        command += ["--stripe-webhook", stripe_webhook]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    try:
+        with running(command, f"http://127.0.0.1:{port}/_control/requests", env):
+            yield f"http://127.0.0.1:{port}"
+    finally:
+        keys_file.unlink(missing_ok=True)

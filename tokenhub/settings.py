@@ -193,6 +193,8 @@ CELERY_BEAT_SCHEDULE = {
     "retest-disabled-channels": {"task": "channels_app.tasks.retest_disabled_channels", "schedule": 300.0},
     "tell-low-balances": {"task": "billing.tasks.tell_low_balances", "schedule": 300.0},
     "roll-up-usage": {"task": "billing.tasks.roll_up_usage", "schedule": 3600.0},
+    # Pending top-ups whose notification never came: asked of their provider (billing/payments/orders.py).
+    "check-open-orders": {"task": "billing.tasks.check_open_orders", "schedule": 120.0},
     "probe-balances": {"task": "channels_app.tasks.probe_balances", "schedule": 900.0},
     "sync-prices": {"task": "channels_app.tasks.sync_prices", "schedule": 86400.0},
     "heartbeat": {"task": "tokenhub.tasks.heartbeat", "schedule": 60.0},  # doctor: beat and a worker alive
@@ -324,6 +326,50 @@ TOKENHUB_SITE_NAME = os.environ.get("TOKENHUB_SITE_NAME", "TokenHub")
 OTP_TOTP_ISSUER = TOKENHUB_SITE_NAME  # the name authenticator apps show beside the code
 # Public origin used in SDK snippets; falls back to the request's own host.
 TOKENHUB_PUBLIC_URL = os.environ.get("TOKENHUB_PUBLIC_URL", "").strip().rstrip("/")
+
+
+def env_secret(name: str) -> str:
+    """A secret from NAME, or from the file NAME_FILE names (PEM keys span lines); "\\n" in NAME is a newline."""
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE names a file that cannot be read: {exc.strerror}.") from None
+    return os.environ.get(name, "").strip().replace("\\n", "\n")
+
+
+# Top-ups (billing/payments): a provider is offered only when all of its keys are set.
+TOKENHUB_PAYMENTS = {
+    "stripe": {
+        "secret_key": env_secret("STRIPE_SECRET_KEY"),
+        "webhook_secret": env_secret("STRIPE_WEBHOOK_SECRET"),
+        "api_base": os.environ.get("STRIPE_API_BASE", "").strip() or "https://api.stripe.com",
+    },
+    "alipay": {
+        "app_id": os.environ.get("ALIPAY_APP_ID", "").strip(),
+        "app_private_key": env_secret("ALIPAY_APP_PRIVATE_KEY"),
+        "alipay_public_key": env_secret("ALIPAY_PUBLIC_KEY"),
+        "gateway": os.environ.get("ALIPAY_GATEWAY", "").strip() or "https://openapi.alipay.com/gateway.do",
+    },
+    "wechat": {
+        "mchid": os.environ.get("WECHATPAY_MCHID", "").strip(),
+        "appid": os.environ.get("WECHATPAY_APPID", "").strip(),
+        "private_key": env_secret("WECHATPAY_PRIVATE_KEY"),
+        "cert_serial_no": os.environ.get("WECHATPAY_CERT_SERIAL_NO", "").strip(),
+        "apiv3_key": env_secret("WECHATPAY_APIV3_KEY"),
+        # WeChat Pay's platform public key and its id: notifications are verified with it, and no
+        # certificate is downloaded.
+        "public_key": env_secret("WECHATPAY_PUBLIC_KEY"),
+        "public_key_id": os.environ.get("WECHATPAY_PUBLIC_KEY_ID", "").strip(),
+        "gateway": os.environ.get("WECHATPAY_GATEWAY", "").strip() or "https://api.mch.weixin.qq.com",
+    },
+}
+# An order not paid within this time is closed (its provider is asked first: a late payment still counts).
+TOKENHUB_ORDER_EXPIRY_MINUTES = env_int("TOKENHUB_ORDER_EXPIRY_MINUTES", 30)
+# At most this many orders a user may open in an hour (each one asks a provider for a checkout).
+TOKENHUB_ORDERS_PER_HOUR = env_int("TOKENHUB_ORDERS_PER_HOUR", 10)
+TOKENHUB_PAYMENT_TIMEOUT_SECONDS = env_float("TOKENHUB_PAYMENT_TIMEOUT_SECONDS", 15.0)
 # Cached API-key lookups live this long; revocation deletes the entry at once.
 TOKENHUB_KEY_CACHE_SECONDS = env_int("TOKENHUB_KEY_CACHE_SECONDS", 300)
 # The relay also keeps identities in process memory this long: a revocation made elsewhere

@@ -14,6 +14,7 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("accounts/", include("accounts.urls")),
     path("", include("billing.urls")),
+    path("", include("billing.payments.urls")),
     path("", include("channels_app.urls")),
     path("docs/", views.docs, name="docs"),
     path("i18n/setlang/", views.set_language, name="set_language"),
