@@ -8,6 +8,7 @@ notification with Alipay's public key. Its gateway is fixed per environment, so 
 
 from __future__ import annotations
 
+import re
 from urllib.error import URLError
 
 from alipay import AliPay, AliPayConfig
@@ -38,13 +39,19 @@ def _client(notify_url: str | None = None) -> AliPay:
     return client
 
 
+def _code_of(exc: AliPayException) -> str:
+    """The error code the library keeps in a private attribute ("code:40004, message:…")."""
+    found = re.search(r"code:([^,]*)", str(exc))
+    return found.group(1).strip() if found else "?"
+
+
 def _call(method, **kwargs) -> dict:
     try:
         answer = method(**kwargs)
     except AliPayValidationError:
         raise ProviderError("Alipay's answer failed its signature check.") from None
     except AliPayException as exc:
-        raise ProviderError(f"Alipay refused the request (code {exc.code}).") from None
+        raise ProviderError(f"Alipay refused the request (code {_code_of(exc)}).") from None
     except (URLError, OSError, ValueError) as exc:
         raise ProviderError(f"Alipay could not be reached ({type(exc).__name__}).") from None
     return answer
@@ -124,7 +131,7 @@ class AlipayProvider(Provider):
         except AliPayException as exc:
             if "ACQ.TRADE_NOT_EXIST" in str(exc):  # a QR code not yet scanned is no trade yet
                 return RemoteStatus(state="pending")
-            raise ProviderError(f"Alipay refused the query (code {exc.code}).") from None
+            raise ProviderError(f"Alipay refused the query (code {_code_of(exc)}).") from None
         except (URLError, OSError, ValueError) as exc:
             raise ProviderError(f"Alipay could not be reached ({type(exc).__name__}).") from None
         status = answer.get("trade_status")

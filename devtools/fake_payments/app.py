@@ -220,7 +220,7 @@ class FakePayments:
         method = params.get("method", "")
         response_type = method.replace(".", "_") + "_response"
         if params.get("app_id") != self.keys.alipay_app_id or not signing.rsa_verify(
-            self.keys.alipay_app_public, signing.alipay_content(params), params.get("sign", "")
+            self.keys.alipay_app_public, signing.alipay_content(params, request=True), params.get("sign", "")
         ):
             inner = {"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature"}
             return 200, {"content-type": "application/json"}, json.dumps({"error_response": inner})

@@ -182,8 +182,10 @@ def stripe_event(kind: str, obj: dict, event_id: str | None = None) -> str:
 # --- Alipay ------------------------------------------------------------------------------------------
 
 
-def alipay_content(params: dict) -> str:
-    return "&".join(f"{key}={params[key]}" for key in sorted(params) if key not in ("sign", "sign_type"))
+def alipay_content(params: dict, *, request: bool = False) -> str:
+    """What is signed: a request's parameters but `sign`; a notification's but `sign` and `sign_type`."""
+    left_out = ("sign",) if request else ("sign", "sign_type")
+    return "&".join(f"{key}={params[key]}" for key in sorted(params) if key not in left_out)
 
 
 def alipay_signed(params: dict, private_pem: str) -> dict:

@@ -13,18 +13,24 @@ import httpx
 import pytest
 from django.test import Client
 
+from accounts import keys as api_keys
 from billing import ledger
 from billing.models import OrderStatus, PaymentEvent, PaymentOrder, Transaction, TransactionKind
 from billing.payments import orders
 from billing.reconcile import reconcile
 from devtools.fake_payments import signing
 from tests.billing.payments_helpers import (
+    alipay_paid,
+    answer_of,
     checkout,
     latest_order,
     plan,
+    post_alipay,
     post_stripe,
+    post_wechat,
     rate,
     stripe_paid,
+    wechat_paid,
 )
 from tests.conftest import sign_in, wait_for
 
@@ -190,3 +196,259 @@ def test_a_lost_notification_is_found_by_the_celery_task_asking_the_provider(pay
     assert ledger.balance_of(alice.pk) == Decimal("5") and credits_of(order) == 1
     assert orders.check_open_orders() == {}  # nothing pending any more
     assert PaymentEvent.objects.get().source == "query"
+
+
+# --- Alipay ---------------------------------------------------------------------------------------------
+
+
+def test_alipay_precreates_a_qr_code_in_cny_and_its_rsa2_notification_credits_once(payments, buyer, alice):
+    rate("USD", "7.20")
+    response = checkout(buyer, plan(), "alipay")
+    order = latest_order()
+    assert response.status_code == 302 and response["Location"] == f"/payments/orders/{order.code}/"
+    assert (order.amount, order.currency, order.exchange_rate) == (Decimal("36.00"), "CNY", Decimal("7.2"))
+    assert order.qr_content == f"{gateway()}/pay/alipay/{order.code}"  # precreated by the SDK at the fake
+    page = buyer.get(f"/payments/orders/{order.code}/").content.decode()
+    assert "<svg" in page and "Scan with Alipay to pay." in page and "36.00 CNY" in page
+    form = alipay_paid(payments, order)
+    for _ in range(2):
+        answer = post_alipay(Client(), form)
+        assert (answer.status_code, answer.content) == (200, b"success")
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PAID and ledger.balance_of(alice.pk) == Decimal("5") and credits_of(order) == 1
+    assert reconcile().problems == []
+
+
+@pytest.mark.parametrize("tamper", ["another key", "amount edited", "another app", "unsigned"])
+def test_an_unproven_or_mismatched_alipay_notification_changes_nothing(payments, buyer, alice, tamper):
+    from devtools.fake_payments.signing import new_rsa
+
+    rate("USD", "7.20")
+    checkout(buyer, plan(), "alipay")
+    order = latest_order()
+    if tamper == "another key":
+        form = alipay_paid(payments, order, private=new_rsa()[0])
+    elif tamper == "amount edited":
+        form = alipay_paid(payments, order) | {"total_amount": "3600.00"}
+    elif tamper == "another app":
+        form = alipay_paid(payments, order, app_id="2021000000000000")
+    else:
+        form = {key: value for key, value in alipay_paid(payments, order).items() if key != "sign"}
+    answer = post_alipay(Client(), form)
+    assert (answer.status_code, answer.content) == (400, b"fail")
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING and ledger.balance_of(alice.pk) == 0
+    assert PaymentEvent.objects.get().outcome == "refused"
+
+
+def test_a_signed_alipay_notification_for_less_money_is_a_mismatch(payments, buyer, alice):
+    rate("USD", "7.20")
+    checkout(buyer, plan(), "alipay")
+    order = latest_order()
+    assert post_alipay(Client(), alipay_paid(payments, order, amount="0.01")).content == b"success"
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING and PaymentEvent.objects.get().outcome == "mismatch"
+
+
+def test_an_alipay_payment_whose_notice_was_lost_is_found_by_the_trade_query(payments, buyer, alice):
+    rate("USD", "7.20")
+    checkout(buyer, plan(), "alipay")
+    order = latest_order()
+    assert orders.check_with_provider(order) == "ignored"  # not paid yet: still pending
+    httpx.post(f"{gateway()}/_control/alipay/{order.code}/paid?notify=0")
+    assert orders.check_with_provider(order) == "credited"
+    assert ledger.balance_of(alice.pk) == Decimal("5")
+
+
+# --- WeChat Pay -----------------------------------------------------------------------------------------
+
+
+def test_wechat_native_makes_a_code_url_and_its_encrypted_signed_notification_credits_once(payments, buyer, alice):
+    rate("USD", "7.20")
+    checkout(buyer, plan(), "wechat")
+    order = latest_order()
+    assert order.qr_content == f"{gateway()}/pay/wechat/{order.code}" and order.amount == Decimal("36.00")
+    body = wechat_paid(payments, order)
+    for _ in range(2):
+        answer = post_wechat(Client(), payments, body)
+        assert answer.status_code == 200 and answer_of(answer)["code"] == "SUCCESS"
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PAID and ledger.balance_of(alice.pk) == Decimal("5") and credits_of(order) == 1
+    assert order.provider_ref == "4200001" + order.code[-10:]
+    assert reconcile().problems == []
+
+
+@pytest.mark.parametrize("tamper", ["another signer", "another key id", "stale", "wrong apiv3 key", "body edited"])
+def test_an_unproven_wechat_notification_changes_nothing(payments, buyer, alice, tamper):
+    from devtools.fake_payments.signing import new_rsa
+
+    rate("USD", "7.20")
+    checkout(buyer, plan(), "wechat")
+    order = latest_order()
+    body = wechat_paid(payments, order)
+    client = Client()
+    if tamper == "another signer":
+        answer = post_wechat(client, payments, body, private=new_rsa()[0])
+    elif tamper == "another key id":
+        answer = post_wechat(client, payments, body, key_id="PUB_KEY_ID_SOMEONE_ELSE")
+    elif tamper == "stale":
+        answer = post_wechat(client, payments, body, timestamp=int(time.time()) - 900)
+    elif tamper == "wrong apiv3 key":
+        answer = post_wechat(client, payments, wechat_paid(payments, order, apiv3_key="0" * 32))
+    else:
+        # One body signed, another sent.
+        headers = signing.wechat_headers(payments.wechat_platform_private, payments.wechat_public_key_id, body)
+        extra = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}
+        other = wechat_paid(payments, order, total=1)
+        answer = client.post("/payments/wechat/notify/", other, content_type="application/json", **extra)
+    assert answer.status_code == 401 and answer_of(answer)["code"] == "FAIL"
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING and ledger.balance_of(alice.pk) == 0
+    assert PaymentEvent.objects.get().outcome == "refused"
+
+
+def test_a_wechat_payment_whose_notice_was_lost_is_found_by_the_order_query(payments, buyer, alice):
+    rate("USD", "7.20")
+    checkout(buyer, plan(), "wechat")
+    order = latest_order()
+    assert orders.check_with_provider(order) == "ignored"
+    httpx.post(f"{gateway()}/_control/wechat/{order.code}/paid?notify=0")
+    assert orders.check_with_provider(order) == "credited"
+    assert ledger.balance_of(alice.pk) == Decimal("5")
+
+
+# --- Late, closed, refunded, charged back -------------------------------------------------------------------
+
+
+def test_an_unpaid_order_closes_after_its_expiry_and_a_late_payment_still_counts(payments, buyer, alice, settings):
+    checkout(buyer, plan(), "stripe")
+    order = latest_order()
+    PaymentOrder.objects.filter(pk=order.pk).update(created_at=order.created_at - timedelta(hours=2))
+    assert orders.check_open_orders() == {"closed": 1}
+    order.refresh_from_db()
+    assert order.status == OrderStatus.CLOSED
+    post_stripe(Client(), payments, stripe_paid(payments, order))  # the money arrived after all
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PAID and ledger.balance_of(alice.pk) == Decimal("5")
+
+
+def paid_order(payments, buyer, method="stripe") -> PaymentOrder:
+    if method != "stripe":
+        rate("USD", "7.20")
+    checkout(buyer, plan(), method)
+    order = latest_order()
+    httpx.post(
+        f"{gateway()}/_control/{method}/{order.provider_ref if method == 'stripe' else order.code}/paid?notify=0"
+    )
+    assert orders.check_with_provider(order) == "credited"
+    order.refresh_from_db()
+    return order
+
+
+@pytest.mark.parametrize("method", ["stripe", "alipay", "wechat"])
+def test_a_staff_refund_goes_through_the_provider_and_takes_the_credit_back(payments, buyer, alice, method):
+    order = paid_order(payments, buyer, method)
+    half = order.amount / 2
+    assert orders.refund(order, half, actor="admin:root") == "taken back"
+    order.refresh_from_db()
+    assert order.refunded_amount == half and order.status == OrderStatus.PAID
+    assert ledger.balance_of(alice.pk) == Decimal("2.5")
+    orders.refund(order, None, actor="admin:root")
+    order.refresh_from_db()
+    assert order.status == OrderStatus.REFUNDED and order.debited_usd == Decimal("5")
+    assert ledger.balance_of(alice.pk) == 0 and order.unrecovered_usd == 0
+    with pytest.raises(orders.OrderRefused):
+        orders.refund(order, Decimal("0.01"), actor="admin:root")  # nothing left to refund
+    assert reconcile().problems == []
+
+
+def test_a_chargeback_of_spent_credit_never_overdraws_holds_the_keys_and_a_top_up_pays_it(
+    payments, buyer, alice, django_capture_on_commit_callbacks
+):
+    order = paid_order(payments, buyer)
+    _key, raw = api_keys.create_key(alice, "laptop")
+    ledger.grant(user_id=alice.pk, amount=Decimal("-3.5"), memo="spent on calls", actor="test")  # $1.50 left
+    # The buyer disputes the payment with their bank: Stripe tells TokenHub.
+    dispute = {"id": "dp_1", "object": "dispute", "amount": 500, "currency": "usd", "payment_intent": order.payment_ref}
+    payload = signing.stripe_event("charge.dispute.created", dispute)
+    assert post_stripe(Client(), payments, payload).status_code == 200
+    order.refresh_from_db()
+    alice.refresh_from_db()
+    assert order.status == OrderStatus.DISPUTED and ledger.balance_of(alice.pk) == 0
+    assert (order.debited_usd, order.unrecovered_usd) == (Decimal("5"), Decimal("3.5"))
+    assert alice.payment_hold
+    identity = api_keys.lookup(raw)
+    assert identity.payment_hold and "on hold" in identity.refusal()
+    refused = Client().post(
+        "/v1/chat/completions",
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
+    )
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "account_on_hold"
+    assert "$3.50" in buyer.get(f"/payments/orders/{order.code}/").content.decode()
+    assert reconcile().problems == []
+    # A new top-up pays the $3.50 first; the account's keys work again.
+    with django_capture_on_commit_callbacks(execute=True):  # the cached key identities are dropped on commit
+        second = paid_order(payments, buyer)
+    alice.refresh_from_db()
+    assert ledger.balance_of(alice.pk) == Decimal("1.5") and not alice.payment_hold
+    assert PaymentOrder.objects.get(pk=order.pk).unrecovered_usd == 0 and second.status == OrderStatus.PAID
+    assert api_keys.lookup(raw).refusal() is None
+    assert reconcile().problems == []
+
+
+def test_staff_may_forgive_a_shortfall(payments, buyer, alice):
+    order = paid_order(payments, buyer)
+    ledger.grant(user_id=alice.pk, amount=Decimal("-5"), memo="spent", actor="test")
+    payload = signing.stripe_event(
+        "charge.refunded",
+        {
+            "id": "ch_1",
+            "object": "charge",
+            "amount_refunded": 500,
+            "currency": "usd",
+            "payment_intent": order.payment_ref,
+        },
+    )
+    post_stripe(Client(), payments, payload)
+    alice.refresh_from_db()
+    assert alice.payment_hold
+    orders.waive(PaymentOrder.objects.get(pk=order.pk), actor="admin:root")
+    alice.refresh_from_db()
+    order.refresh_from_db()
+    assert not alice.payment_hold and (order.unrecovered_usd, order.waived_usd) == (0, Decimal("5"))
+    assert reconcile().problems == []
+
+
+def test_reconcile_finds_a_credit_without_a_paid_order_and_a_paid_order_without_its_credit(payments, buyer, alice):
+    from billing.ledger import topups
+
+    order = paid_order(payments, buyer)
+    topups.credit(order_code="thnotanorder", user_id=alice.pk, amount=Decimal("9"), memo="forged")
+    PaymentOrder.objects.filter(pk=order.pk).update(credit=None)
+    problems = " ".join(reconcile().problems)
+    assert "top-up transaction" in problems and "thnotanorder" in problems
+    assert f"order {order.code} is paid but has no credit transaction" in problems
+
+
+def test_an_order_is_its_buyers_alone(payments, buyer, bob):
+    checkout(buyer, plan(), "stripe")
+    order = latest_order()
+    stranger = Client()
+    sign_in(stranger, bob)
+    assert stranger.get(f"/payments/orders/{order.code}/").status_code == 404
+    assert order.code not in stranger.get("/payments/orders/").content.decode()
+
+
+def test_the_receipt_is_mailed_in_the_buyers_language(payments, buyer, alice, inbox):
+    from accounts.models import User
+    from tests.mail import body_of
+
+    User.objects.filter(pk=alice.pk).update(language="zh-hans")
+    checkout(buyer, plan(), "stripe")
+    order = latest_order()
+    post_stripe(Client(), payments, stripe_paid(payments, order))
+    [receipt] = inbox.wait_for(1, alice.email)
+    assert receipt["Subject"] == f"收据：$5 额度（{order.code}）"
+    assert "我们已收到你支付的 5.00 USD" in body_of(receipt) and f"/payments/orders/{order.code}/" in body_of(receipt)
