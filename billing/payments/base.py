@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from urllib.parse import urlsplit
 
 from django.http import HttpResponse
 
@@ -102,6 +103,10 @@ class Provider:
     def create_checkout(self, order, *, return_url: str, cancel_url: str, notify_url: str) -> Checkout:
         raise NotImplementedError
 
+    def checkout_origins(self) -> list[str]:
+        """Origins of the pages the buyer is redirected to (none for a QR code shown on TokenHub's page)."""
+        return []
+
     def read_notification(self, request) -> list[Notice]:
         """The notices in one notification request; raises InvalidNotification for anything not proven."""
         raise NotImplementedError
@@ -120,3 +125,8 @@ class Provider:
     def refund(self, order, amount: Decimal, request_no: str) -> str:
         """Ask the provider to refund `amount` of the order (in its currency); returns the refund's id."""
         raise NotImplementedError
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -27,3 +27,11 @@ def get(name: str) -> Provider:
 def available() -> list[Provider]:
     """The configured providers, in the order the checkout offers them."""
     return [provider for provider in _all().values() if provider.configured()]
+
+
+def checkout_origins() -> list[str]:
+    """Origins the buy form may be redirected to (the CSP's form-action): the configured providers' pages."""
+    origins = []
+    for provider in available():
+        origins += provider.checkout_origins()
+    return sorted(set(origins))

@@ -22,6 +22,7 @@ from .base import (
     ProviderError,
     RemoteStatus,
     from_minor,
+    origin_of,
     to_minor,
 )
 
@@ -82,6 +83,13 @@ class StripeProvider(Provider):
         except stripe.StripeError as exc:
             raise _failed(exc) from None
         return Checkout(provider_ref=session.id, redirect_url=session.url)
+
+    def checkout_origins(self) -> list[str]:
+        # Stripe's hosted Checkout; a test or sandbox API base serves its own checkout page.
+        origins = ["https://checkout.stripe.com"]
+        if _config()["api_base"] != "https://api.stripe.com":
+            origins.append(origin_of(_config()["api_base"]))
+        return origins
 
     def read_notification(self, request) -> list[Notice]:
         signature = request.headers.get("stripe-signature")

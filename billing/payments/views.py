@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,10 +21,19 @@ from .pricing import offers
 from .qr import qr_svg
 
 
+def _pricing_page(request, form, status=200):
+    context = {"offers": offers(Plan.objects.filter(active=True)), "methods": registry.available(), "form": form}
+    response = render(request, "payments/pricing.html", context, status=status)
+    # The buy form's answer redirects to the provider's checkout page, and a page's CSP form-action covers
+    # the redirects after its forms too: this page allows the providers' checkout origins besides its own.
+    policy = dict(settings.SECURE_CSP)
+    policy["form-action"] = [*policy.get("form-action", []), *registry.checkout_origins()]
+    response._csp_config = policy  # what django.views.decorators.csp.csp_override sets, decided per request
+    return response
+
+
 def pricing(request):
-    plans = Plan.objects.filter(active=True)
-    context = {"offers": offers(plans), "methods": registry.available(), "form": CheckoutForm()}
-    return render(request, "payments/pricing.html", context)
+    return _pricing_page(request, CheckoutForm())
 
 
 @login_required
@@ -31,22 +41,19 @@ def pricing(request):
 def checkout(request):
     form = CheckoutForm(request.POST)
     if not form.is_valid():
-        plans = Plan.objects.filter(active=True)
-        context = {"offers": offers(plans), "methods": registry.available(), "form": form}
-        return render(request, "payments/pricing.html", context, status=400)
+        return _pricing_page(request, form, status=400)
     data = form.cleaned_data
 
     def urls(order):
         page = request.build_absolute_uri(reverse("payments:order", args=[order.code]))
         notify = request.build_absolute_uri(reverse(f"payments:{order.provider}_notify"))
-        return page, page, notify
+        return f"{page}?check=1", page, notify  # back from paying: the page asks the provider at once
 
     try:
         order = orders.open_order(request.user, data["plan"], data["method"], data.get("amount"), urls)
     except orders.OrderRefused as exc:
         form.add_error(None, str(exc))
-        context = {"offers": offers(Plan.objects.filter(active=True)), "methods": registry.available(), "form": form}
-        return render(request, "payments/pricing.html", context, status=400)
+        return _pricing_page(request, form, status=400)
     if order.checkout_url and not order.qr_content:
         return redirect(order.checkout_url)  # the provider's own page (Stripe Checkout)
     return redirect("payments:order", order.code)

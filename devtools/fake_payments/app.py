@@ -227,6 +227,12 @@ class FakePayments:
         biz = json.loads(params.get("biz_content") or "{}")
         code = biz.get("out_trade_no", "")
         payment = self.payments.get(f"alipay:{code}")
+        if method == "alipay.trade.page.pay":  # the buyer's browser, sent to Alipay's web cashier
+            if payment is None:
+                cents = round(float(biz["total_amount"]) * 100)
+                payment = Payment("alipay", code, cents, "CNY", code, notify_url=params.get("notify_url", ""))
+                self.payments[f"alipay:{code}"] = payment
+            return self.pay_page(payment)
         if method == "alipay.trade.precreate":
             cents = round(float(biz["total_amount"]) * 100)
             payment = Payment("alipay", code, cents, "CNY", code, notify_url=params.get("notify_url", ""))
@@ -392,7 +398,8 @@ class FakePayments:
         page = (
             f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title></head>"
             f"<body><main><h1>{names[payment.provider]}</h1><p>Pay <strong>{html.escape(amount)}</strong> "
-            f"for order {html.escape(payment.order_code)}.</p><form method='post'>"
+            f"for order {html.escape(payment.order_code)}.</p>"
+            f"<form method='post' action='/pay/{payment.provider}/{html.escape(payment.reference)}'>"
             "<button type='submit' id='pay'>Pay</button></form></main></body></html>"
         )
         return 200, {"content-type": "text/html; charset=utf-8"}, page

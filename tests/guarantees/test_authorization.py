@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
+from decimal import Decimal
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from accounts import keys
+from billing.models import PaymentOrder
 from channels_app import sharing
 from tests.conftest import make_user, sign_in
 from tests.relay.conftest import add_channel
@@ -130,6 +133,13 @@ RULES: list[tuple[str, str, dict, str | None]] = [
     # Off until TOKENHUB_METRICS_TOKEN is set; then only that bearer token, never a session or a key
     # (tests/foundation/test_metrics_and_call_logs.py).
     (r"metrics", "GET", NOWHERE, None),
+    # Top-ups: the plans are public; orders are their buyer's; a provider's notification endpoint answers only
+    # while that provider is configured (it is not here), and then only to a notification it signed.
+    (r"pricing/", "GET", PUBLIC, None),
+    (r"payments/orders/", "GET", PAGE, None),
+    (r"payments/checkout/", "POST", PAGE, None),
+    (r"payments/orders/<str:code>/", "GET", OWN_PAGE, "order"),
+    (r"payments/(stripe/webhook|alipay/notify|wechat/notify)/", "POST", NOWHERE, None),
 ]
 
 
@@ -179,7 +189,7 @@ def concrete(route: str, objects: dict) -> str:
         url = url.replace("<path:object_id>", objects["admin"].get(model, "0")).replace("<id>", "1")
         url = url.replace("(?P<url>.*)$", "no-such-page/").replace("<path:content_type_id>", "1")
         return re.sub(r"\^\(\?P<app_label>.*\)/\$", "billing/", url)
-    url = re.sub(r"<(str:)?public_id>", objects.get("public_id", ""), url)
+    url = re.sub(r"<(str:)?(public_id|code)>", objects.get("public_id", ""), url)
     url = url.replace("<uidb64>", "MQ").replace("<str:token>", "set-password").replace("<token>", "set-password")
     url = url.replace("<username>", "carol")  # the walked channel is shared with carol (cast)
     return url.replace("^api/(?P<rest>.*)$", "api/no-such-operation").replace("^(?P<path>.*)$", "no-such-endpoint")
@@ -196,7 +206,19 @@ def cast(world, fake_upstream):
     sharing.share_with(channel, "carol")
     users = {"stranger": carol, "alice": world.alice, "bob": world.bob, "staff": staff}
     bearer = {"relay_key": world.key, "manage_key": manage}
-    return world, users, bearer, {"key": (target_key, "alice"), "channel": (channel, "bob")}
+    order = PaymentOrder.objects.create(
+        code="thwalkedorder",
+        user=world.alice,
+        provider="stripe",
+        amount=Decimal("5"),
+        currency="USD",
+        credit_usd=Decimal("5"),
+        plan_price=Decimal("5"),
+        plan_currency="USD",
+    )
+    walked = {"key": (target_key, "alice"), "channel": (channel, "bob")}
+    walked["order"] = (SimpleNamespace(public_id=order.code), "alice")
+    return world, users, bearer, walked
 
 
 def logged_in(user) -> Client:

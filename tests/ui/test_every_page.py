@@ -14,8 +14,9 @@ import pytest
 
 from accounts.models import User
 from billing import ledger
-from billing.models import TransactionKind, UsageRecord
+from billing.models import ExchangeRate, PaymentOrder, Plan, TransactionKind, UsageRecord
 from channels_app.catalog import import_catalog
+from devtools.fake_payments.signing import Keys
 from tests.channels.conftest import DEFAULT_CATALOG
 from tests.relay.conftest import add_channel
 from tests.servers import ROOT, asgi_server
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.services, pytest.mark.browser, pytest.mark.django_db(t
 AXE = ROOT / ".agents" / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 LANGUAGES = {"en": "en-US,en;q=0.9", "zh": "zh-CN,zh;q=0.9"}
-PUBLIC = ["/", "/models/", "/docs/", "/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"]
+PUBLIC = ["/", "/models/", "/pricing/", "/docs/", "/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"]
 SIGNED_IN = [
     "/dashboard/",
     "/accounts/keys/",
@@ -39,6 +40,9 @@ SIGNED_IN = [
     "/playground/",
     "/accounts/settings/",
     "/accounts/activity/",
+    "/pricing/",
+    "/payments/orders/",
+    "/payments/orders/{order}/",
 ]
 
 
@@ -50,7 +54,7 @@ def log_in(page, base: str, username: str) -> None:
     page.wait_for_url(re.compile(r".*/dashboard/$"))
 
 
-def survey(base: str, channel: str) -> dict:
+def survey(base: str, channel: str, order: str) -> dict:
     from playwright.sync_api import sync_playwright
 
     found: dict = {"problems": [], "visits": 0}
@@ -79,7 +83,7 @@ def survey(base: str, channel: str) -> dict:
                     if signed_in:
                         log_in(page, base, "surveyor")
                     for path in paths:
-                        path = path.format(channel=channel)
+                        path = path.format(channel=channel, order=order)
                         where["path"] = f"{language}/{width} {path}"
                         page.goto(base + path)
                         found["visits"] += 1
@@ -124,7 +128,24 @@ def test_every_page_in_both_languages_at_both_widths():
     UsageRecord.objects.create(
         request_id="req_" + "a" * 40, user=User.objects.get(pk=user.pk), model="gpt-4o-mini", status="ok", cost_usd=1
     )
-    with asgi_server() as base, ThreadPoolExecutor(1) as pool:
-        found = pool.submit(survey, base, channel.public_id).result(timeout=300)
+    plan = Plan.objects.create(name="Starter", name_zh="入门", price=Decimal("5.00"), credit_usd=Decimal("5"))
+    ExchangeRate.objects.create(currency="USD", cny_per_unit=Decimal("7.2"))
+    order = PaymentOrder.objects.create(
+        code="thsurveyedorder",
+        user=user,
+        plan=plan,
+        provider="alipay",
+        amount=Decimal("36.00"),
+        currency="CNY",
+        credit_usd=Decimal("5"),
+        plan_price=Decimal("5.00"),
+        plan_currency="USD",
+        exchange_rate=Decimal("7.2"),
+        qr_content="https://qr.alipay.com/bax0000000000000000000000",
+    )
+    # Every provider configured (nothing is called by these pages), so the pricing page shows each method.
+    payments = Keys.generate().tokenhub_env("http://127.0.0.1:9")
+    with asgi_server(**payments) as base, ThreadPoolExecutor(1) as pool:
+        found = pool.submit(survey, base, channel.public_id, order.code).result(timeout=300)
     assert found["visits"] == len(LANGUAGES) * len(WIDTHS) * (len(PUBLIC) + len(SIGNED_IN))
     assert found["problems"] == [], "\n".join(found["problems"])
