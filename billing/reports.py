@@ -116,6 +116,8 @@ def describe(entry: Entry) -> str:
         "payout_request": _("Payout requested"),
         "payout_paid": _("Payout paid"),
         "payout_rejected": _("Payout rejected"),
+        "topup": _("Top-up"),
+        "topup_reversal": _("Top-up refunded or charged back"),
     }
     label = labels.get(txn.kind, txn.kind)
     if entry.account.kind == "owner" and txn.kind == "settle":

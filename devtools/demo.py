@@ -24,6 +24,16 @@ DEMO_CHANNEL_EXISTS = (
 )
 SITE_PORT = int(os.environ.get("DEMO_PORT", "8000"))
 UPSTREAM_PORT = int(os.environ.get("DEMO_UPSTREAM_PORT", "8100"))
+PAYMENTS_PORT = int(os.environ.get("DEMO_PAYMENTS_PORT", "8200"))
+PAYMENT_KEYS_FILE = DEMO_DIR / "payment-keys.json"
+DEMO_PLANS = (
+    "from decimal import Decimal as D; from billing.models import Plan, ExchangeRate; "
+    "Plan.objects.exists() or [Plan.objects.create(name=n, name_zh=z, price=D(p), credit_usd=D(c), position=i) "
+    "for i, (n, z, p, c) in enumerate([('Starter', '入门', '5', '5'), ('Plus', '进阶', '20', '21')])]; "
+    "Plan.objects.filter(price__isnull=True).exists() or Plan.objects.create(name='Any amount', name_zh='自选金额', "
+    "min_price=D('1'), max_price=D('500'), credit_per_unit=D('1'), position=9); "
+    "ExchangeRate.objects.get_or_create(currency='USD', defaults={'cny_per_unit': D('7.2'), 'updated_by': 'demo'})"
+)
 
 
 def say(text: str = "") -> None:
@@ -48,6 +58,17 @@ def load_or_create_secrets() -> dict[str, str]:
         if name:
             values[name] = value
     return values
+
+
+def payment_keys():
+    """Test keys for the fake payment providers, made once (the demo's Stripe, Alipay and WeChat Pay)."""
+    from devtools.fake_payments.signing import Keys
+
+    DEMO_DIR.mkdir(exist_ok=True)
+    if not PAYMENT_KEYS_FILE.exists():
+        PAYMENT_KEYS_FILE.write_text(Keys.generate().to_json())
+        PAYMENT_KEYS_FILE.chmod(0o600)
+    return Keys.from_json(PAYMENT_KEYS_FILE.read_text())
 
 
 def port_is_free(port: int) -> bool:
@@ -75,12 +96,16 @@ def wait_for_port(port: int, process: subprocess.Popen, what: str) -> None:
 
 
 def main() -> None:
-    for port in (SITE_PORT, UPSTREAM_PORT):
+    for port in (SITE_PORT, UPSTREAM_PORT, PAYMENTS_PORT):
         if not port_is_free(port):
-            sys.exit(f"demo: port {port} is in use; stop what runs there or set DEMO_PORT / DEMO_UPSTREAM_PORT.")
+            sys.exit(
+                f"demo: port {port} is in use; stop what runs there or set DEMO_PORT / DEMO_UPSTREAM_PORT / "
+                "DEMO_PAYMENTS_PORT."
+            )
     env = dict(os.environ)
     env.update(load_or_create_secrets())
     env.setdefault("SQLITE_PATH", str(DEMO_DIR / "db.sqlite3"))
+    env.update(payment_keys().tokenhub_env(f"http://127.0.0.1:{PAYMENTS_PORT}"))
     env.update(
         DJANGO_SETTINGS_MODULE="tokenhub.settings",
         DEBUG="0",
@@ -133,6 +158,7 @@ def main() -> None:
             stdin="demo-upstream-key\n",
         )
         manage(env, "grant", "demo", "5", "--memo", "demo credit")
+    manage(env, "shell", "-c", DEMO_PLANS)
 
     processes: list[subprocess.Popen] = []
 
@@ -158,6 +184,14 @@ def main() -> None:
     processes.append(upstream)
     wait_for_port(UPSTREAM_PORT, upstream, "the fake upstream")
 
+    say(f"== Starting fake payment providers (Stripe, Alipay, WeChat Pay) on 127.0.0.1:{PAYMENTS_PORT}")
+    webhook = f"http://127.0.0.1:{SITE_PORT}/payments/stripe/webhook/"
+    command = [sys.executable, "-m", "devtools.fake_payments", "--port", str(PAYMENTS_PORT)]
+    command += ["--keys", str(PAYMENT_KEYS_FILE), "--stripe-webhook", webhook]
+    gateway = subprocess.Popen(command, cwd=ROOT, env=env)
+    processes.append(gateway)
+    wait_for_port(PAYMENTS_PORT, gateway, "the fake payment providers")
+
     say(f"== Starting TokenHub (gunicorn + uvicorn worker) on http://127.0.0.1:{SITE_PORT}")
     site = subprocess.Popen(
         [
@@ -181,6 +215,7 @@ def main() -> None:
 TokenHub demo is running.
 
   Site:      http://127.0.0.1:{SITE_PORT}/   (log in as  demo / {password} )
+  Pricing:   http://127.0.0.1:{SITE_PORT}/pricing/   (test checkouts: the fake providers' Pay button)
   Health:    http://127.0.0.1:{SITE_PORT}/healthz
   API docs:  http://127.0.0.1:{SITE_PORT}/api/docs
   Your key:  {api_key}

@@ -370,6 +370,8 @@ TOKENHUB_ORDER_EXPIRY_MINUTES = env_int("TOKENHUB_ORDER_EXPIRY_MINUTES", 30)
 # At most this many orders a user may open in an hour (each one asks a provider for a checkout).
 TOKENHUB_ORDERS_PER_HOUR = env_int("TOKENHUB_ORDERS_PER_HOUR", 10)
 TOKENHUB_PAYMENT_TIMEOUT_SECONDS = env_float("TOKENHUB_PAYMENT_TIMEOUT_SECONDS", 15.0)
+# Unproven notifications stored as payment events per client address an hour (beyond: logged only).
+TOKENHUB_REFUSED_NOTICES_PER_HOUR = env_int("TOKENHUB_REFUSED_NOTICES_PER_HOUR", 100)
 # Cached API-key lookups live this long; revocation deletes the entry at once.
 TOKENHUB_KEY_CACHE_SECONDS = env_int("TOKENHUB_KEY_CACHE_SECONDS", 300)
 # The relay also keeps identities in process memory this long: a revocation made elsewhere

@@ -261,7 +261,7 @@ def _pay(order: PaymentOrder, notice: Notice) -> str:
         order_code=order.code,
         user_id=order.user_id,
         amount=order.credit_usd,
-        memo=f"Top-up {order.code}: {order.amount} {order.currency} by {order.provider}",
+        memo=f"{order.code} · {order.amount} {order.currency} · {order.provider}",  # shown on the statement
     )
     now = timezone.now()
     PaymentOrder.objects.filter(pk=order.pk).update(
@@ -326,7 +326,7 @@ def _take_back(order: PaymentOrder, notice: Notice) -> str:
             user_id=order.user_id,
             amount=owed,
             idempotency_key=f"topup-reversal:{order.code}:{reversed_total}",
-            memo=f"{'Chargeback' if notice.kind == Kind.DISPUTED else 'Refund'} of top-up {order.code}",
+            memo=f"{order.code} · {notice.kind}",
         )
     status = (
         OrderStatus.DISPUTED
@@ -374,7 +374,7 @@ def _collect_shortfall(user_id: int, paying_code: str) -> None:
             user_id=user_id,
             amount=order.unrecovered_usd,
             idempotency_key=f"topup-collect:{order.code}:{paying_code}",
-            memo=f"Shortfall of top-up {order.code}, paid from {paying_code}",
+            memo=f"{order.code} · shortfall paid from {paying_code}",
         )
         if taken:
             PaymentOrder.objects.filter(pk=order.pk).update(unrecovered_usd=F("unrecovered_usd") - taken)
@@ -480,4 +480,11 @@ def check_open_orders(*, now=None, limit: int = 200) -> dict[str, int]:
 
 
 def refused_notification(provider_name: str, reason: str, ip) -> None:
+    """An unproven notification, kept as an event for staff; past TOKENHUB_REFUSED_NOTICES_PER_HOUR from one
+    address only the log line is written (a flood of forgeries must not fill the database)."""
+    if throttle.retry_after("payment-refused", ip or "-", settings.TOKENHUB_REFUSED_NOTICES_PER_HOUR) is not None:
+        logger.warning(
+            "payment refused: provider=%s ip=%s %s (not stored: this address's hourly limit)", provider_name, ip, reason
+        )
+        return
     _log(provider_name, None, REFUSED, detail=reason, ip=ip)

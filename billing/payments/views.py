@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -68,8 +69,14 @@ def _own_order(request, code: str) -> PaymentOrder:
 @login_required
 def order(request, code: str):
     found = _own_order(request, code)
-    if found.status == OrderStatus.PENDING and request.GET.get("check") == "1":
-        orders.check_with_provider(found)  # back from the provider's page: ask at once, not at the next sweep
+    if (
+        found.status == OrderStatus.PENDING
+        and request.GET.get("check") == "1"
+        and cache.add(f"order-check:{code}", 1, 5)
+    ):
+        # Back from the provider's page: ask at once, not at the next sweep (at most every 5 s an order, so
+        # reloading this page cannot turn into a stream of calls to the provider).
+        orders.check_with_provider(found)
         found.refresh_from_db()
     context = {"order": found, "qr": qr_svg(found.qr_content) if found.qr_content else ""}
     if request.htmx:

@@ -452,3 +452,46 @@ def test_the_receipt_is_mailed_in_the_buyers_language(payments, buyer, alice, in
     [receipt] = inbox.wait_for(1, alice.email)
     assert receipt["Subject"] == f"收据：$5 额度（{order.code}）"
     assert "我们已收到你支付的 5.00 USD" in body_of(receipt) and f"/payments/orders/{order.code}/" in body_of(receipt)
+
+
+def test_the_statement_shows_top_ups_beside_usage(payments, buyer):
+    order = paid_order(payments, buyer)
+    page = buyer.get("/statement/").content.decode()
+    assert f"Top-up: {order.code}" in page and "5.00 USD" in page
+    chinese = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
+    sign_in(chinese, buyer.user)
+    assert f"充值: {order.code}" in chinese.get("/statement/").content.decode()
+
+
+def test_a_flood_of_forged_notifications_is_logged_but_stored_only_up_to_the_hourly_limit(payments, settings):
+    settings.TOKENHUB_REFUSED_NOTICES_PER_HOUR = 3
+    for _ in range(6):
+        assert Client().post("/payments/stripe/webhook/", "{}", content_type="application/json").status_code == 400
+    assert PaymentEvent.objects.filter(outcome="refused").count() == 3
+
+
+def test_staff_refund_ask_and_forgive_from_the_admin(payments, buyer, alice, admin_user):
+    order = paid_order(payments, buyer)
+    pending_client = checkout(buyer, plan(name="Second"), "stripe")
+    assert pending_client.status_code == 302
+    pending = latest_order()
+    httpx.post(f"{gateway()}/_control/stripe/{pending.provider_ref}/paid?notify=0")
+    staff = Client()
+    sign_in(staff, admin_user)
+    changelist = "/admin/billing/paymentorder/"
+    asked = staff.post(changelist, {"action": "ask_provider", "_selected_action": [pending.pk]}, follow=True)
+    assert "1 order asked, 1 credited." in asked.content.decode()
+    ledger.grant(user_id=alice.pk, amount=Decimal("-7"), memo="spent", actor="test")  # $3 of $10 left
+    refunded = staff.post(changelist, {"action": "refund_in_full", "_selected_action": [order.pk]}, follow=True)
+    assert "1 order refunded." in refunded.content.decode()
+    order.refresh_from_db()
+    alice.refresh_from_db()
+    assert order.status == OrderStatus.REFUNDED and order.unrecovered_usd == Decimal("2") and alice.payment_hold
+    listed = staff.get(changelist + "?owing=yes").content.decode()
+    assert order.code in listed and pending.code not in listed
+    staff.post(changelist, {"action": "waive_shortfall", "_selected_action": [order.pk]})
+    alice.refresh_from_db()
+    assert not alice.payment_hold and ledger.balance_of(alice.pk) == 0
+    assert reconcile().problems == []
+    page = staff.get(f"/admin/billing/paymentorder/{order.pk}/change/").content.decode()
+    assert "taken back" in page and payments.stripe_secret_key not in page
