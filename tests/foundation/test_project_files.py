@@ -70,7 +70,9 @@ def test_env_example_lists_every_setting_read_from_the_environment():
 
     read = (ROOT / "tokenhub" / "settings.py").read_text() + (ROOT / "gunicorn.conf.py").read_text()
     names = set(
-        re.findall(r'(?:env_bool|env_int|env_float|env_decimal|env_list|env_secret|os\.environ\.get)\(\s*"([A-Z_0-9]+)"', read)
+        re.findall(
+            r'(?:env_bool|env_int|env_float|env_decimal|env_list|env_secret|os\.environ\.get)\(\s*"([A-Z_0-9]+)"', read
+        )
     )
     env_example = (ROOT / ".env.example").read_text()
     assert names and not sorted(name for name in names if f"{name}=" not in env_example)
