@@ -46,9 +46,13 @@ class UserAdmin(AuditedChanges, DjangoUserAdmin):
     list_display = ("username", "email", "email_verified", "is_staff", "is_active", "date_joined", "last_login")
     fieldsets = (
         *DjangoUserAdmin.fieldsets,
-        ("Alerts and notifications", {"fields": ("verified_email", "low_balance_alert_usd", "notifications_off")}),
+        (
+            gettext_lazy("Alerts, notifications and payments"),
+            {"fields": ("verified_email", "low_balance_alert_usd", "notifications_off", "payment_hold")},
+        ),
     )
-    readonly_fields = ("verified_email",)
+    readonly_fields = ("verified_email", "payment_hold")
+    list_filter = (*DjangoUserAdmin.list_filter, "payment_hold")
     actions = ["reset_two_factor"]
     audit_action = "account.edited_by_staff"
 

@@ -185,7 +185,7 @@ class GrantForm(forms.Form):
 
 
 class UserWithBalanceAdmin(UserAdmin):
-    list_display = (*UserAdmin.list_display, "balance")
+    list_display = (*UserAdmin.list_display, "balance", "payment_hold")
     actions = [*UserAdmin.actions, "grant_credit"]
 
     @admin.display(description=gettext_lazy("balance (USD)"))

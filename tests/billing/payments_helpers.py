@@ -24,7 +24,8 @@ def plan(**fields) -> Plan:
 
 
 def rate(currency: str = "USD", cny: str = "7.20") -> ExchangeRate:
-    return ExchangeRate.objects.create(currency=currency, cny_per_unit=Decimal(cny))
+    found, _created = ExchangeRate.objects.update_or_create(currency=currency, defaults={"cny_per_unit": Decimal(cny)})
+    return found
 
 
 def checkout(client: Client, offer: Plan, method: str, amount: str | None = None):

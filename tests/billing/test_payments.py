@@ -495,3 +495,25 @@ def test_staff_refund_ask_and_forgive_from_the_admin(payments, buyer, alice, adm
     assert reconcile().problems == []
     page = staff.get(f"/admin/billing/paymentorder/{order.pk}/change/").content.decode()
     assert "taken back" in page and payments.stripe_secret_key not in page
+
+
+def test_refunds_made_at_alipay_and_at_wechat_pay_take_the_credit_back_once(payments, buyer, alice):
+    alipay_order = paid_order(payments, buyer, "alipay")
+    refund = alipay_paid(payments, alipay_order, notify_id="r1", refund_fee="18.00", gmt_refund="2026-12-04 13:00:00")
+    for _ in range(2):  # resent: the running total is the same, nothing is taken twice
+        assert post_alipay(Client(), refund).content == b"success"
+    alipay_order.refresh_from_db()
+    assert alipay_order.refunded_amount == Decimal("18.00") and ledger.balance_of(alice.pk) == Decimal("2.5")
+    wechat_order = paid_order(payments, buyer, "wechat")
+    resource = {
+        "mchid": payments.wechat_mchid,
+        "out_trade_no": wechat_order.code,
+        "out_refund_no": "made-in-the-merchant-platform",
+        "refund_status": "SUCCESS",
+        "amount": {"total": 3600, "refund": 3600, "currency": "CNY"},
+    }
+    body = signing.wechat_notification(payments.wechat_apiv3_key, "REFUND.SUCCESS", resource)
+    assert answer_of(post_wechat(Client(), payments, body))["code"] == "SUCCESS"
+    wechat_order.refresh_from_db()
+    assert wechat_order.status == OrderStatus.REFUNDED and ledger.balance_of(alice.pk) == Decimal("2.5")
+    assert reconcile().problems == []
