@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import transaction
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -65,7 +65,14 @@ class UserAdmin(AuditedChanges, DjangoUserAdmin):
     @admin.action(description=gettext_lazy("Reset two-factor sign-in (a lost phone: check who asks first)"))
     def reset_two_factor(self, request, queryset):
         done = sum(audit.two_factor_reset(user) for user in queryset)
-        self.message_user(request, f"Reset two-factor sign-in of {done} user(s).", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext(
+                "Reset two-factor sign-in of %(count)d user.", "Reset two-factor sign-in of %(count)d users.", done
+            )
+            % {"count": done},
+            messages.SUCCESS,
+        )
 
     @admin.display(boolean=True, description=gettext_lazy("e-mail verified"))
     def email_verified(self, user) -> bool:
@@ -116,4 +123,8 @@ class ApiKeyAdmin(AuditedChanges, admin.ModelAdmin):
     @admin.action(description=gettext_lazy("Revoke selected keys"))
     def revoke_keys(self, request, queryset):
         revoked = sum(keys.revoke_key(key) for key in queryset)
-        self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("Revoked %(count)d key.", "Revoked %(count)d keys.", revoked) % {"count": revoked},
+            messages.SUCCESS,
+        )

@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from accounts import audit
 from accounts.admin import UserAdmin
@@ -129,7 +129,16 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
         )
         obj.pk = batch.pk
         generate_redemption_codes.delay_on_commit(batch.pk)
-        self.message_user(request, f"Generating {batch.count} codes in the background.", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext(
+                "Generating %(count)d code in the background.",
+                "Generating %(count)d codes in the background.",
+                batch.count,
+            )
+            % {"count": batch.count},
+            messages.SUCCESS,
+        )
 
     @admin.action(description=gettext_lazy("Export codes as CSV"))
     def export_csv(self, request, queryset):
@@ -163,7 +172,11 @@ class PayoutAdmin(ReadOnlyAdmin):
             ledger.decide_payout(payout_id=p.pk, paid=paid, actor=f"admin:{request.user.username}")
             for p in queryset.filter(status=PayoutStatus.PENDING)
         )
-        self.message_user(request, f"{done} payout(s) marked {'paid' if paid else 'rejected'}.", messages.SUCCESS)
+        if paid:
+            text = ngettext("%(count)d payout marked paid.", "%(count)d payouts marked paid.", done)
+        else:
+            text = ngettext("%(count)d payout rejected.", "%(count)d payouts rejected.", done)
+        self.message_user(request, text % {"count": done}, messages.SUCCESS)
 
     @admin.action(description=gettext_lazy("Mark selected payouts paid"))
     def mark_paid(self, request, queryset):
@@ -208,11 +221,20 @@ class UserWithBalanceAdmin(UserAdmin):
                     done += 1
                 except (ledger.LedgerError, ValueError) as exc:
                     refused.append(f"{user.username}: {exc}")
-            self.message_user(request, f"Adjusted {done} balance(s).", messages.SUCCESS)
+            self.message_user(
+                request,
+                ngettext("Adjusted %(count)d balance.", "Adjusted %(count)d balances.", done) % {"count": done},
+                messages.SUCCESS,
+            )
             for line in refused:
                 self.message_user(request, line, messages.ERROR)
             return redirect(request.get_full_path())
-        context = {**self.admin_site.each_context(request), "form": form, "users": queryset, "title": "Grant credit"}
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "users": queryset,
+            "title": gettext_lazy("Grant credit"),
+        }
         return render(request, "admin/billing/grant_credit.html", context)
 
 

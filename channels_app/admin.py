@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from accounts.admin import AuditedChanges
 from tokenhub.lib.admin import ReadOnlyAdmin
@@ -114,23 +114,43 @@ class ChannelAdmin(AuditedChanges, admin.ModelAdmin):
     def approve(self, request, queryset):
         for channel in queryset:
             channels.approve(channel)
-        self.message_user(request, f"Approved {queryset.count()} channel(s).", messages.SUCCESS)
+        count = queryset.count()
+        self.message_user(
+            request,
+            ngettext("Approved %(count)d channel.", "Approved %(count)d channels.", count) % {"count": count},
+            messages.SUCCESS,
+        )
 
     @admin.action(description=gettext_lazy("Suspend selected channels (only staff can lift it)"))
     def disable(self, request, queryset):
         for channel in queryset:
             channels.suspend(channel, by=request.user.username)
-        self.message_user(request, f"Suspended {queryset.count()} channel(s).", messages.SUCCESS)
+        count = queryset.count()
+        self.message_user(
+            request,
+            ngettext("Suspended %(count)d channel.", "Suspended %(count)d channels.", count) % {"count": count},
+            messages.SUCCESS,
+        )
 
     @admin.action(description=gettext_lazy("Enable selected channels (lifts a suspension)"))
     def enable(self, request, queryset):
         for channel in queryset:
             channels.set_status(channel, ChannelStatus.ACTIVE, "", action="channel.resumed")
-        self.message_user(request, f"Enabled {queryset.count()} channel(s).", messages.SUCCESS)
+        count = queryset.count()
+        self.message_user(
+            request,
+            ngettext("Enabled %(count)d channel.", "Enabled %(count)d channels.", count) % {"count": count},
+            messages.SUCCESS,
+        )
 
     @admin.action(description=gettext_lazy("Re-encrypt all upstream keys under the current encryption key"))
     def reencrypt(self, request, queryset):
-        self.message_user(request, f"Re-encrypted {channels.rotate_encryption()} key(s).", messages.SUCCESS)
+        count = channels.rotate_encryption()
+        self.message_user(
+            request,
+            ngettext("Re-encrypted %(count)d key.", "Re-encrypted %(count)d keys.", count) % {"count": count},
+            messages.SUCCESS,
+        )
 
 
 @admin.register(ChannelShare)
